@@ -1,0 +1,164 @@
+"""Initial schema: accounts, messages, recipients, attachments, journal, used nonces.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "accounts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column("organisation", sa.String(length=200), nullable=False),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("digest_key_id", sa.String(length=32), nullable=True),
+        sa.Column("digest_secret", sa.LargeBinary(), nullable=True),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
+        sa.UniqueConstraint("username", name=op.f("uq_accounts_username")),
+    )
+    op.create_table(
+        "messages",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(length=100), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("language", sa.String(length=2), nullable=False),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("fingerprint", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_subject", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_text_body", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_html_body", sa.LargeBinary(), nullable=True),
+        sa.Column("content_bytes", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_messages_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
+        sa.UniqueConstraint(
+            "account_id", "reference", name=op.f("uq_messages_account_id_reference")
+        ),
+    )
+    op.create_table(
+        "used_nonces",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("nonce_digest", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_used_nonces_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("account_id", "nonce_digest", name=op.f("pk_used_nonces")),
+    )
+    with op.batch_alter_table("used_nonces", schema=None) as batch_op:
+        batch_op.create_index("ix_used_nonces_created_at", ["created_at"], unique=False)
+
+    op.create_table(
+        "attachments",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("content_type", sa.String(length=255), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("sealed_content", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_attachments_message_id_messages")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_attachments")),
+        sa.UniqueConstraint(
+            "message_id", "position", name=op.f("uq_attachments_message_id_position")
+        ),
+    )
+    op.create_table(
+        "recipients",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(length=1000), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_recipients_message_id_messages")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recipients")),
+        sa.UniqueConstraint(
+            "message_id", "position", name=op.f("uq_recipients_message_id_position")
+        ),
+    )
+    with op.batch_alter_table("recipients", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_recipients_state_next_attempt_at", ["state", "next_attempt_at"], unique=False
+        )
+
+    op.create_table(
+        "events",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column(
+            "recipient_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("detail", sa.String(length=1000), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_events_message_id_messages")
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient_id"], ["recipients.id"], name=op.f("fk_events_recipient_id_recipients")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+    )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index("ix_events_message_id_id", ["message_id", "id"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_message_id_id")
+
+    op.drop_table("events")
+    with op.batch_alter_table("recipients", schema=None) as batch_op:
+        batch_op.drop_index("ix_recipients_state_next_attempt_at")
+
+    op.drop_table("recipients")
+    op.drop_table("attachments")
+    with op.batch_alter_table("used_nonces", schema=None) as batch_op:
+        batch_op.drop_index("ix_used_nonces_created_at")
+
+    op.drop_table("used_nonces")
+    op.drop_table("messages")
+    op.drop_table("accounts")

@@ -1,0 +1,3 @@
+from soap_service.cli import main
+
+raise SystemExit(main())

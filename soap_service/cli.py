@@ -1,0 +1,168 @@
+"""The `soap-service` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from soap_service import crypto
+from soap_service.container import utc_now
+from soap_service.domain.accounts import NewCredentials, create_account
+from soap_service.errors import AccountExists, ConfigurationError, ServiceError
+from soap_service.logs import configure_logging
+from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
+from soap_service.settings import Settings, load_settings
+
+DEV_ACCOUNT = "demo"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        return int(args.handler(settings, args) or 0)
+    except (ConfigurationError, ServiceError) as exc:
+        print(f"soap-service: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soap-service", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the SOAP API over HTTPS (gunicorn)")
+    serve.set_defaults(handler=_serve)
+
+    init = commands.add_parser("init", help="create keys, certificate and database schema")
+    init.set_defaults(handler=_init)
+
+    account = commands.add_parser("account", help="sender accounts").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = account.add_parser("add", help="create an account and print its credentials once")
+    add.add_argument("name", help="the username (3 to 64 letters, digits, . _ -)")
+    add.add_argument("--organisation", help="the sender's name shown to recipients")
+    add.add_argument(
+        "--text-only",
+        action="store_true",
+        help="allow only PasswordText: keep no sealed copy of the password for PasswordDigest",
+    )
+    add.set_defaults(handler=_account_add)
+
+    dev = commands.add_parser(
+        "dev-account", help="ensure the development account exists and print its credentials"
+    )
+    dev.set_defaults(handler=_dev_account)
+
+    database = commands.add_parser("db", help="database migrations").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    upgrade = database.add_parser("upgrade", help="upgrade the schema (default: to head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=lambda s, a: Database(s.database_url).upgrade(a.revision))
+    downgrade = database.add_parser("downgrade", help="downgrade the schema to a revision")
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(handler=lambda s, a: Database(s.database_url).downgrade(a.revision))
+    current = database.add_parser("current", help="print the schema revision")
+    current.set_defaults(handler=lambda s, a: print(Database(s.database_url).current_revision()))
+
+    wsdl = commands.add_parser("wsdl", help="write the WSDL the service serves")
+    wsdl.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    wsdl.set_defaults(handler=_wsdl)
+
+    keys = commands.add_parser("keys", help="master keys").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    rotate = keys.add_parser("rotate", help="add a new master key for new messages")
+    rotate.set_defaults(handler=_rotate_keys)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.server import HttpsServer, prepare
+
+    prepare(settings)
+    print(f"soap-service: serving {settings.public_url} (WSDL: {settings.public_url}?wsdl)")
+    HttpsServer(settings).run()
+
+
+def _init(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.server import prepare
+
+    prepare(settings)
+    print(f"soap-service: ready; data in {settings.data_dir}")
+
+
+def _new_account(
+    settings: Settings, name: str, organisation: str | None, digest: bool
+) -> NewCredentials:
+    database = Database(settings.database_url)
+    keyring = crypto.Keyring.load_or_create(settings.master_key_file)
+    store = SqlStore(database.session())
+    try:
+        return create_account(
+            store,
+            keyring,
+            username=name,
+            organisation=organisation,
+            allow_digest=digest,
+            now=utc_now,
+        )
+    finally:
+        store.close()
+        database.dispose()
+
+
+def _account_add(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        credentials = _new_account(settings, args.name, args.organisation, not args.text_only)
+    except AccountExists as exc:
+        print(f"soap-service: {exc}", file=sys.stderr)
+        return 1
+    print("Account created. The password is shown only this once:")
+    print(f"  username: {credentials.account.username}")
+    print(f"  password: {credentials.password}")
+    return 0
+
+
+def _dev_account(settings: Settings, args: argparse.Namespace) -> None:
+    """The account `make run` prints: created once, its password kept in the data folder
+    (a development convenience; production accounts are made with `account add`)."""
+    saved = settings.data_dir / "dev-account.txt"
+    if not saved.exists():
+        try:
+            credentials = _new_account(settings, DEV_ACCOUNT, "Demo Payroll Ltd", True)
+        except AccountExists:
+            print(
+                f"soap-service: account {DEV_ACCOUNT!r} exists but {saved} is gone;"
+                " create another with `soap-service account add NAME`",
+                file=sys.stderr,
+            )
+            return
+        saved.write_text(f"username={DEV_ACCOUNT}\npassword={credentials.password}\n")
+        saved.chmod(0o600)
+    values = dict(line.split("=", 1) for line in saved.read_text().splitlines() if "=" in line)
+    print("Development sender account (WS-Security UsernameToken):")
+    print(f"  username: {values['username']}")
+    print(f"  password: {values['password']}")
+    print(f"  (kept in {saved})")
+
+
+def _wsdl(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.soap.application import SoapEndpoint
+
+    document = SoapEndpoint(settings.public_url).wsdl
+    if args.output:
+        args.output.write_bytes(document)
+    else:
+        sys.stdout.buffer.write(document)
+
+
+def _rotate_keys(settings: Settings, args: argparse.Namespace) -> None:
+    key_id = crypto.Keyring.rotate(settings.master_key_file)
+    print(f"soap-service: new master key {key_id} is current; older keys stay for reading")

@@ -1,0 +1,74 @@
+"""The composition root: builds the long-lived parts from the settings, and the per-request
+parts (one database session per request) from them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from soap_service import crypto
+from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.messages import MessageService
+from soap_service.domain.model import Account
+from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
+from soap_service.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Container:
+    def __init__(self, settings: Settings, *, database: Database | None = None) -> None:
+        self.settings = settings
+        self.database = database or Database(settings.database_url)
+        self.keyring = crypto.Keyring.load_or_create(settings.master_key_file)
+        self.verified_passwords = VerifiedPasswords()
+        self.now = utc_now
+
+    def open_scope(self) -> RequestScope:
+        return RequestScope(self)
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+class RequestScope:
+    """What one request uses; `close()` returns its database session."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+        self.account: Account | None = None
+        self.operation: str | None = None
+        self.outcome = "ok"  # or the fault code, for the request's log line
+
+    @cached_property
+    def store(self) -> SqlStore:
+        return SqlStore(self._container.database.session())
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        container = self._container
+        return Authenticator(
+            store=self.store,
+            keyring=container.keyring,
+            verified=container.verified_passwords,
+            time_window=timedelta(seconds=container.settings.wss_time_window_seconds),
+            now=container.now,
+        )
+
+    @cached_property
+    def messages(self) -> MessageService:
+        container = self._container
+        return MessageService(
+            store=self.store,
+            keyring=container.keyring,
+            limits=container.settings.limits,
+            default_language=container.settings.default_language,
+            now=container.now,
+        )
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

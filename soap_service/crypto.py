@@ -1,0 +1,310 @@
+"""Every cryptographic operation of the service, in one module.
+
+- Content at rest: a fresh AES-256-GCM data key per message, wrapped by the master key
+  (AES-256-GCM as well) and stored with the master key's id so keys can be rotated.
+- Master keys live in a keyring file outside the database, created on first start.
+- Passwords: scrypt (a slow, memory-hard hash); WS-Security PasswordDigest (SHA-1, as
+  the UsernameToken profile defines it); keyed fingerprints for idempotency checks.
+- The self-signed certificate used on the embedded development default.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.x509.oid import NameOID
+
+from soap_service.errors import ConfigurationError, SoapServiceError
+
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
+
+
+class DecryptionFailed(SoapServiceError):
+    """A sealed value was altered, or opened with the wrong key or context."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrappedKey:
+    key_id: str
+    wrapped: bytes
+
+
+def seal(key: bytes, context: bytes, plaintext: bytes) -> bytearray:
+    """AES-256-GCM: returns nonce || ciphertext || tag, with `context` authenticated."""
+    sealed = bytearray(NONCE_BYTES + len(plaintext) + TAG_BYTES)
+    nonce = os.urandom(NONCE_BYTES)
+    sealed[:NONCE_BYTES] = nonce
+    # encrypt_into writes straight into the output buffer: a 30 MB attachment is not
+    # copied once more to prepend the nonce.
+    AESGCM(key).encrypt_into(nonce, plaintext, context, memoryview(sealed)[NONCE_BYTES:])
+    return sealed
+
+
+def open_sealed(key: bytes, context: bytes, sealed: bytes) -> bytes:
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        raise DecryptionFailed("sealed value is too short")
+    view = memoryview(sealed)
+    try:
+        return AESGCM(key).decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], context)
+    except InvalidTag:
+        raise DecryptionFailed("sealed value failed authentication") from None
+
+
+class Keyring:
+    """The service's master keys, by id; one of them is current for new messages."""
+
+    def __init__(self, keys: dict[str, bytes], current_key_id: str) -> None:
+        if current_key_id not in keys:
+            raise ConfigurationError("the keyring's current key is missing")
+        self._keys = dict(keys)
+        self.current_key_id = current_key_id
+        self._mac_keys: dict[str, bytes] = {}
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Keyring:
+        """Load the keyring file, creating it with one fresh key if it does not exist."""
+        if not path.exists():
+            _create_exclusively(path, _keyring_json({"k1": AESGCM.generate_key(256)}, "k1"))
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Keyring:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            keys = {kid: base64.b64decode(value) for kid, value in document["keys"].items()}
+            current = document["current"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"cannot read the master keyring ({type(exc).__name__})"
+            ) from exc
+        if any(len(key) != KEY_BYTES for key in keys.values()):
+            raise ConfigurationError("the master keyring holds a key of the wrong length")
+        return cls(keys, current)
+
+    @staticmethod
+    def rotate(path: Path) -> str:
+        """Add a new master key and make it current; older keys stay for reading."""
+        keyring = Keyring.load(path)
+        number = 1 + max(int(kid[1:]) for kid in keyring._keys if kid[1:].isdigit())
+        new_id = f"k{number}"
+        keys = {**keyring._keys, new_id: AESGCM.generate_key(256)}
+        _replace_atomically(path, _keyring_json(keys, new_id))
+        return new_id
+
+    def _key(self, key_id: str) -> bytes:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise DecryptionFailed(f"master key {key_id!r} is not in the keyring") from None
+
+    # Per-message data keys.
+
+    def new_data_key(self, context: bytes) -> tuple[bytes, WrappedKey]:
+        data_key = AESGCM.generate_key(256)
+        wrapped = seal(self._key(self.current_key_id), b"data-key:" + context, data_key)
+        return data_key, WrappedKey(key_id=self.current_key_id, wrapped=bytes(wrapped))
+
+    def unwrap_data_key(self, wrapped: WrappedKey, context: bytes) -> bytes:
+        return open_sealed(self._key(wrapped.key_id), b"data-key:" + context, wrapped.wrapped)
+
+    # Small secrets kept by the service (the PasswordDigest shared secret).
+
+    def seal_secret(self, context: bytes, secret: bytes) -> WrappedKey:
+        sealed = seal(self._key(self.current_key_id), b"secret:" + context, secret)
+        return WrappedKey(key_id=self.current_key_id, wrapped=bytes(sealed))
+
+    def open_secret(self, sealed: WrappedKey, context: bytes) -> bytes:
+        return open_sealed(self._key(sealed.key_id), b"secret:" + context, sealed.wrapped)
+
+    # Keyed fingerprints: compare content without storing a guessable plain hash of it.
+
+    def fingerprint(self, key_id: str, parts: Iterable[bytes]) -> bytes:
+        mac_key = self._mac_keys.get(key_id)
+        if mac_key is None:
+            mac_key = HKDF(
+                algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"fingerprint"
+            ).derive(self._key(key_id))
+            self._mac_keys[key_id] = mac_key
+        mac = hmac.new(mac_key, digestmod=hashlib.sha256)
+        for part in parts:
+            # Length-prefixed, so that moving bytes between fields changes the result.
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        return mac.digest()
+
+
+def _keyring_json(keys: dict[str, bytes], current: str) -> bytes:
+    document = {
+        "version": 1,
+        "current": current,
+        "keys": {kid: base64.b64encode(key).decode("ascii") for kid, key in keys.items()},
+    }
+    return json.dumps(document, indent=2).encode("utf-8")
+
+
+def _write_private_temp(directory: Path, content: bytes) -> Path:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def _create_exclusively(path: Path, content: bytes) -> None:
+    """Create `path` with `content` unless another process created it first."""
+    temp = _write_private_temp(path.parent, content)
+    try:
+        os.link(temp, path)  # fails if the file exists: two starting processes cannot race
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink()
+
+
+def _replace_atomically(path: Path, content: bytes) -> None:
+    temp = _write_private_temp(path.parent, content)
+    os.replace(temp, path)
+
+
+# Passwords.
+
+_SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P = 15, 8, 1
+
+
+def generate_password() -> str:
+    """A random password of 256 bits, printable and safe in XML and shells."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)
+    return "$".join(
+        [
+            "scrypt",
+            str(_SCRYPT_LOG_N),
+            str(_SCRYPT_R),
+            str(_SCRYPT_P),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        scheme, log_n, r, p, salt, digest = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = _scrypt(password, base64.b64decode(salt), int(log_n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+@functools.cache
+def dummy_password_hash() -> str:
+    """A valid hash of a password nobody knows: checking unknown usernames against it takes
+    as long as checking a real account, so response times do not reveal which names exist."""
+    return hash_password(generate_password())
+
+
+def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=2**log_n, r=r, p=p).derive(password.encode("utf-8"))
+
+
+def username_token_digest(nonce: bytes, created: str, password: str) -> str:
+    """Base64(SHA-1(nonce + created + password)), WS-Security UsernameToken profile 1.0."""
+    digest = hashlib.sha1(nonce + created.encode("utf-8") + password.encode("utf-8")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def constant_time_equal(left: str | bytes, right: str | bytes) -> bool:
+    if isinstance(left, str):
+        left = left.encode("utf-8")
+    if isinstance(right, str):
+        right = right.encode("utf-8")
+    return hmac.compare_digest(left, right)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class ProcessKey:
+    """A random key that lives only in this process's memory, for cache keys."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(KEY_BYTES)
+
+    def digest(self, *parts: str) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in parts:
+            encoded = part.encode("utf-8")
+            mac.update(len(encoded).to_bytes(8, "big"))
+            mac.update(encoded)
+        return mac.digest()
+
+
+# Development certificate.
+
+
+def generate_self_signed_certificate(
+    cert_path: Path, key_path: Path, hostnames: Iterable[str] = ("localhost", "127.0.0.1")
+) -> None:
+    """Write a self-signed ECDSA certificate for local development (valid 825 days)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soap-service development")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    _create_exclusively(key_path, key_pem)
+    _create_exclusively(cert_path, cert_pem)

@@ -1,0 +1,56 @@
+"""Sender accounts: created by an operator, credentials shown once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from soap_service import crypto
+from soap_service.domain.auth import digest_context
+from soap_service.domain.model import Account
+from soap_service.domain.ports import NewAccount, Store
+from soap_service.errors import ValidationError
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewCredentials:
+    account: Account
+    password: str
+
+
+def create_account(
+    store: Store,
+    keyring: crypto.Keyring,
+    *,
+    username: str,
+    organisation: str | None,
+    allow_digest: bool,
+    now: Callable[[], datetime],
+) -> NewCredentials:
+    """Create an account with a generated password; raises AccountExists if the name is taken.
+
+    With `allow_digest` the password is also kept sealed by the master key, because the
+    WS-Security PasswordDigest can only be checked by someone who knows the password.
+    """
+    if not _USERNAME.match(username):
+        raise ValidationError("a username is 3 to 64 letters, digits, dots, dashes or underscores")
+    password = crypto.generate_password()
+    digest_secret = (
+        keyring.seal_secret(digest_context(username), password.encode("utf-8"))
+        if allow_digest
+        else None
+    )
+    account = store.add_account(
+        NewAccount(
+            username=username,
+            organisation=(organisation or username).strip()[:200],
+            password_hash=crypto.hash_password(password),
+            digest_secret=digest_secret,
+            created_at=now(),
+        )
+    )
+    return NewCredentials(account=account, password=password)

@@ -1,0 +1,163 @@
+"""Accepting messages and reporting their status: the heart of SendMessage and GetStatus."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+from soap_service import crypto
+from soap_service.domain.model import (
+    Account,
+    Language,
+    MessageDraft,
+    MessageLimits,
+    MessageStatus,
+    RecipientState,
+    RecipientStatus,
+    ValidMessage,
+)
+from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedAttachment, Store
+from soap_service.domain.validation import validate_message
+from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
+
+
+class MessageService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keyring: crypto.Keyring,
+        limits: MessageLimits,
+        default_language: Language,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._limits = limits
+        self._default_language = default_language
+        self._now = now
+
+    def send(self, account: Account, draft: MessageDraft) -> MessageStatus:
+        """Validate, encrypt and store a message; returns only after the commit.
+
+        The reference is an idempotency key: the same reference with the same content
+        returns the stored message's status, with other content it is refused.
+        """
+        message = validate_message(draft, self._limits, self._default_language)
+        existing = self._store.find_reference(account.id, message.reference)
+        if existing is not None:
+            return self._resend(account, existing, message)
+        record = self._seal(account, message)
+        try:
+            self._store.insert_message(record)
+        except ReferenceTaken:
+            # A concurrent request with the same reference committed first.
+            existing = self._store.find_reference(account.id, message.reference)
+            if existing is None:  # pragma: no cover - the row cannot vanish
+                raise
+            return self._resend(account, existing, message)
+        return _status_of_new(record)
+
+    def status(
+        self, account: Account, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus:
+        if (message_id is None) == (reference is None):
+            raise ValidationError("give either MessageId or Reference, not both and not neither")
+        status = self._store.message_status(account.id, message_id=message_id, reference=reference)
+        if status is None:
+            # Another account's message answers exactly like a message that does not exist.
+            raise NotFound("no message with this " + ("MessageId" if message_id else "Reference"))
+        return status
+
+    def _resend(
+        self, account: Account, existing: ReferenceRecord, message: ValidMessage
+    ) -> MessageStatus:
+        fingerprint = self._keyring.fingerprint(existing.key_id, content_parts(message))
+        if not crypto.constant_time_equal(fingerprint, existing.fingerprint):
+            raise DuplicateReference(
+                f"the reference {message.reference!r} was already used for a message "
+                "with different content; use a new reference for a new message"
+            )
+        status = self._store.message_status(account.id, message_id=existing.message_id)
+        if status is None:  # pragma: no cover - messages are never deleted
+            raise NotFound("no message with this Reference")
+        return status
+
+    def _seal(self, account: Account, message: ValidMessage) -> NewMessage:
+        message_id = str(uuid.uuid4())
+        context = message_id.encode("ascii")
+        data_key, wrapped = self._keyring.new_data_key(context)
+
+        def seal(part: str, data: bytes) -> bytearray:
+            return crypto.seal(data_key, context + b":" + part.encode("ascii"), data)
+
+        accepted_at = self._now()
+        return NewMessage(
+            message_id=message_id,
+            account_id=account.id,
+            reference=message.reference,
+            type=message.type,
+            language=message.language,
+            accepted_at=accepted_at,
+            expires_at=accepted_at + timedelta(days=message.expiry_days),
+            data_key=wrapped,
+            fingerprint=self._keyring.fingerprint(wrapped.key_id, content_parts(message)),
+            sealed_subject=seal("subject", message.subject.encode("utf-8")),
+            sealed_text_body=seal("text", message.text_body.encode("utf-8")),
+            sealed_html_body=(
+                seal("html", message.html_body.encode("utf-8")) if message.html_body else None
+            ),
+            attachments=tuple(
+                SealedAttachment(
+                    position=position,
+                    filename=attachment.filename,
+                    content_type=attachment.content_type,
+                    size=len(attachment.content),
+                    sealed_content=seal(f"attachment:{position}", attachment.content),
+                )
+                for position, attachment in enumerate(message.attachments, start=1)
+            ),
+            recipients=message.recipients,
+            content_bytes=message.attachment_bytes
+            + len(message.text_body.encode("utf-8"))
+            + len((message.html_body or "").encode("utf-8")),
+        )
+
+
+def content_parts(message: ValidMessage) -> Iterator[bytes]:
+    """The content that decides whether a resend is the same message, in a fixed order."""
+    yield b"soap-service message v1"
+    for value in (message.type, message.language, str(message.expiry_days)):
+        yield str(value).encode("ascii")
+    yield message.subject.encode("utf-8")
+    yield message.text_body.encode("utf-8")
+    yield b"" if message.html_body is None else b"html:" + message.html_body.encode("utf-8")
+    yield str(len(message.recipients)).encode("ascii")
+    for address in message.recipients:
+        yield address.encode("utf-8")
+    yield str(len(message.attachments)).encode("ascii")
+    for attachment in message.attachments:
+        yield attachment.filename.encode("utf-8")
+        yield attachment.content_type.encode("utf-8")
+        yield attachment.content
+
+
+def _status_of_new(message: NewMessage) -> MessageStatus:
+    return MessageStatus(
+        message_id=message.message_id,
+        reference=message.reference,
+        type=message.type,
+        language=message.language,
+        accepted_at=message.accepted_at,
+        expires_at=message.expires_at,
+        recipients=tuple(
+            RecipientStatus(
+                address=address,
+                state=RecipientState.QUEUED,
+                attempts=0,
+                state_changed_at=message.accepted_at,
+            )
+            for address in message.recipients
+        ),
+    )

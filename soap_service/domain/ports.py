@@ -1,0 +1,93 @@
+"""What the domain needs from storage, as a protocol; `persistence.store` implements it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from soap_service.crypto import WrappedKey
+from soap_service.domain.model import Account, Language, MessageStatus, MessageType
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountRecord:
+    account: Account
+    password_hash: str
+    # The PasswordDigest shared secret, sealed by the master key; None when the account
+    # was created for PasswordText only.
+    digest_secret: WrappedKey | None
+    disabled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAccount:
+    username: str
+    organisation: str
+    password_hash: str
+    digest_secret: WrappedKey | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealedAttachment:
+    position: int
+    filename: str
+    content_type: str
+    size: int
+    sealed_content: bytes | bytearray
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewMessage:
+    message_id: str
+    account_id: int
+    reference: str
+    type: MessageType
+    language: Language
+    accepted_at: datetime
+    expires_at: datetime
+    data_key: WrappedKey
+    fingerprint: bytes
+    sealed_subject: bytes | bytearray
+    sealed_text_body: bytes | bytearray
+    sealed_html_body: bytes | bytearray | None
+    attachments: tuple[SealedAttachment, ...]
+    recipients: tuple[str, ...]
+    content_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceRecord:
+    """What an idempotent resend needs to know about the message that holds a reference."""
+
+    message_id: str
+    key_id: str
+    fingerprint: bytes
+
+
+class Store(Protocol):
+    def find_account(self, username: str) -> AccountRecord | None: ...
+
+    def add_account(self, account: NewAccount) -> Account:
+        """Raises AccountExists if the username is taken."""
+        ...
+
+    def remember_nonce(
+        self, account_id: int, nonce_digest: bytes, created_at: datetime, forget_before: datetime
+    ) -> bool:
+        """Record a UsernameToken nonce; False if this account already used it."""
+        ...
+
+    def find_reference(self, account_id: int, reference: str) -> ReferenceRecord | None: ...
+
+    def insert_message(self, message: NewMessage) -> None:
+        """Store the message, its recipients (queued) and journal events in one transaction.
+
+        Raises ReferenceTaken if the account already has a message with this reference.
+        """
+        ...
+
+    def message_status(
+        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus | None: ...

@@ -1,0 +1,48 @@
+"""Logging set-up. Log lines carry no request content, SQL, paths or tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+# Spyne logs whole requests (on syntax errors, at debug level, with fault strings that
+# quote values): none of its loggers may write anything.
+SILENCED_LOGGERS = ("spyne",)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    silence_spyne()
+
+
+def silence_spyne() -> None:
+    for name in SILENCED_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 10)
+        logger.propagate = False
+        logger.handlers[:] = [logging.NullHandler()]
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The exception's type and where it was raised, as module:function:line.
+
+    Not its message, which may quote request content or SQL, and not file paths.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    frame = frames[-1]
+    module = _module_of(frame.filename)
+    return f"{type(exc).__name__} at {module}:{frame.name}:{frame.lineno}"
+
+
+def _module_of(filename: str) -> str:
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == filename:
+            return module.__name__
+    return "<unknown module>"

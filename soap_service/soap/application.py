@@ -1,0 +1,71 @@
+"""The Spyne application: operations, protocol, published WSDL, and its WSGI adapter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from spyne import Application
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from soap_service.soap.faults import (
+    FAULT_CONTENT_TYPE,
+    FAULT_STATUS,
+    ServiceFault,
+    as_service_error,
+    render_fault,
+)
+from soap_service.soap.protocol import SCOPE_KEY, GuardedSoap11
+from soap_service.soap.service import MessagingService
+from soap_service.soap.types import TNS
+from soap_service.soap.wsdl import schema_of, tidy_wsdl
+
+log = logging.getLogger(__name__)
+
+SERVICE_DOCUMENTATION = (
+    "soap-service messaging API, version 1 (SOAP 1.1, document/literal wrapped). "
+    "Authenticate every request with a WS-Security UsernameToken (PasswordText over TLS, "
+    "or PasswordDigest with Nonce and Created). Faults carry a faultcode naming the cause: "
+    "Client.AuthenticationFailed, Client.ValidationError, Client.InvalidAddress, "
+    "Client.InvalidBase64, Client.AttachmentRejected, Client.MessageTooLarge, "
+    "Client.DuplicateReference, Client.NotFound, Client.MalformedRequest, "
+    "Client.ForbiddenXml, Client.UnknownOperation, Server.Unavailable (retry later)."
+)
+
+
+class SoapEndpoint:
+    """Builds the application once; `wsdl` is the document served at ?wsdl."""
+
+    def __init__(self, public_url: str) -> None:
+        self._in_protocol = GuardedSoap11()
+        self.application = Application(
+            [MessagingService],
+            tns=TNS,
+            name="MessagingPort",  # portType, binding and port; the service is MessagingService
+            in_protocol=self._in_protocol,
+            out_protocol=Soap11(cleanup_namespaces=True),
+        )
+        self.wsgi = _SpyneWsgi(self.application)
+        self.wsgi.doc.wsdl11.build_interface_document(public_url)
+        self.wsdl = tidy_wsdl(self.wsgi.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION)
+        self._in_protocol.use_schema(schema_of(self.wsdl))
+
+
+class _SpyneWsgi(WsgiApplication):
+    def handle_error(
+        self, p_ctx: Any, others: Any, error: BaseException, start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Every error, Spyne's or ours, leaves through `render_fault`."""
+        service_error = as_service_error(error)
+        p_ctx.transport.req_env[SCOPE_KEY].outcome = service_error.code
+        if not isinstance(error, ServiceFault):  # ours were logged where they were raised
+            log.warning("spyne fault %s mapped to %s", type(error).__name__, service_error.code)
+        body = render_fault(service_error)
+        p_ctx.close()
+        start_response(
+            FAULT_STATUS,
+            [("Content-Type", FAULT_CONTENT_TYPE), ("Content-Length", str(len(body)))],
+        )
+        return [body]

@@ -1,0 +1,57 @@
+"""Conversions between the SOAP types and the domain's values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soap_service.domain import model
+from soap_service.soap import types
+
+
+def draft_from_soap(message: Any) -> model.MessageDraft:
+    recipients = message.Recipients.Recipient or []
+    attachments = (message.Attachments.Attachment or []) if message.Attachments else []
+    return model.MessageDraft(
+        reference=message.Reference,
+        type=model.MessageType(str(message.Type)),
+        recipients=tuple(recipient.Address or "" for recipient in recipients),
+        subject=message.Subject or "",
+        text_body=message.TextBody or "",
+        html_body=message.HtmlBody,
+        attachments=tuple(
+            model.AttachmentDraft(
+                filename=attachment.FileName or "",
+                content_type=attachment.ContentType or "",
+                content=attachment.Content or b"",
+            )
+            for attachment in attachments
+        ),
+        language=model.Language(str(message.Language)) if message.Language else None,
+        expiry_days=message.ExpiryDays,
+    )
+
+
+def status_to_soap(status: model.MessageStatus) -> types.MessageStatus:
+    return types.MessageStatus(
+        MessageId=status.message_id,
+        Reference=status.reference,
+        Type=status.type.value,
+        State=status.state.value,
+        Language=status.language.value,
+        AcceptedAt=status.accepted_at,
+        ExpiresAt=status.expires_at,
+        Recipients=types.RecipientStatusList(
+            Recipient=[
+                types.RecipientStatus(
+                    Address=recipient.address,
+                    State=recipient.state.value,
+                    Attempts=recipient.attempts,
+                    StateChangedAt=recipient.state_changed_at,
+                    LastAttemptAt=recipient.last_attempt_at,
+                    NextAttemptAt=recipient.next_attempt_at,
+                    LastError=recipient.last_error,
+                )
+                for recipient in status.recipients
+            ]
+        ),
+    )

@@ -1,0 +1,83 @@
+"""The published WSDL: Spyne's document, tidied and pointing at the public URL.
+
+Spyne declares every namespace it knows on the root, SOAP 1.2 included; some generators
+read a declared SOAP 1.2 namespace as SOAP 1.2 support, so unused declarations go. The
+sections are put in the customary order and indented, so the committed file diffs well.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+WSDL = "http://schemas.xmlsoap.org/wsdl/"
+XSD = "http://www.w3.org/2001/XMLSchema"
+_SECTION_ORDER = ("documentation", "types", "message", "portType", "binding", "service")
+_QNAME_VALUE = re.compile(r"^([A-Za-z_][\w.-]*):[A-Za-z_]")
+
+
+def tidy_wsdl(document: bytes, service_documentation: str) -> bytes:
+    root = etree.fromstring(document)
+    _order_sections(root)
+    _order_schema(root)
+    documentation = etree.Element(etree.QName(WSDL, "documentation"))
+    documentation.text = service_documentation
+    root.insert(0, documentation)
+    for element in root.iter(f"{{{WSDL}}}documentation", f"{{{XSD}}}documentation"):
+        element.text = " ".join((element.text or "").split())  # docstrings' line breaks
+    for operation in root.iter(f"{{{WSDL}}}operation"):
+        operation.attrib.pop("parameterOrder", None)  # meaningless for document style
+    etree.cleanup_namespaces(root, keep_ns_prefixes=sorted(_prefixes_in_values(root)))
+    etree.indent(root, space="  ")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
+
+
+def schema_of(wsdl: bytes) -> etree.XMLSchema:
+    """The XML Schema embedded in the WSDL, to validate requests against what is published."""
+    root = etree.fromstring(wsdl)
+    schemas = root.findall(f"{{{WSDL}}}types/{{{XSD}}}schema")
+    if len(schemas) != 1:
+        raise ValueError("the WSDL must embed exactly one schema")
+    # Serialising the sub-tree carries the namespace declarations its QName values need.
+    return etree.XMLSchema(etree.fromstring(etree.tostring(schemas[0])))
+
+
+def _order_sections(root: etree._Element) -> None:
+    children = list(root)
+    for child in children:
+        root.remove(child)
+
+    def rank(element: etree._Element) -> int:
+        name = etree.QName(element).localname
+        return _SECTION_ORDER.index(name) if name in _SECTION_ORDER else len(_SECTION_ORDER)
+
+    root.extend(sorted(children, key=rank))  # stable: keeps order within a section
+
+
+def _order_schema(root: etree._Element) -> None:
+    """Spyne emits types in set order, which changes from run to run: sort them by kind
+    (simple types, complex types, elements) and name."""
+    kinds = ("simpleType", "complexType", "element")
+    for schema in root.iter(f"{{{XSD}}}schema"):
+        children = list(schema)
+        for child in children:
+            schema.remove(child)
+
+        def key(element: etree._Element) -> tuple[int, str]:
+            kind = etree.QName(element).localname
+            return (kinds.index(kind) if kind in kinds else len(kinds), element.get("name", ""))
+
+        schema.extend(sorted(children, key=key))
+
+
+def _prefixes_in_values(root: etree._Element) -> set[str]:
+    """Prefixes used inside attribute values (type="tns:X"), which lxml cannot see."""
+    declared = set(root.nsmap)
+    used = set()
+    for element in root.iter(etree.Element):
+        for value in element.attrib.values():
+            match = _QNAME_VALUE.match(value)
+            if match and match.group(1) in declared:
+                used.add(match.group(1))
+    return used

@@ -1,0 +1,209 @@
+"""The request guard: what every SOAP request passes before Spyne sees it.
+
+- The body is read in blocks and fed to the XML parser as it arrives: it is never held
+  whole as bytes, and reading stops as soon as it passes the size limit (a declared
+  Content-Length over the limit is refused before reading anything).
+- A DOCTYPE (the door to XXE and entity expansion) is refused by looking at the prolog
+  before the parser gets a byte; the parser itself loads no DTD, resolves no entity and
+  touches no network.
+- libxml2 refuses text nodes over 10 MB unless asked for "huge" trees, and a 30 MB
+  attachment is 40 MB of base64: huge trees are allowed, the size limit bounds them.
+- The envelope must be SOAP 1.1 with exactly one operation element in its Body.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Mapping
+from email.message import Message
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from soap_service.errors import (
+    ForbiddenXml,
+    MalformedRequest,
+    MessageTooLarge,
+    UnsupportedMediaType,
+    VersionMismatch,
+)
+from soap_service.soap.faults import SOAP11_ENV
+
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+BLOCK_BYTES = 256 * 1024
+PROLOG_BYTES = 64 * 1024
+
+
+def content_type_of(environ: Mapping[str, Any]) -> tuple[str, str | None]:
+    header = Message()
+    header["content-type"] = environ.get("CONTENT_TYPE", "")
+    return header.get_content_type(), header.get_param("charset")  # type: ignore[return-value]
+
+
+def declared_length(environ: Mapping[str, Any]) -> int | None:
+    """The Content-Length, None for a chunked request; refuses a malformed value."""
+    raw = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise MalformedRequest("the Content-Length header is not a number")
+    return int(raw)
+
+
+def read_envelope(environ: Mapping[str, Any], max_bytes: int) -> etree._Element:
+    """Read, size-check and parse the request body; returns the SOAP 1.1 Envelope."""
+    mime_type, charset = content_type_of(environ)
+    if mime_type == "application/soap+xml":
+        raise VersionMismatch("SOAP 1.2 is not supported: send SOAP 1.1 with Content-Type text/xml")
+    if mime_type != "text/xml":
+        raise UnsupportedMediaType("a SOAP 1.1 request must have Content-Type text/xml")
+    length = declared_length(environ)
+    if length is not None and length > max_bytes:
+        raise MessageTooLarge(_too_large(max_bytes))
+    if length == 0:
+        raise MalformedRequest("the request body is empty")
+
+    stream: BinaryIO = environ["wsgi.input"]
+    parser = _new_parser(charset)
+    received = 0
+    prolog_checked = False
+    pending = b""
+    while True:
+        want = BLOCK_BYTES if length is None else min(BLOCK_BYTES, length - received)
+        block = stream.read(want) if want > 0 else b""
+        if block:
+            received += len(block)
+            if received > max_bytes:
+                raise MessageTooLarge(_too_large(max_bytes))
+        if not prolog_checked:
+            pending += block
+            if len(pending) < PROLOG_BYTES and block:
+                continue
+            if not pending.strip():
+                raise MalformedRequest("the request body is empty")
+            _refuse_doctype(pending)
+            prolog_checked = True
+            block, pending = pending, b""
+        if not block:
+            break
+        _feed(parser, block)
+    if length is not None and received < length:
+        raise MalformedRequest("the request body is shorter than its Content-Length")
+    try:
+        root = parser.close()
+    except etree.XMLSyntaxError as exc:
+        raise _not_well_formed(exc) from None
+    if root.getroottree().docinfo.internalDTD is not None:  # defence in depth
+        raise ForbiddenXml("DOCTYPE declarations are not allowed")
+    _check_envelope(root)
+    return root
+
+
+def discard_body(environ: Mapping[str, Any], limit: int) -> None:
+    """Read and drop up to `limit` bytes, so a client still sending can read our fault."""
+    stream = environ["wsgi.input"]
+    remaining = limit
+    while remaining > 0:
+        block = stream.read(min(BLOCK_BYTES, remaining))
+        if not block:
+            return
+        remaining -= len(block)
+
+
+def _new_parser(charset: str | None) -> etree.XMLParser:
+    encoding = None
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            raise UnsupportedMediaType("the charset of the Content-Type is not known") from None
+        if encoding in {"utf-8", "ascii"}:
+            encoding = None  # the XML declaration or BOM may still say more
+    return etree.XMLParser(
+        encoding=encoding,
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=True,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+def _feed(parser: etree.XMLParser, data: bytes) -> None:
+    try:
+        parser.feed(data)
+    except etree.XMLSyntaxError as exc:
+        raise _not_well_formed(exc) from None
+
+
+def _not_well_formed(exc: etree.XMLSyntaxError) -> MalformedRequest:
+    # Only the position: libxml2's message can quote the document.
+    line, column = exc.position if exc.position else (0, 0)
+    return MalformedRequest(f"the request is not well-formed XML (line {line}, column {column})")
+
+
+def _too_large(max_bytes: int) -> str:
+    return (
+        f"the request is larger than {max_bytes} bytes; a message may carry at most "
+        "30 MiB of attachments"
+    )
+
+
+def _prolog_text(head: bytes) -> str:
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        encoding = "utf-32"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif head.startswith(b"<\0"):
+        encoding = "utf-16-le"
+    elif head.startswith(b"\0<"):
+        encoding = "utf-16-be"
+    else:
+        # Any ASCII-compatible charset spells "<!DOCTYPE" the same way.
+        encoding = "latin-1"
+    return head.decode(encoding, errors="replace")
+
+
+def _refuse_doctype(head: bytes) -> None:
+    """Walk the prolog (declaration, comments, processing instructions) to the root tag."""
+    text = _prolog_text(head).lstrip("\ufeff")
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if text.startswith("<?", position):
+            end = text.find("?>", position)
+        elif text.startswith("<!--", position):
+            end = text.find("-->", position)
+        elif text.startswith("<!", position):
+            raise ForbiddenXml("DOCTYPE and entity declarations are not allowed")
+        else:
+            return  # the root element (or something the parser will refuse)
+        if end < 0:
+            if len(head) >= PROLOG_BYTES:
+                raise MalformedRequest("the XML prolog is too long")
+            return  # unterminated: the parser reports the syntax error
+        position = end + 2
+
+
+def _check_envelope(root: etree._Element) -> None:
+    if root.tag == f"{{{SOAP12_ENV}}}Envelope":
+        raise VersionMismatch("SOAP 1.2 envelopes are not supported: use SOAP 1.1")
+    if root.tag != f"{{{SOAP11_ENV}}}Envelope":
+        raise MalformedRequest("the request is not a SOAP 1.1 Envelope")
+    children = [child for child in root if isinstance(child.tag, str)]
+    names = [etree.QName(child).localname for child in children]
+    namespaces_ok = all(etree.QName(child).namespace == SOAP11_ENV for child in children)
+    if not namespaces_ok or names not in (["Body"], ["Header", "Body"]):
+        raise MalformedRequest("the Envelope must hold an optional Header and then one Body")
+    body = children[-1]
+    operations = [child for child in body if isinstance(child.tag, str)]
+    if not operations:
+        raise MalformedRequest("the SOAP Body is empty: it must hold one operation element")
+    if len(operations) > 1:
+        raise MalformedRequest("the SOAP Body must hold exactly one operation element")
+    if (body.text or "").strip() or any((child.tail or "").strip() for child in operations):
+        raise MalformedRequest("the SOAP Body must hold only the operation element")

@@ -72,6 +72,9 @@ class HttpsServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": settings.log_level.lower(),
             "proc_name": "soap-service",
+            # gunicorn's runtime control socket is one fixed path per user: two services
+            # on one host would fight over it, and nothing here uses it.
+            "control_socket_disable": True,
             # The app is built in each worker after the fork: no shared database sockets.
             "preload_app": False,
         }

@@ -113,8 +113,9 @@ class SqlStore:
                 insert(UsedNonceRow)
                 .values(account_id=account_id, nonce_digest=nonce_digest, created_at=created_at)
                 .on_conflict_do_nothing()
+                .returning(UsedNonceRow.account_id)
             )
-            return result.rowcount == 1
+            return result.first() is not None  # nothing returned: the row existed
 
     # Messages.
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import threading
 from typing import Any
@@ -84,8 +85,18 @@ class GuardedSoap11(Soap11):
         raise schema_error(error)
 
     def byte_array_from_element(self, ctx: Any, cls: Any, element: etree._Element) -> bytes:
-        # The schema check proved the text is valid xs:base64Binary.
-        content = base64.b64decode(element.text or "")
+        # Strict: libxml2's xs:base64Binary check lets characters like "!" through, and
+        # Python's default decoder silently drops them.
+        text = element.text or ""
+        try:
+            try:
+                content = base64.b64decode(text, validate=True)
+            except binascii.Error:  # XML allows whitespace (line breaks) inside base64
+                content = base64.b64decode(_WHITESPACE.sub("", text), validate=True)
+        except (binascii.Error, ValueError):
+            raise ServiceFault(
+                InvalidBase64(f"{element_path(element)}: the content is not valid base64")
+            ) from None
         element.text = None  # drop the (larger) base64 text as soon as it is decoded
         return content
 
@@ -99,13 +110,23 @@ def _check_must_understand(headers: list[etree._Element] | None) -> None:
             )
 
 
+_WHITESPACE = re.compile(r"[ \t\r\n]+")
 _NAMESPACED = re.compile(r"\{[^}]*\}")
 _PREFIXED_STEP = re.compile(r"(^|/)[^/:\[]+:")
 
 
+def element_path(element: etree._Element) -> str:
+    """SendMessage/Message/Attachments/Attachment[2]/Content: where in the request."""
+    return _readable_path(element.getroottree().getpath(element)).split("Body/", 1)[-1]
+
+
+def _readable_path(path: str) -> str:
+    return _PREFIXED_STEP.sub(r"\1", path).lstrip("/")
+
+
 def schema_error(error: Any) -> ServiceError:
     """Our own words for a schema error: the field's path and what is wrong with it."""
-    path = _PREFIXED_STEP.sub(r"\1", error.path or "").lstrip("/") or "request"
+    path = _readable_path(error.path or "") or "request"
     message = error.message or ""
     kind = error.type_name or ""
     if kind == "SCHEMAV_CVC_ENUMERATION_VALID":
@@ -126,10 +147,18 @@ def schema_error(error: Any) -> ServiceError:
             f"{path}: longer than {limit.group(1) if limit else 'allowed'} characters"
         )
     if kind == "SCHEMAV_ELEMENT_CONTENT":
-        # "Missing child element(s). Expected is ( {ns}Subject )." and the like: only
-        # element names, which are the schema's or the request's structure, not content.
-        detail = _NAMESPACED.sub("", message.split("': ", 1)[-1])[:300]
-        return ValidationError(f"{path}: {detail}")
+        # Only element names appear here: the schema's, or the request's structure.
+        expected = re.search(r"Expected is \(\s*(.*?)\s*\)", message)
+        wanted = _NAMESPACED.sub("", expected.group(1)) if expected else None
+        if "Missing child element" in message:
+            return ValidationError(f"{path}: the element {wanted or 'required'} is missing")
+        parent, _, found = path.rpartition("/")
+        if wanted:
+            return ValidationError(
+                f"{parent or path}: expected the element {wanted} but found {found[:80]}"
+                " (a required element is missing or elements are out of order)"
+            )
+        return ValidationError(f"{path}: this element is not allowed here")
     if kind == "SCHEMAV_CVC_COMPLEX_TYPE_2_4":
         return ValidationError(f"{path}: an element is missing or in the wrong place")
     return ValidationError(f"{path}: does not match the schema ({kind or 'invalid'})")

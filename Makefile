@@ -1,0 +1,58 @@
+# soap-service: `make run` to try it, `make test` to prove it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The address written into the committed WSDL: the development default.
+CANONICAL_URL := https://localhost:8443/soap/v1
+WSDL_FILE := wsdl/messaging-v1.wsdl
+
+.PHONY: install run test lint format wsdl wsdl-check bench postgres clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (spyne 2.14)"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the service on the embedded default (SQLite, self-signed certificate) at
+## https://localhost:8443/soap/v1, after creating what a first start needs.
+run: $(STAMP)
+	$(BIN)/soap-service init
+	$(BIN)/soap-service dev-account
+	$(BIN)/soap-service serve
+
+## Lint, then every test (unit, end-to-end on SQLite and PostgreSQL, migrations).
+test: $(STAMP) postgres
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+postgres:
+	@bash tests/postgres-up.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Regenerate the committed WSDL from the code.
+wsdl: $(STAMP)
+	SOAP_SERVICE_PUBLIC_URL=$(CANONICAL_URL) $(BIN)/soap-service wsdl --output $(WSDL_FILE)
+
+## Fail if the committed WSDL differs from what the service serves.
+wsdl-check: $(STAMP)
+	SOAP_SERVICE_PUBLIC_URL=$(CANONICAL_URL) $(BIN)/soap-service wsdl | diff -u $(WSDL_FILE) -
+
+## Throughput of SendMessage against a bare Spyne baseline, SQLite and PostgreSQL.
+bench: $(STAMP) postgres
+	$(BIN)/python -m bench.send_message
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

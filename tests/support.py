@@ -1,0 +1,232 @@
+"""Helpers for tests that run the real service: a gunicorn HTTPS process, its CLI, clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import zeep
+from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
+
+REPO = Path(__file__).resolve().parents[1]
+TNS = "urn:soap-service:messaging:v1"
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+@dataclass
+class ServiceProcess:
+    """A `soap-service serve` process on a free port, with its own data folder."""
+
+    data_dir: Path
+    database_url: str
+    tls: TlsFiles
+    workers: int = 2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/soap/v1"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOAP_SERVICE_")}
+        env.update(
+            {
+                "SOAP_SERVICE_DATA_DIR": str(self.data_dir),
+                "SOAP_SERVICE_DATABASE_URL": self.database_url,
+                "SOAP_SERVICE_BIND": f"127.0.0.1:{self.port}",
+                "SOAP_SERVICE_PUBLIC_URL": self.url,
+                "SOAP_SERVICE_TLS_CERT_FILE": str(self.tls.server_cert),
+                "SOAP_SERVICE_TLS_KEY_FILE": str(self.tls.server_key),
+                "SOAP_SERVICE_WORKERS": str(self.workers),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "soap_service", *args],
+            env=self.env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+    def add_account(self, name: str | None = None) -> tuple[str, str]:
+        name = name or f"sender-{uuid.uuid4().hex[:8]}"
+        output = self.cli("account", "add", name).stdout
+        password = re.search(r"password: (\S+)", output)
+        assert password, output
+        return name, password.group(1)
+
+    def start(self) -> ServiceProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "soap_service", "serve"],
+            env=self.env(),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_text()}")
+            with contextlib.suppress(requests.RequestException):
+                if self.session().get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not become healthy:\n{self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = str(self.tls.ca_cert)
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
+        return session
+
+    def client(self, username: str, password: str, *, digest: bool = False) -> zeep.Client:
+        transport = Transport(session=self.session(), timeout=120, operation_timeout=120)
+        return zeep.Client(
+            f"{self.url}?wsdl",
+            transport=transport,
+            wsse=UsernameToken(username, password, use_digest=digest),
+        )
+
+    def post(
+        self, body: bytes, *, content_type: str = "text/xml; charset=utf-8", **headers: str
+    ) -> requests.Response:
+        return self.session().post(
+            self.url,
+            data=body,
+            headers={"Content-Type": content_type, "SOAPAction": '""', **headers},
+            timeout=120,
+        )
+
+
+def count_messages(database_url: str) -> int:
+    from sqlalchemy import create_engine, func, select
+
+    from soap_service.persistence.tables import MessageRow
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(MessageRow)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def security_header(username: str, password: str) -> str:
+    wsse = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+    return (
+        f'<wsse:Security xmlns:wsse="{wsse}"><wsse:UsernameToken>'
+        f"<wsse:Username>{username}</wsse:Username>"
+        f"<wsse:Password>{password}</wsse:Password>"
+        "</wsse:UsernameToken></wsse:Security>"
+    )
+
+
+def envelope(body: str, header: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP11_ENV}" '
+        f'xmlns:m="{TNS}"><soap:Header>{header}</soap:Header><soap:Body>{body}</soap:Body>'
+        "</soap:Envelope>"
+    ).encode()
+
+
+def send_message_xml(
+    reference: str,
+    *,
+    recipients: tuple[str, ...] = ("anna@example.ch",),
+    message_type: str = "confidential",
+    subject: str = "Payslip",
+    attachments: tuple[tuple[str, str, str], ...] = (),
+    extra: str = "",
+) -> str:
+    recipient_xml = "".join(
+        f"<m:Recipient><m:Address>{address}</m:Address></m:Recipient>" for address in recipients
+    )
+    attachment_xml = "".join(
+        f"<m:Attachment><m:FileName>{name}</m:FileName><m:ContentType>{ctype}</m:ContentType>"
+        f"<m:Content>{content}</m:Content></m:Attachment>"
+        for name, ctype, content in attachments
+    )
+    return (
+        f"<m:SendMessage><m:Message><m:Reference>{reference}</m:Reference>"
+        f"<m:Type>{message_type}</m:Type><m:Recipients>{recipient_xml}</m:Recipients>"
+        f"<m:Subject>{subject}</m:Subject><m:TextBody>Your payslip is attached.</m:TextBody>"
+        + (f"<m:Attachments>{attachment_xml}</m:Attachments>" if attachments else "")
+        + f"{extra}</m:Message></m:SendMessage>"
+    )
+
+
+def fault_of(response: requests.Response) -> tuple[str, str]:
+    """(faultcode without prefix, faultstring) of a SOAP fault response."""
+    from lxml import etree
+
+    assert response.status_code == 500, (response.status_code, response.text[:500])
+    root = etree.fromstring(response.content)
+    code = root.findtext(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault/faultcode")
+    text = root.findtext(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault/faultstring")
+    assert code is not None and text is not None, response.text
+    return code.split(":", 1)[-1], text

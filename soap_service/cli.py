@@ -87,7 +87,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from soap_service.server import HttpsServer, prepare
 
     prepare(settings)
-    print(f"soap-service: serving {settings.public_url} (WSDL: {settings.public_url}?wsdl)")
+    print(f"SOAP endpoint: {settings.public_url}   WSDL: {settings.public_url}?wsdl", flush=True)
     HttpsServer(settings).run()
 
 

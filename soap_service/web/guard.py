@@ -45,7 +45,7 @@ def declared_length(environ: Mapping[str, Any]) -> int | None:
     raw = str(environ.get("CONTENT_LENGTH") or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise MalformedRequest("the Content-Length header is not a number")
     return int(raw)
 
@@ -152,41 +152,53 @@ def _too_large(max_bytes: int) -> str:
     )
 
 
+# How the first bytes reveal the encoding (XML 1.0, appendix F), BOM or not.
+_ENCODING_SIGNATURES = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (b"<\0\0\0", "utf-32-le"),
+    (b"\0\0\0<", "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (b"<\0", "utf-16-le"),
+    (b"\0<", "utf-16-be"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
+
+
 def _prolog_text(head: bytes) -> str:
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        encoding = "utf-32"
-    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    elif head.startswith(b"<\0"):
-        encoding = "utf-16-le"
-    elif head.startswith(b"\0<"):
-        encoding = "utf-16-be"
+    for signature, encoding in _ENCODING_SIGNATURES:
+        if head.startswith(signature):
+            break
     else:
-        # Any ASCII-compatible charset spells "<!DOCTYPE" the same way.
-        encoding = "latin-1"
-    return head.decode(encoding, errors="replace")
+        encoding = "latin-1"  # any ASCII-compatible charset spells "<!DOCTYPE" alike
+    return head.decode(encoding, errors="replace").lstrip("\ufeff")
 
 
 def _refuse_doctype(head: bytes) -> None:
     """Walk the prolog (declaration, comments, processing instructions) to the root tag."""
-    text = _prolog_text(head).lstrip("\ufeff")
+    text = _prolog_text(head)
     position = 0
     while True:
         while position < len(text) and text[position] in " \t\r\n":
             position += 1
+        if position >= len(text) and len(head) >= PROLOG_BYTES:
+            # The prolog fills the whole window: what follows is unknown.
+            raise MalformedRequest("the XML prolog is too long")
         if text.startswith("<?", position):
-            end = text.find("?>", position)
+            terminator = "?>"
         elif text.startswith("<!--", position):
-            end = text.find("-->", position)
+            terminator = "-->"
         elif text.startswith("<!", position):
             raise ForbiddenXml("DOCTYPE and entity declarations are not allowed")
         else:
             return  # the root element (or something the parser will refuse)
+        end = text.find(terminator, position)
         if end < 0:
             if len(head) >= PROLOG_BYTES:
                 raise MalformedRequest("the XML prolog is too long")
             return  # unterminated: the parser reports the syntax error
-        position = end + 2
+        position = end + len(terminator)
 
 
 def _check_envelope(root: etree._Element) -> None:

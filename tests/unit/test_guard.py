@@ -1,0 +1,353 @@
+"""read_envelope: size limits, forbidden XML and the SOAP 1.1 envelope, on a fake WSGI environ."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from soap_service.errors import (
+    ForbiddenXml,
+    MalformedRequest,
+    MessageTooLarge,
+    UnsupportedMediaType,
+    VersionMismatch,
+)
+from soap_service.web.guard import declared_length, read_envelope
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+TNS = "urn:soap-service:messaging:v1"
+LIMIT = 1024 * 1024
+XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+def envelope(body: str = "<m:GetStatus><m:MessageId>x</m:MessageId></m:GetStatus>") -> str:
+    return (
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP11}" xmlns:m="{TNS}">'
+        f"<soapenv:Header/><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
+
+
+VALID = envelope().encode()
+XXE = '<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' + envelope(
+    "<m:GetStatus><m:MessageId>&xxe;</m:MessageId></m:GetStatus>"
+)
+BILLION_LAUGHS = (
+    '<!DOCTYPE lolz [<!ENTITY lol0 "lol">'
+    + "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
+    + "]>"
+    + envelope("<m:GetStatus><m:MessageId>&lol9;</m:MessageId></m:GetStatus>")
+)
+
+
+def environ(
+    body: bytes, *, content_type: str | None = XML_CONTENT_TYPE, chunked: bool = False
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"wsgi.input": io.BytesIO(body)}
+    if content_type is not None:
+        result["CONTENT_TYPE"] = content_type
+    if not chunked:
+        result["CONTENT_LENGTH"] = str(len(body))
+    return result
+
+
+def read(body: bytes, **options: Any) -> etree._Element:
+    return read_envelope(environ(body, **options), LIMIT)
+
+
+# A valid envelope.
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_valid_envelope_is_returned(chunked: bool) -> None:
+    root = read(VALID, chunked=chunked)
+    assert root.tag == f"{{{SOAP11}}}Envelope"
+    operation = root.find(f"{{{SOAP11}}}Body")[0]  # type: ignore[index]
+    assert operation.tag == f"{{{TNS}}}GetStatus"
+    assert operation.findtext(f"{{{TNS}}}MessageId") == "x"
+
+
+def test_an_envelope_without_header_with_declaration_and_comments_is_accepted() -> None:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!-- from the payroll system -->\n'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP11}"><soapenv:Body>\n'
+        f'  <m:GetStatus xmlns:m="{TNS}"/>\n</soapenv:Body></soapenv:Envelope>'
+    ).encode()
+    assert read(body).tag == f"{{{SOAP11}}}Envelope"
+
+
+def test_bytes_beyond_the_content_length_are_not_read() -> None:
+    request = environ(VALID + b"<trailing garbage")
+    request["CONTENT_LENGTH"] = str(len(VALID))
+    assert read_envelope(request, LIMIT).tag == f"{{{SOAP11}}}Envelope"
+    assert request["wsgi.input"].tell() == len(VALID)
+
+
+def test_a_latin1_request_is_decoded_by_its_charset() -> None:
+    body = envelope("<m:GetStatus><m:Reference>Zürich</m:Reference></m:GetStatus>")
+    root = read(body.encode("latin-1"), content_type="text/xml; charset=ISO-8859-1")
+    assert root.findtext(f".//{{{TNS}}}Reference") == "Zürich"
+
+
+def test_a_text_node_over_libxml2s_10_mb_default_parses() -> None:
+    big = "QUJD" * (3 * 1024 * 1024)  # 12 MiB of base64 in one text node
+    body = envelope(f"<m:SendMessage><m:Content>{big}</m:Content></m:SendMessage>").encode()
+    root = read_envelope(environ(body), 16 * 1024 * 1024)
+    assert len(root.findtext(f".//{{{TNS}}}Content") or "") == 12 * 1024 * 1024
+
+
+# Empty and broken bodies.
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("body", [b"", b" \r\n\t "])
+def test_an_empty_or_blank_body_is_refused(body: bytes, chunked: bool) -> None:
+    with pytest.raises(MalformedRequest, match=r"^the request body is empty$"):
+        read(body, chunked=chunked)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"hello", b"{}", b"<unclosed>", VALID[:-5], b"<a></b>"],
+)
+def test_a_body_that_is_not_xml_is_refused(body: bytes) -> None:
+    with pytest.raises(MalformedRequest, match=r"^the request is not well-formed XML \(line 1"):
+        read(body)
+
+
+def test_a_well_formed_document_that_is_no_envelope_is_refused() -> None:
+    with pytest.raises(MalformedRequest, match=r"^the request is not a SOAP 1.1 Envelope$"):
+        read(b"<Envelope><Body><op/></Body></Envelope>")
+
+
+def test_the_not_well_formed_message_does_not_quote_the_request() -> None:
+    with pytest.raises(MalformedRequest) as caught:
+        read(b"<secret-payslip-data")
+    assert "secret" not in caught.value.message
+
+
+# Forbidden XML.
+
+
+def test_an_external_entity_is_forbidden() -> None:
+    with pytest.raises(ForbiddenXml, match=r"^DOCTYPE and entity declarations are not allowed$"):
+        read(XXE.encode())
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_billion_laughs_is_forbidden_before_parsing(chunked: bool) -> None:
+    with pytest.raises(ForbiddenXml, match=r"^DOCTYPE and entity declarations are not allowed$"):
+        read(BILLION_LAUGHS.encode(), chunked=chunked)
+
+
+# Processing instructions filling exactly the first block read (256 KiB).
+PIS_FILLING_THE_FIRST_BLOCK = "<?pi  ?>" * (256 * 1024 // 8)
+PRE_PARSE_REFUSAL = "^DOCTYPE and entity declarations are not allowed$"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param('<?xml version="1.0" encoding="UTF-8"?>', id="declaration"),
+        pytest.param("<?some-pi data?>\n", id="pi"),
+        pytest.param(" \r\n\t", id="whitespace"),
+        pytest.param("\ufeff<?xml version='1.0'?>", id="utf8-bom"),
+        pytest.param("<!-- a comment -->", id="comment"),
+        pytest.param('<?xml version="1.0"?>\n<!-- c -->\n', id="declaration-comment"),
+    ],
+)
+def test_a_doctype_after_the_prolog_is_refused_before_parsing(prefix: str) -> None:
+    with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
+        read((prefix + XXE).encode())
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param("<!-- a comment -->", id="comment"),
+        pytest.param("\ufeff", id="utf8-bom"),
+    ],
+)
+def test_an_external_entity_is_forbidden_wherever_the_doctype_is(prefix: str) -> None:
+    # Whatever the prolog check misses, the parser resolves nothing and its DTD is refused.
+    with pytest.raises(ForbiddenXml, match=r"DOCTYPE"):
+        read((prefix + XXE).encode())
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param('<?xml version="1.0"?>', id="declaration"),
+        pytest.param("<!-- a comment -->", id="comment"),
+        pytest.param("\ufeff", id="utf8-bom"),
+    ],
+)
+def test_billion_laughs_after_the_prolog_is_forbidden(prefix: str) -> None:
+    with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
+        read((prefix + BILLION_LAUGHS).encode())
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        pytest.param("utf-32-le"),
+    ],
+)
+def test_a_doctype_in_utf16_or_utf32_is_forbidden(encoding: str) -> None:
+    body = ('<?xml version="1.0" encoding="UTF-16"?>' + BILLION_LAUGHS).encode(encoding)
+    with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
+        read(body, content_type="text/xml")
+
+
+def test_a_prolog_filling_the_first_block_is_refused_before_parsing() -> None:
+    with pytest.raises(MalformedRequest, match=r"^the XML prolog is too long$"):
+        read((PIS_FILLING_THE_FIRST_BLOCK + BILLION_LAUGHS).encode())
+
+
+def test_an_unterminated_prolog_over_the_first_block_is_refused() -> None:
+    body = b"<!--" + b"x" * (300 * 1024) + b"-->" + VALID
+    with pytest.raises(MalformedRequest, match=r"^the XML prolog is too long$"):
+        read(body)
+
+
+# Sizes and Content-Length.
+
+
+def test_a_content_length_over_the_limit_is_refused_without_reading() -> None:
+    request = environ(b"<x/>")
+    request["CONTENT_LENGTH"] = str(LIMIT + 1)
+    with pytest.raises(MessageTooLarge, match=f"^the request is larger than {LIMIT} bytes"):
+        read_envelope(request, LIMIT)
+    assert request["wsgi.input"].tell() == 0
+
+
+def test_a_chunked_body_over_the_limit_is_refused() -> None:
+    padding = b" " * (LIMIT + 1 - len(VALID))
+    request = environ(VALID + padding, chunked=True)
+    with pytest.raises(MessageTooLarge, match=f"^the request is larger than {LIMIT} bytes"):
+        read_envelope(request, LIMIT)
+
+
+def test_a_chunked_body_of_exactly_the_limit_is_accepted() -> None:
+    padding = b" " * (LIMIT - len(VALID))
+    assert read(VALID + padding, chunked=True).tag == f"{{{SOAP11}}}Envelope"
+
+
+def test_a_body_longer_than_its_content_length_is_cut_at_the_limit() -> None:
+    # The stream holds more than declared: only the declared bytes are read.
+    request = environ(VALID + b" " * (2 * LIMIT))
+    request["CONTENT_LENGTH"] = str(len(VALID))
+    assert read_envelope(request, LIMIT).tag == f"{{{SOAP11}}}Envelope"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "0x10", "12 34", "1_000"])
+def test_a_content_length_that_is_not_a_number_is_refused(value: str) -> None:
+    request = environ(VALID)
+    request["CONTENT_LENGTH"] = value
+    with pytest.raises(MalformedRequest, match=r"^the Content-Length header is not a number$"):
+        read_envelope(request, LIMIT)
+
+
+def test_a_content_length_with_a_superscript_digit_is_refused() -> None:
+    with pytest.raises(MalformedRequest, match=r"not a number"):
+        declared_length({"CONTENT_LENGTH": "\u00b2"})
+
+
+def test_a_body_shorter_than_its_content_length_is_refused() -> None:
+    request = environ(VALID)
+    request["CONTENT_LENGTH"] = str(len(VALID) + 10)
+    with pytest.raises(MalformedRequest, match=r"^the request body is shorter than its Content"):
+        read_envelope(request, LIMIT)
+
+
+def test_declared_length() -> None:
+    assert declared_length({}) is None
+    assert declared_length({"CONTENT_LENGTH": ""}) is None
+    assert declared_length({"CONTENT_LENGTH": " 42 "}) == 42
+
+
+# Media types and SOAP versions.
+
+
+def test_a_soap_12_envelope_is_a_version_mismatch() -> None:
+    body = f'<env:Envelope xmlns:env="{SOAP12}"><env:Body><op/></env:Body></env:Envelope>'
+    with pytest.raises(VersionMismatch, match=r"^SOAP 1.2 envelopes are not supported") as caught:
+        read(body.encode())
+    assert caught.value.code == "VersionMismatch"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/soap+xml", 'application/soap+xml; charset=utf-8; action="x"']
+)
+def test_the_soap_12_media_type_is_a_version_mismatch(content_type: str) -> None:
+    with pytest.raises(VersionMismatch, match=r"^SOAP 1.2 is not supported"):
+        read(VALID, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/xml", "text/plain", "", None]
+)
+def test_other_media_types_are_refused(content_type: str | None) -> None:
+    with pytest.raises(UnsupportedMediaType, match=r"must have Content-Type text/xml$"):
+        read(VALID, content_type=content_type)
+
+
+@pytest.mark.parametrize("content_type", ["TEXT/XML", "text/xml", 'text/xml; charset="UTF-8"'])
+def test_text_xml_in_any_spelling_is_accepted(content_type: str) -> None:
+    assert read(VALID, content_type=content_type).tag == f"{{{SOAP11}}}Envelope"
+
+
+def test_an_unknown_charset_is_refused() -> None:
+    with pytest.raises(UnsupportedMediaType, match=r"^the charset of the Content-Type"):
+        read(VALID, content_type="text/xml; charset=klingon")
+
+
+# The envelope's structure.
+
+
+def test_an_empty_body_is_refused() -> None:
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Body is empty"):
+        read(envelope("").encode())
+
+
+def test_a_body_with_only_a_comment_is_empty() -> None:
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Body is empty"):
+        read(envelope("<!-- nothing -->").encode())
+
+
+def test_two_operations_are_refused() -> None:
+    body = envelope("<m:GetStatus/><m:GetStatus/>").encode()
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Body must hold exactly one operation"):
+        read(body)
+
+
+def test_text_beside_the_operation_is_refused() -> None:
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Body must hold only the operation"):
+        read(envelope("text<m:GetStatus/>").encode())
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Body must hold only the operation"):
+        read(envelope("<m:GetStatus/>tail").encode())
+
+
+@pytest.mark.parametrize(
+    "children",
+    [
+        "<soapenv:Body><m:GetStatus/></soapenv:Body><soapenv:Header/>",
+        "<soapenv:Header/>",
+        "<soapenv:Body><m:GetStatus/></soapenv:Body><soapenv:Body><m:GetStatus/></soapenv:Body>",
+        "<Body><m:GetStatus/></Body>",
+        "<soapenv:Body><m:GetStatus/></soapenv:Body><m:Extra/>",
+    ],
+)
+def test_the_envelope_holds_an_optional_header_and_one_body(children: str) -> None:
+    body = (
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP11}" xmlns:m="{TNS}">{children}</soapenv:Envelope>'
+    )
+    with pytest.raises(MalformedRequest, match=r"^the Envelope must hold an optional Header"):
+        read(body.encode())

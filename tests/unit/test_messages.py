@@ -1,0 +1,462 @@
+"""MessageService with a real SqlStore, on SQLite and on PostgreSQL (fixture database_url)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from soap_service import crypto
+from soap_service.domain.messages import MessageService
+from soap_service.domain.model import (
+    Account,
+    AttachmentDraft,
+    Language,
+    MessageDraft,
+    MessageLimits,
+    MessageState,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+    RecipientStatus,
+)
+from soap_service.domain.ports import NewAccount, NewMessage, ReferenceRecord
+from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
+from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
+from soap_service.persistence.tables import AttachmentRow, EventRow, MessageRow, RecipientRow
+from tests.conftest import BACKENDS, PostgresDatabases, database_url_for
+
+NOW = datetime(2024, 5, 31, 10, 0, 0, tzinfo=UTC)
+SUBJECT = "Lohnabrechnung Mai 2024 for Hans Muster"
+TEXT_BODY = "Net salary CHF 6'543.21, paid on 25 May."
+HTML_BODY = "<p>Net salary <b>CHF 6'543.21</b></p>"
+ATTACHMENT = b"%PDF-1.7\nSECRET-PAYSLIP-CONTENT " + b"0123456789" * 100
+
+
+def draft(**changes: object) -> MessageDraft:
+    base = MessageDraft(
+        reference="payroll-2024-05-0001",
+        type=MessageType.PERSONAL,
+        recipients=("hans.muster@example.ch", "hr@example.ch"),
+        subject=SUBJECT,
+        text_body=TEXT_BODY,
+        html_body=HTML_BODY,
+        attachments=(
+            AttachmentDraft(
+                filename="payslip.pdf", content_type="application/pdf", content=ATTACHMENT
+            ),
+        ),
+        language=Language.FR,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class Setup:
+    database: Database
+    keyring: crypto.Keyring
+    clock: list[datetime]
+    alice: Account
+    bob: Account
+    _stores: list[SqlStore]
+
+    def service(self) -> MessageService:
+        store = SqlStore(self.database.session())
+        self._stores.append(store)
+        return self.service_on(store)
+
+    def service_on(self, store: SqlStore) -> MessageService:
+        return MessageService(
+            store=store,
+            keyring=self.keyring,
+            limits=MessageLimits(),
+            default_language=Language.DE,
+            now=lambda: self.clock[0],
+        )
+
+    def count(self, model: type[MessageRow | RecipientRow | EventRow]) -> int:
+        """Rows of this test's two accounts (the database may be shared by a module)."""
+        ours = select(MessageRow.id).where(MessageRow.account_id.in_([self.alice.id, self.bob.id]))
+        column = MessageRow.id if model is MessageRow else model.message_id
+        with self.database.session() as session:
+            return session.scalar(select(func.count()).where(column.in_(ours))) or 0
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_database(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresDatabases,
+) -> Iterator[Database]:
+    """One database per backend for the module: dropping a PostgreSQL database takes about
+    a second, too long to do for every test. Tests keep apart by using their own accounts."""
+    folder = tmp_path_factory.mktemp(f"messages-{request.param}")
+    database = Database(database_url_for(request.param, folder, postgres))
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def make_setup(database: Database, keyring_path: Path) -> Setup:
+    store = SqlStore(database.session())
+    suffix = uuid.uuid4().hex[:8]
+    alice, bob = (
+        store.add_account(
+            NewAccount(
+                username=f"{name}-{suffix}",
+                organisation=name.title(),
+                password_hash="not-used-here",
+                digest_secret=None,
+                created_at=NOW,
+            )
+        )
+        for name in ("alice", "bob")
+    )
+    return Setup(
+        database=database,
+        keyring=crypto.Keyring.load_or_create(keyring_path),
+        clock=[NOW],
+        alice=alice,
+        bob=bob,
+        _stores=[store],
+    )
+
+
+@pytest.fixture
+def setup(shared_database: Database, tmp_path: Path) -> Iterator[Setup]:
+    result = make_setup(shared_database, tmp_path / "keyring.json")
+    yield result
+    for opened in result._stores:
+        opened.close()
+
+
+@pytest.fixture
+def fresh_setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
+    """A database of its own (conftest's database_url), for the races."""
+    database = Database(database_url)
+    database.upgrade()
+    result = make_setup(database, tmp_path / "keyring.json")
+    yield result
+    for opened in result._stores:
+        opened.close()
+    database.dispose()
+
+
+def test_send_returns_the_status_with_queued_recipients(setup: Setup) -> None:
+    status = setup.service().send(setup.alice, draft())
+
+    assert str(uuid.UUID(status.message_id)) == status.message_id
+    assert status == MessageStatus(
+        message_id=status.message_id,
+        reference="payroll-2024-05-0001",
+        type=MessageType.PERSONAL,
+        language=Language.FR,
+        accepted_at=NOW,
+        expires_at=NOW + timedelta(days=7),
+        recipients=(
+            RecipientStatus(
+                address="hans.muster@example.ch",
+                state=RecipientState.QUEUED,
+                attempts=0,
+                state_changed_at=NOW,
+            ),
+            RecipientStatus(
+                address="hr@example.ch",
+                state=RecipientState.QUEUED,
+                attempts=0,
+                state_changed_at=NOW,
+            ),
+        ),
+    )
+    assert status.state is MessageState.QUEUED
+
+
+def test_the_stored_status_equals_the_returned_one(setup: Setup) -> None:
+    sent = setup.service().send(setup.alice, draft(expiry_days=30))
+
+    # A new service and session: what was returned is what was committed.
+    stored = setup.service().status(setup.alice, message_id=sent.message_id)
+    assert stored == sent
+    assert stored.expires_at == NOW + timedelta(days=30)
+    assert stored.accepted_at.tzinfo is not None
+
+
+def test_content_is_encrypted_at_rest(setup: Setup) -> None:
+    sent = setup.service().send(setup.alice, draft())
+
+    with setup.database.session() as session:
+        message = session.get(MessageRow, sent.message_id)
+        assert message is not None
+        attachments = session.scalars(
+            select(AttachmentRow).where(AttachmentRow.message_id == sent.message_id)
+        ).all()
+    assert len(attachments) == 1
+    sealed_columns = [
+        bytes(message.sealed_subject),
+        bytes(message.sealed_text_body),
+        bytes(message.sealed_html_body or b""),
+        bytes(attachments[0].sealed_content),
+        bytes(message.fingerprint),
+        bytes(message.wrapped_key),
+    ]
+    for plaintext in (SUBJECT, TEXT_BODY, HTML_BODY):
+        for column in sealed_columns:
+            assert plaintext.encode() not in column
+            assert plaintext[:12].encode() not in column
+    for column in sealed_columns:
+        assert b"SECRET-PAYSLIP-CONTENT" not in column
+    assert attachments[0].size == len(ATTACHMENT)
+    assert message.key_id == "k1"
+
+    context = sent.message_id.encode("ascii")
+    data_key = setup.keyring.unwrap_data_key(
+        crypto.WrappedKey(key_id=message.key_id, wrapped=bytes(message.wrapped_key)), context
+    )
+
+    def opened(part: str, sealed: bytes) -> bytes:
+        return crypto.open_sealed(data_key, context + b":" + part.encode(), bytes(sealed))
+
+    assert opened("subject", message.sealed_subject).decode() == SUBJECT
+    assert opened("text", message.sealed_text_body).decode() == TEXT_BODY
+    assert message.sealed_html_body is not None
+    assert opened("html", message.sealed_html_body).decode() == HTML_BODY
+    assert opened("attachment:1", attachments[0].sealed_content) == ATTACHMENT
+    # Each part is bound to its own place: the subject does not open as the body.
+    with pytest.raises(crypto.DecryptionFailed):
+        opened("text", message.sealed_subject)
+
+
+def test_a_message_without_html_body_stores_none(setup: Setup) -> None:
+    sent = setup.service().send(setup.alice, draft(html_body=None, attachments=()))
+    with setup.database.session() as session:
+        message = session.get(MessageRow, sent.message_id)
+    assert message is not None
+    assert message.sealed_html_body is None
+    assert message.content_bytes == len(TEXT_BODY.encode())
+
+
+def test_an_identical_resend_returns_the_original_message(setup: Setup) -> None:
+    first = setup.service().send(setup.alice, draft())
+    setup.clock[0] = NOW + timedelta(minutes=3)
+
+    # Domain case and duplicate recipients normalise to the same message.
+    again = setup.service().send(
+        setup.alice,
+        draft(recipients=("hans.muster@EXAMPLE.ch", "hr@example.ch", "hr@Example.CH")),
+    )
+
+    assert again == first
+    assert again.accepted_at == NOW
+    assert setup.count(MessageRow) == 1
+    assert setup.count(RecipientRow) == 2
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"subject": SUBJECT + "."},
+        {"text_body": TEXT_BODY + " "},
+        {"html_body": None},
+        {"recipients": ("hans.muster@example.ch",)},
+        {"recipients": ("hr@example.ch", "hans.muster@example.ch")},
+        {"attachments": ()},
+        {
+            "attachments": (
+                AttachmentDraft(
+                    filename="payslip.pdf",
+                    content_type="application/pdf",
+                    content=ATTACHMENT + b"!",
+                ),
+            )
+        },
+        {"type": MessageType.REGISTERED},
+        {"language": Language.DE},
+        {"expiry_days": 8},
+    ],
+    ids=lambda changes: "-".join(changes),
+)
+def test_the_same_reference_with_other_content_is_refused(
+    setup: Setup, changes: dict[str, object]
+) -> None:
+    setup.service().send(setup.alice, draft())
+
+    with pytest.raises(
+        DuplicateReference, match=r"^the reference 'payroll-2024-05-0001' was already used"
+    ) as caught:
+        setup.service().send(setup.alice, draft(**changes))
+    assert caught.value.code == "Client.DuplicateReference"
+    assert setup.count(MessageRow) == 1
+
+
+def test_a_resend_after_key_rotation_is_still_recognised(setup: Setup, tmp_path: Path) -> None:
+    first = setup.service().send(setup.alice, draft())
+    crypto.Keyring.rotate(tmp_path / "keyring.json")
+    setup.keyring = crypto.Keyring.load(tmp_path / "keyring.json")
+
+    assert setup.service().send(setup.alice, draft()) == first
+    with pytest.raises(DuplicateReference):
+        setup.service().send(setup.alice, draft(subject="Other"))
+
+
+def test_references_belong_to_one_account(setup: Setup) -> None:
+    alice = setup.service().send(setup.alice, draft())
+    bob = setup.service().send(setup.bob, draft())
+    assert bob.message_id != alice.message_id
+    assert setup.count(MessageRow) == 2
+
+
+def test_another_accounts_message_is_not_found_like_an_unknown_one(setup: Setup) -> None:
+    service = setup.service()
+    sent = service.send(setup.alice, draft())
+
+    with pytest.raises(NotFound) as other:
+        service.status(setup.bob, message_id=sent.message_id)
+    with pytest.raises(NotFound) as unknown:
+        service.status(setup.bob, message_id=str(uuid.uuid4()))
+    assert other.value.message == unknown.value.message == "no message with this MessageId"
+    assert other.value.code == unknown.value.code == "Client.NotFound"
+
+    with pytest.raises(NotFound) as by_reference:
+        service.status(setup.bob, reference="payroll-2024-05-0001")
+    assert by_reference.value.message == "no message with this Reference"
+
+
+def test_status_by_reference(setup: Setup) -> None:
+    service = setup.service()
+    first = service.send(setup.alice, draft())
+    second = service.send(setup.alice, draft(reference="payroll-2024-05-0002"))
+
+    assert service.status(setup.alice, reference="payroll-2024-05-0001") == first
+    assert service.status(setup.alice, reference="payroll-2024-05-0002") == second
+    assert first.message_id != second.message_id
+    with pytest.raises(NotFound, match=r"^no message with this Reference$"):
+        service.status(setup.alice, reference="payroll-2024-05-0003")
+
+
+def test_status_needs_exactly_one_of_id_and_reference(setup: Setup) -> None:
+    service = setup.service()
+    sent = service.send(setup.alice, draft())
+    with pytest.raises(ValidationError, match=r"^give either MessageId or Reference"):
+        service.status(setup.alice)
+    with pytest.raises(ValidationError, match=r"^give either MessageId or Reference"):
+        service.status(setup.alice, message_id=sent.message_id, reference=sent.reference)
+
+
+def test_the_journal_records_acceptance_and_one_queued_event_per_recipient(setup: Setup) -> None:
+    sent = setup.service().send(setup.alice, draft())
+
+    with setup.database.session() as session:
+        events = session.scalars(
+            select(EventRow).where(EventRow.message_id == sent.message_id).order_by(EventRow.id)
+        ).all()
+        recipients = session.scalars(
+            select(RecipientRow)
+            .where(RecipientRow.message_id == sent.message_id)
+            .order_by(RecipientRow.position)
+        ).all()
+
+    assert [(event.kind, event.recipient_id) for event in events] == [
+        ("accepted", None),
+        ("queued", recipients[0].id),
+        ("queued", recipients[1].id),
+    ]
+    assert [recipient.address for recipient in recipients] == [
+        "hans.muster@example.ch",
+        "hr@example.ch",
+    ]
+    assert all(event.at == NOW for event in events)
+    assert events[0].detail == (
+        f"2 recipient(s), 1 attachment(s), "
+        f"{len(ATTACHMENT) + len(TEXT_BODY.encode()) + len(HTML_BODY.encode())} bytes"
+    )
+    # The journal names no content.
+    assert all(SUBJECT not in (event.detail or "") for event in events)
+
+
+def test_an_identical_resend_writes_no_new_events(setup: Setup) -> None:
+    setup.service().send(setup.alice, draft())
+    setup.service().send(setup.alice, draft())
+    assert setup.count(EventRow) == 3
+
+
+class RacingStore(SqlStore):
+    """Holds every thread after its first reference lookup until all have looked: each sees
+    no message yet, so all of them try to insert and the database must pick one."""
+
+    def __init__(self, session: object, barrier: threading.Barrier, conflicts: list[str]) -> None:
+        super().__init__(session)  # type: ignore[arg-type]
+        self._barrier = barrier
+        self._waited = False
+        self._conflicts = conflicts
+
+    def find_reference(self, account_id: int, reference: str) -> ReferenceRecord | None:
+        found = super().find_reference(account_id, reference)
+        if not self._waited:
+            self._waited = True
+            self._barrier.wait(timeout=30)
+        return found
+
+    def insert_message(self, message: NewMessage) -> None:
+        try:
+            super().insert_message(message)
+        except ReferenceTaken:
+            self._conflicts.append(message.reference)
+            raise
+
+
+def race(setup: Setup, drafts: list[MessageDraft]) -> list[MessageStatus | Exception]:
+    barrier = threading.Barrier(len(drafts))
+    conflicts: list[str] = []
+    results: list[MessageStatus | Exception] = [RuntimeError("did not run")] * len(drafts)
+
+    def send(index: int, message: MessageDraft) -> None:
+        store = RacingStore(setup.database.session(), barrier, conflicts)
+        try:
+            results[index] = setup.service_on(store).send(setup.alice, message)
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            store.close()
+
+    threads = [
+        threading.Thread(target=send, args=(index, message)) for index, message in enumerate(drafts)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    # Both lookups came before either insert: the loser met the unique constraint.
+    assert conflicts == ["payroll-2024-05-0001"]
+    return results
+
+
+def test_concurrent_sends_of_the_same_reference_store_one_message(fresh_setup: Setup) -> None:
+    setup = fresh_setup
+    results = race(setup, [draft(), draft()])
+
+    assert all(isinstance(result, MessageStatus) for result in results), results
+    first, second = results
+    assert first == second
+    assert setup.count(MessageRow) == 1
+    assert setup.count(RecipientRow) == 2
+    assert setup.count(EventRow) == 3
+
+
+def test_concurrent_sends_of_the_same_reference_with_other_content(fresh_setup: Setup) -> None:
+    setup = fresh_setup
+    results = race(setup, [draft(), draft(subject="Something else")])
+
+    statuses = [result for result in results if isinstance(result, MessageStatus)]
+    refused = [result for result in results if isinstance(result, DuplicateReference)]
+    assert len(statuses) == 1, results
+    assert len(refused) == 1, results
+    assert setup.count(MessageRow) == 1

@@ -11,6 +11,8 @@ import io
 import struct
 import zipfile
 
+import olefile
+
 # Extensions of programs, scripts, macro-enabled documents, shortcuts and disk images.
 BLOCKED_EXTENSIONS = frozenset(
     """
@@ -28,7 +30,8 @@ _LNK = bytes.fromhex("4c0000000114020000000000c000000000000046")
 _MACH_O = {
     bytes.fromhex(magic) for magic in ("feedface", "feedfacf", "cefaedfe", "cffaedfe", "cafebabe")
 }
-_OLE2_MACRO_MARKERS = ("_VBA_PROJECT".encode("utf-16-le"), "Macros".encode("utf-16-le"))
+# Storages that hold VBA code in Word, Excel and PowerPoint binary files.
+_OLE2_MACRO_STORAGES = frozenset({"macros", "_vba_project_cur", "vba", "_vba_project"})
 
 
 def extension_of(filename: str) -> str:
@@ -57,7 +60,7 @@ def refused_by_content(content: bytes) -> str | None:
         return "its content is a script"
     if head.startswith(_LNK):
         return "its content is a Windows shortcut"
-    if head.startswith(_OLE2) and any(marker in content for marker in _OLE2_MACRO_MARKERS):
+    if head.startswith(_OLE2) and _ole2_has_macros(content):
         return "its content is an Office document with macros"
     if head.startswith(b"PK\x03\x04"):
         return _refused_archive_member(content)
@@ -70,6 +73,17 @@ def _has_windows_executable_header(content: bytes) -> bool:
     (offset,) = struct.unpack_from("<I", content, 0x3C)
     signature = content[offset : offset + 4]
     return signature == b"PE\0\0" or signature[:2] in (b"NE", b"LE", b"LX")
+
+
+def _ole2_has_macros(content: bytes) -> bool:
+    """Read the compound file's directory (olefile) rather than searching the bytes: an
+    old Word document's text is UTF-16 too, and may well contain the word "Macros"."""
+    try:
+        with olefile.OleFileIO(content) as compound:
+            entries = compound.listdir(streams=True, storages=True)
+    except (OSError, ValueError, IndexError, struct.error):
+        return False  # not a readable compound file: Office cannot open it either
+    return any(part.lower() in _OLE2_MACRO_STORAGES for entry in entries for part in entry)
 
 
 def _refused_archive_member(content: bytes) -> str | None:

@@ -135,7 +135,7 @@ def content_parts(message: ValidMessage) -> Iterator[bytes]:
     yield b"" if message.html_body is None else b"html:" + message.html_body.encode("utf-8")
     yield str(len(message.recipients)).encode("ascii")
     for address in message.recipients:
-        yield address.encode("utf-8")
+        yield address.casefold().encode("utf-8")  # folded like duplicates are
     yield str(len(message.attachments)).encode("ascii")
     for attachment in message.attachments:
         yield attachment.filename.encode("utf-8")

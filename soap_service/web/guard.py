@@ -167,11 +167,10 @@ _ENCODING_SIGNATURES = (
 
 
 def _prolog_text(head: bytes) -> str:
-    for signature, encoding in _ENCODING_SIGNATURES:
-        if head.startswith(signature):
-            break
-    else:
-        encoding = "latin-1"  # any ASCII-compatible charset spells "<!DOCTYPE" alike
+    encoding = next(
+        (encoding for signature, encoding in _ENCODING_SIGNATURES if head.startswith(signature)),
+        "latin-1",  # any ASCII-compatible charset spells "<!DOCTYPE" alike
+    )
     return head.decode(encoding, errors="replace").lstrip("\ufeff")
 
 

@@ -13,6 +13,7 @@ from soap_service.domain.attachment_policy import (
     refused_by_content,
     refused_by_name,
 )
+from tests.unit.compound_file import STORAGE, STREAM, compound_file
 
 OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
@@ -139,25 +140,28 @@ def test_a_windows_shortcut_is_refused() -> None:
 # By content: macros in Office documents.
 
 
-def test_an_ole2_document_with_a_vba_project_is_refused() -> None:
-    content = OLE2 + b"\0" * 504 + "_VBA_PROJECT".encode("utf-16-le") + b"\0" * 64
+def test_an_excel_file_with_a_vba_project_is_refused() -> None:
+    content = compound_file([("_VBA_PROJECT_CUR", STORAGE), ("Workbook", STREAM)])
     assert refused_by_content(content) == "its content is an Office document with macros"
 
 
-def test_an_ole2_document_with_a_macros_storage_is_refused() -> None:
-    content = OLE2 + b"\0" * 504 + "Macros".encode("utf-16-le") + b"\0" * 64
+def test_a_word_file_with_a_macros_storage_is_refused() -> None:
+    content = compound_file([("Macros", STORAGE)], text=b"plain text")
     assert refused_by_content(content) == "its content is an Office document with macros"
 
 
-def test_an_ole2_document_without_macros_is_accepted() -> None:
-    content = OLE2 + b"\0" * 504 + "WordDocument".encode("utf-16-le") + b"\0" * 64
-    assert refused_by_content(content) is None
+def test_a_word_file_without_macros_is_accepted() -> None:
+    assert refused_by_content(compound_file([("1Table", STREAM)], text=b"text")) is None
 
 
-def test_an_ole2_document_mentioning_vba_project_in_ascii_is_accepted() -> None:
-    # Only the UTF-16-LE stream name marks a VBA project, not the word in 8-bit text.
-    content = OLE2 + b"\0" * 504 + b"_VBA_PROJECT" + b"\0" * 64
-    assert refused_by_content(content) is None
+def test_a_word_file_whose_text_mentions_macros_is_accepted() -> None:
+    # Old Word files keep their text in UTF-16-LE: only the directory may decide.
+    text = "Please enable Macros and _VBA_PROJECT".encode("utf-16-le")
+    assert refused_by_content(compound_file([], text=text)) is None
+
+
+def test_a_truncated_compound_file_is_not_an_error() -> None:
+    assert refused_by_content(OLE2 + b"\0" * 100) is None
 
 
 def test_a_word_document_with_a_vba_project_is_refused() -> None:

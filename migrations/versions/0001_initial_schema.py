@@ -77,7 +77,7 @@ def upgrade() -> None:
         ),
         sa.Column("message_id", sa.String(length=36), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("sealed_filename", sa.LargeBinary(), nullable=False),
         sa.Column("content_type", sa.String(length=255), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sealed_content", sa.LargeBinary(), nullable=False),

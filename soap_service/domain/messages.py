@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from soap_service import crypto
+from soap_service.domain import sealing
 from soap_service.domain.model import (
     Account,
     Language,
@@ -18,6 +19,7 @@ from soap_service.domain.model import (
     ValidMessage,
 )
 from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedAttachment, Store
+from soap_service.domain.sealing import MessageCipher
 from soap_service.domain.validation import validate_message
 from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
 
@@ -86,12 +88,8 @@ class MessageService:
 
     def _seal(self, account: Account, message: ValidMessage) -> NewMessage:
         message_id = str(uuid.uuid4())
-        context = message_id.encode("ascii")
-        data_key, wrapped = self._keyring.new_data_key(context)
-
-        def seal(part: str, data: bytes) -> bytearray:
-            return crypto.seal(data_key, context + b":" + part.encode("ascii"), data)
-
+        cipher, wrapped = MessageCipher.create(self._keyring, message_id)
+        seal = cipher.seal
         accepted_at = self._now()
         return NewMessage(
             message_id=message_id,
@@ -103,18 +101,22 @@ class MessageService:
             expires_at=accepted_at + timedelta(days=message.expiry_days),
             data_key=wrapped,
             fingerprint=self._keyring.fingerprint(wrapped.key_id, content_parts(message)),
-            sealed_subject=seal("subject", message.subject.encode("utf-8")),
-            sealed_text_body=seal("text", message.text_body.encode("utf-8")),
+            sealed_subject=seal(sealing.SUBJECT, message.subject.encode("utf-8")),
+            sealed_text_body=seal(sealing.TEXT_BODY, message.text_body.encode("utf-8")),
             sealed_html_body=(
-                seal("html", message.html_body.encode("utf-8")) if message.html_body else None
+                seal(sealing.HTML_BODY, message.html_body.encode("utf-8"))
+                if message.html_body
+                else None
             ),
             attachments=tuple(
                 SealedAttachment(
                     position=position,
-                    filename=attachment.filename,
+                    sealed_filename=seal(
+                        sealing.attachment_name(position), attachment.filename.encode("utf-8")
+                    ),
                     content_type=attachment.content_type,
                     size=len(attachment.content),
-                    sealed_content=seal(f"attachment:{position}", attachment.content),
+                    sealed_content=seal(sealing.attachment_content(position), attachment.content),
                 )
                 for position, attachment in enumerate(message.attachments, start=1)
             ),

@@ -32,7 +32,7 @@ class NewAccount:
 @dataclass(frozen=True, kw_only=True)
 class SealedAttachment:
     position: int
-    filename: str
+    sealed_filename: bytes | bytearray
     content_type: str
     size: int
     sealed_content: bytes | bytearray

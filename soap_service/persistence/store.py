@@ -157,7 +157,7 @@ class SqlStore:
                     AttachmentRow(
                         message_id=message.message_id,
                         position=attachment.position,
-                        filename=attachment.filename,
+                        sealed_filename=attachment.sealed_filename,
                         content_type=attachment.content_type,
                         size=attachment.size,
                         sealed_content=attachment.sealed_content,

@@ -115,7 +115,8 @@ class AttachmentRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
     position: Mapped[int] = mapped_column(Integer)
-    filename: Mapped[str] = mapped_column(String(255))
+    # File names say whose payslip it is: sealed like the content.
+    sealed_filename: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sealed_content: Mapped[bytes] = mapped_column(LargeBinary)

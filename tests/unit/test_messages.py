@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from soap_service import crypto
+from soap_service.domain import sealing
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import (
     Account,
@@ -28,6 +29,7 @@ from soap_service.domain.model import (
     RecipientStatus,
 )
 from soap_service.domain.ports import NewAccount, NewMessage, ReferenceRecord
+from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
@@ -216,22 +218,26 @@ def test_content_is_encrypted_at_rest(setup: Setup) -> None:
     assert attachments[0].size == len(ATTACHMENT)
     assert message.key_id == "k1"
 
-    context = sent.message_id.encode("ascii")
-    data_key = setup.keyring.unwrap_data_key(
-        crypto.WrappedKey(key_id=message.key_id, wrapped=bytes(message.wrapped_key)), context
+    cipher = MessageCipher.unwrap(
+        setup.keyring,
+        crypto.WrappedKey(key_id=message.key_id, wrapped=bytes(message.wrapped_key)),
+        sent.message_id,
     )
 
     def opened(part: str, sealed: bytes) -> bytes:
-        return crypto.open_sealed(data_key, context + b":" + part.encode(), bytes(sealed))
+        return cipher.open(part, bytes(sealed))
 
-    assert opened("subject", message.sealed_subject).decode() == SUBJECT
-    assert opened("text", message.sealed_text_body).decode() == TEXT_BODY
+    assert opened(sealing.SUBJECT, message.sealed_subject).decode() == SUBJECT
+    assert opened(sealing.TEXT_BODY, message.sealed_text_body).decode() == TEXT_BODY
     assert message.sealed_html_body is not None
-    assert opened("html", message.sealed_html_body).decode() == HTML_BODY
-    assert opened("attachment:1", attachments[0].sealed_content) == ATTACHMENT
+    assert opened(sealing.HTML_BODY, message.sealed_html_body).decode() == HTML_BODY
+    assert opened(sealing.attachment_content(1), attachments[0].sealed_content) == ATTACHMENT
+    name = opened(sealing.attachment_name(1), attachments[0].sealed_filename)
+    assert name == b"payslip.pdf"
+    assert b"payslip" not in bytes(attachments[0].sealed_filename)
     # Each part is bound to its own place: the subject does not open as the body.
     with pytest.raises(crypto.DecryptionFailed):
-        opened("text", message.sealed_subject)
+        opened(sealing.TEXT_BODY, message.sealed_subject)
 
 
 def test_a_message_without_html_body_stores_none(setup: Setup) -> None:

@@ -1,0 +1,50 @@
+"""A message's parts sealed with its own data key, each bound to the message and its place.
+
+The writer (SendMessage) and the readers (delivery, pickup) name parts the same way here,
+so a subject can never be opened as a body, nor a part moved to another message.
+"""
+
+from __future__ import annotations
+
+from soap_service import crypto
+
+SUBJECT = "subject"
+TEXT_BODY = "text"
+HTML_BODY = "html"
+
+
+def attachment_content(position: int) -> str:
+    return f"attachment:{position}"
+
+
+def attachment_name(position: int) -> str:
+    return f"attachment-name:{position}"
+
+
+class MessageCipher:
+    def __init__(self, data_key: bytes, message_id: str) -> None:
+        self._data_key = data_key
+        self._context = message_id.encode("ascii")
+
+    @classmethod
+    def create(
+        cls, keyring: crypto.Keyring, message_id: str
+    ) -> tuple[MessageCipher, crypto.WrappedKey]:
+        """A fresh data key for a new message, and that key wrapped by the master key."""
+        data_key, wrapped = keyring.new_data_key(message_id.encode("ascii"))
+        return cls(data_key, message_id), wrapped
+
+    @classmethod
+    def unwrap(
+        cls, keyring: crypto.Keyring, wrapped: crypto.WrappedKey, message_id: str
+    ) -> MessageCipher:
+        return cls(keyring.unwrap_data_key(wrapped, message_id.encode("ascii")), message_id)
+
+    def seal(self, part: str, data: bytes) -> bytearray:
+        return crypto.seal(self._data_key, self._part_context(part), data)
+
+    def open(self, part: str, sealed: bytes) -> bytes:
+        return crypto.open_sealed(self._data_key, self._part_context(part), sealed)
+
+    def _part_context(self, part: str) -> bytes:
+        return self._context + b":" + part.encode("ascii")

@@ -1,0 +1,73 @@
+"""The `soap-service` command an operator uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lxml import etree
+
+from tests.support import ServiceProcess, TlsFiles
+
+
+def cli_for(tmp_path: Path, tls: TlsFiles) -> ServiceProcess:
+    return ServiceProcess(
+        data_dir=tmp_path / "var",
+        database_url=f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
+        tls=tls,
+    )
+
+
+def test_account_add_prints_the_password_once_and_refuses_a_taken_name(
+    tmp_path: Path, tls: TlsFiles
+) -> None:
+    cli = cli_for(tmp_path, tls)
+    cli.cli("init")
+    assert cli.cli("db", "current").stdout.strip() == "0001"
+
+    created = cli.cli("account", "add", "payroll-acme", "--organisation", "ACME AG")
+    assert "username: payroll-acme" in created.stdout
+    password = created.stdout.split("password: ")[1].split()[0]
+    assert len(password) >= 40
+
+    again = cli.cli("account", "add", "payroll-acme", check=False)
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+    assert password not in again.stdout + again.stderr
+
+    bad = cli.cli("account", "add", "x", check=False)
+    assert bad.returncode == 2
+    assert "3 to 64" in bad.stderr
+
+
+def test_keys_rotate_adds_a_current_key_and_keeps_the_old_one(
+    tmp_path: Path, tls: TlsFiles
+) -> None:
+    cli = cli_for(tmp_path, tls)
+    cli.cli("init")
+    keyring = tmp_path / "var" / "keys" / "master-keys.json"
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    assert json.loads(keyring.read_text())["current"] == "k1"
+
+    assert "k2" in cli.cli("keys", "rotate").stdout
+    document = json.loads(keyring.read_text())
+    assert document["current"] == "k2"
+    assert set(document["keys"]) == {"k1", "k2"}
+
+
+def test_wsdl_command_writes_the_served_document(tmp_path: Path, tls: TlsFiles) -> None:
+    cli = cli_for(tmp_path, tls)
+    target = tmp_path / "out.wsdl"
+    cli.cli("wsdl", "--output", str(target))
+    root = etree.fromstring(target.read_bytes())
+    address = root.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
+    assert address is not None and address.get("location") == cli.url
+
+
+def test_a_wrong_setting_is_a_clear_message_not_a_trace(tmp_path: Path, tls: TlsFiles) -> None:
+    cli = cli_for(tmp_path, tls)
+    cli.extra_env["SOAP_SERVICE_PUBLIC_URL"] = "http://insecure.example/soap"
+    result = cli.cli("init", check=False)
+    assert result.returncode == 2
+    assert "https://" in result.stderr
+    assert "Traceback" not in result.stderr

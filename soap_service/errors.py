@@ -120,9 +120,5 @@ class Conflict(SoapServiceError):
     """A uniqueness rule of the database stopped a write; the caller decides what it means."""
 
 
-class ReferenceTaken(Conflict):
-    """The account already has a message with this reference."""
-
-
 class AccountExists(Conflict):
     """An account with this username exists."""

@@ -21,7 +21,7 @@ from soap_service.domain.model import (
 from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedAttachment, Store
 from soap_service.domain.sealing import MessageCipher
 from soap_service.domain.validation import validate_message
-from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
+from soap_service.errors import DuplicateReference, NotFound, ValidationError
 
 
 class MessageService:
@@ -47,17 +47,11 @@ class MessageService:
         returns the stored message's status, with other content it is refused.
         """
         message = validate_message(draft, self._limits, self._default_language)
-        existing = self._store.find_reference(account.id, message.reference)
-        if existing is not None:
-            return self._resend(account, existing, message)
+        # Sealed before we know whether the reference is new: one transaction in the common
+        # case, a little wasted work on a resend.
         record = self._seal(account, message)
-        try:
-            self._store.insert_message(record)
-        except ReferenceTaken:
-            # A concurrent request with the same reference committed first.
-            existing = self._store.find_reference(account.id, message.reference)
-            if existing is None:  # pragma: no cover - the row cannot vanish
-                raise
+        existing = self._store.insert_message(record)
+        if existing is not None:
             return self._resend(account, existing, message)
         return _status_of_new(record)
 

@@ -79,13 +79,10 @@ class Store(Protocol):
         """Record a UsernameToken nonce; False if this account already used it."""
         ...
 
-    def find_reference(self, account_id: int, reference: str) -> ReferenceRecord | None: ...
-
-    def insert_message(self, message: NewMessage) -> None:
-        """Store the message, its recipients (queued) and journal events in one transaction.
-
-        Raises ReferenceTaken if the account already has a message with this reference.
-        """
+    def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
+        """Store the message, its recipients (queued) and journal events in one transaction,
+        and return None; if the account already has a message with this reference, store
+        nothing and return that message's record."""
         ...
 
     def message_status(

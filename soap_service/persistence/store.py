@@ -6,12 +6,15 @@ transaction and commits before it returns.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
@@ -31,7 +34,6 @@ from soap_service.domain.ports import AccountRecord, NewAccount, NewMessage, Ref
 from soap_service.errors import (
     AccountExists,
     InternalError,
-    ReferenceTaken,
     SoapServiceError,
     Unavailable,
 )
@@ -108,99 +110,103 @@ class SqlStore:
         with self._transaction() as session:
             if random.randrange(NONCE_PRUNE_ONE_IN) == 0:
                 session.execute(delete(UsedNonceRow).where(UsedNonceRow.created_at < forget_before))
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            result = session.execute(
-                insert(UsedNonceRow)
-                .values(account_id=account_id, nonce_digest=nonce_digest, created_at=created_at)
-                .on_conflict_do_nothing()
-                .returning(UsedNonceRow.account_id)
+            result = session.connection().execute(
+                _statements(session.get_bind().dialect.name).remember_nonce,
+                {"account_id": account_id, "nonce_digest": nonce_digest, "created_at": created_at},
             )
             return result.first() is not None  # nothing returned: the row existed
 
     # Messages.
 
-    def find_reference(self, account_id: int, reference: str) -> ReferenceRecord | None:
-        with self._transaction(read_only=True) as session:
-            row = session.execute(
-                select(MessageRow.id, MessageRow.key_id, MessageRow.fingerprint).where(
-                    MessageRow.account_id == account_id, MessageRow.reference == reference
-                )
-            ).first()
-        if row is None:
-            return None
-        return ReferenceRecord(message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint)
+    def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
+        """Store the message, its attachments, recipients (queued) and journal events in one
+        transaction; or, if the account already has a message with this reference, store
+        nothing and return that message's reference record.
 
-    def insert_message(self, message: NewMessage) -> None:
-        try:
-            with self._transaction() as session:
-                session.add(
-                    MessageRow(
-                        id=message.message_id,
-                        account_id=message.account_id,
-                        reference=message.reference,
-                        type=message.type.value,
-                        language=message.language.value,
-                        accepted_at=message.accepted_at,
-                        expires_at=message.expires_at,
-                        key_id=message.data_key.key_id,
-                        wrapped_key=message.data_key.wrapped,
-                        fingerprint=message.fingerprint,
-                        sealed_subject=message.sealed_subject,
-                        sealed_text_body=message.sealed_text_body,
-                        sealed_html_body=message.sealed_html_body,
-                        content_bytes=message.content_bytes,
-                    )
+        The unique (account, reference) index decides between concurrent senders: the
+        loser's INSERT waits for the winner's commit, then does nothing.
+        """
+        with self._transaction() as session:
+            connection = session.connection()
+            statements = _statements(connection.dialect.name)
+            inserted = connection.execute(
+                statements.insert_message,
+                {
+                    "id": message.message_id,
+                    "account_id": message.account_id,
+                    "reference": message.reference,
+                    "type": message.type.value,
+                    "language": message.language.value,
+                    "accepted_at": message.accepted_at,
+                    "expires_at": message.expires_at,
+                    "key_id": message.data_key.key_id,
+                    "wrapped_key": message.data_key.wrapped,
+                    "fingerprint": message.fingerprint,
+                    "sealed_subject": message.sealed_subject,
+                    "sealed_text_body": message.sealed_text_body,
+                    "sealed_html_body": message.sealed_html_body,
+                    "content_bytes": message.content_bytes,
+                },
+            ).first()
+            if inserted is None:
+                row = connection.execute(
+                    statements.find_reference,
+                    {"account_id": message.account_id, "reference": message.reference},
+                ).one()
+                return ReferenceRecord(
+                    message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint
                 )
-                # The message row first: its unique reference decides who wins a race.
-                session.flush()
-                session.add_all(
-                    AttachmentRow(
-                        message_id=message.message_id,
-                        position=attachment.position,
-                        sealed_filename=attachment.sealed_filename,
-                        content_type=attachment.content_type,
-                        size=attachment.size,
-                        sealed_content=attachment.sealed_content,
-                    )
-                    for attachment in message.attachments
+            if message.attachments:
+                connection.execute(
+                    statements.insert_attachments,
+                    [
+                        {
+                            "message_id": message.message_id,
+                            "position": attachment.position,
+                            "sealed_filename": attachment.sealed_filename,
+                            "content_type": attachment.content_type,
+                            "size": attachment.size,
+                            "sealed_content": attachment.sealed_content,
+                        }
+                        for attachment in message.attachments
+                    ],
                 )
-                recipients = [
-                    RecipientRow(
-                        message_id=message.message_id,
-                        position=position,
-                        address=address,
-                        state=RecipientState.QUEUED.value,
-                        attempts=0,
-                        state_changed_at=message.accepted_at,
-                    )
+            recipient_ids = connection.execute(
+                statements.insert_recipients,
+                [
+                    {
+                        "message_id": message.message_id,
+                        "position": position,
+                        "address": address,
+                        "state": RecipientState.QUEUED.value,
+                        "attempts": 0,
+                        "state_changed_at": message.accepted_at,
+                    }
                     for position, address in enumerate(message.recipients, start=1)
-                ]
-                session.add_all(recipients)
-                session.flush()
-                session.add(
-                    EventRow(
-                        message_id=message.message_id,
-                        at=message.accepted_at,
-                        kind="accepted",
-                        detail=(
-                            f"{len(message.recipients)} recipient(s), "
-                            f"{len(message.attachments)} attachment(s), "
-                            f"{message.content_bytes} bytes"
-                        ),
-                    )
-                )
-                session.add_all(
-                    EventRow(
-                        message_id=message.message_id,
-                        recipient_id=recipient.id,
-                        at=message.accepted_at,
-                        kind=RecipientState.QUEUED.value,
-                        detail="waiting for delivery",
-                    )
-                    for recipient in recipients
-                )
-        except IntegrityError as exc:
-            raise ReferenceTaken(message.reference) from exc
+                ],
+            ).scalars()
+            accepted = {
+                "message_id": message.message_id,
+                "recipient_id": None,
+                "at": message.accepted_at,
+                "kind": "accepted",
+                "detail": (
+                    f"{len(message.recipients)} recipient(s), "
+                    f"{len(message.attachments)} attachment(s), {message.content_bytes} bytes"
+                ),
+            }
+            queued = [
+                {
+                    "message_id": message.message_id,
+                    "recipient_id": recipient_id,
+                    "at": message.accepted_at,
+                    "kind": RecipientState.QUEUED.value,
+                    "detail": "waiting for delivery",
+                }
+                for recipient_id in recipient_ids
+            ]
+            connection.execute(statements.insert_events, [accepted, *queued])
+        return None
 
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
@@ -249,3 +255,40 @@ class SqlStore:
 
     def close(self) -> None:
         self._session.close()
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot path's statements, built once per dialect: building a statement costs more
+    CPU than running it on SQLite."""
+
+    insert_message: Any
+    find_reference: Any
+    insert_attachments: Any
+    insert_recipients: Any
+    insert_events: Any
+    remember_nonce: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    # SQLite and PostgreSQL share INSERT ... ON CONFLICT DO NOTHING ... RETURNING.
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    messages = MessageRow.__table__
+    recipients = RecipientRow.__table__
+    nonces = UsedNonceRow.__table__
+    return _Statements(
+        insert_message=upsert(messages)
+        .on_conflict_do_nothing(index_elements=["account_id", "reference"])
+        .returning(messages.c.id),
+        find_reference=select(messages.c.id, messages.c.key_id, messages.c.fingerprint).where(
+            messages.c.account_id == bindparam("account_id"),
+            messages.c.reference == bindparam("reference"),
+        ),
+        insert_attachments=insert(AttachmentRow.__table__),
+        insert_recipients=insert(recipients).returning(
+            recipients.c.id, sort_by_parameter_order=True
+        ),
+        insert_events=insert(EventRow.__table__),
+        remember_nonce=upsert(nonces).on_conflict_do_nothing().returning(nonces.c.account_id),
+    )

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import spyne.const
 from spyne import Application
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
@@ -23,6 +24,10 @@ from soap_service.soap.types import TNS
 from soap_service.soap.wsdl import schema_of, tidy_wsdl
 
 log = logging.getLogger(__name__)
+
+# Spyne runs a full gc.collect() when a request context closes, at most once a second:
+# a 50-100 ms stall of the worker each second. Python's own collector is enough.
+spyne.const.MIN_GC_INTERVAL = float("inf")
 
 SERVICE_DOCUMENTATION = (
     "soap-service messaging API, version 1 (SOAP 1.1, document/literal wrapped). "
@@ -50,7 +55,7 @@ class SoapEndpoint:
         self.wsgi = _SpyneWsgi(self.application)
         self.wsgi.doc.wsdl11.build_interface_document(public_url)
         self.wsdl = tidy_wsdl(self.wsgi.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION)
-        self._in_protocol.use_schema(schema_of(self.wsdl))
+        self._in_protocol.use_schema(*schema_of(self.wsdl))
 
 
 class _SpyneWsgi(WsgiApplication):

@@ -33,14 +33,22 @@ def tidy_wsdl(document: bytes, service_documentation: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
 
-def schema_of(wsdl: bytes) -> etree.XMLSchema:
-    """The XML Schema embedded in the WSDL, to validate requests against what is published."""
+def schema_of(wsdl: bytes) -> tuple[etree.XMLSchema, frozenset[str]]:
+    """The XML Schema embedded in the WSDL, to validate requests against what is published,
+    and the tags of its xs:base64Binary elements."""
     root = etree.fromstring(wsdl)
     schemas = root.findall(f"{{{WSDL}}}types/{{{XSD}}}schema")
     if len(schemas) != 1:
         raise ValueError("the WSDL must embed exactly one schema")
+    schema = schemas[0]
+    namespace = schema.get("targetNamespace")
+    binary_tags = frozenset(
+        f"{{{namespace}}}{element.get('name')}"
+        for element in schema.iter(f"{{{XSD}}}element")
+        if element.get("type") == "xs:base64Binary"
+    )
     # Serialising the sub-tree carries the namespace declarations its QName values need.
-    return etree.XMLSchema(etree.fromstring(etree.tostring(schemas[0])))
+    return etree.XMLSchema(etree.fromstring(etree.tostring(schema))), binary_tags
 
 
 def _order_sections(root: etree._Element) -> None:

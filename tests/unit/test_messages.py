@@ -30,7 +30,7 @@ from soap_service.domain.model import (
 )
 from soap_service.domain.ports import NewAccount, NewMessage, ReferenceRecord
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import DuplicateReference, NotFound, ReferenceTaken, ValidationError
+from soap_service.errors import DuplicateReference, NotFound, ValidationError
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.persistence.tables import AttachmentRow, EventRow, MessageRow, RecipientRow
@@ -394,28 +394,20 @@ def test_an_identical_resend_writes_no_new_events(setup: Setup) -> None:
 
 
 class RacingStore(SqlStore):
-    """Holds every thread after its first reference lookup until all have looked: each sees
-    no message yet, so all of them try to insert and the database must pick one."""
+    """Holds every thread just before its insert until all are there, so all of them try
+    to insert the same reference at once and the database must pick one."""
 
     def __init__(self, session: object, barrier: threading.Barrier, conflicts: list[str]) -> None:
         super().__init__(session)  # type: ignore[arg-type]
         self._barrier = barrier
-        self._waited = False
         self._conflicts = conflicts
 
-    def find_reference(self, account_id: int, reference: str) -> ReferenceRecord | None:
-        found = super().find_reference(account_id, reference)
-        if not self._waited:
-            self._waited = True
-            self._barrier.wait(timeout=30)
-        return found
-
-    def insert_message(self, message: NewMessage) -> None:
-        try:
-            super().insert_message(message)
-        except ReferenceTaken:
+    def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
+        self._barrier.wait(timeout=30)
+        existing = super().insert_message(message)
+        if existing is not None:
             self._conflicts.append(message.reference)
-            raise
+        return existing
 
 
 def race(setup: Setup, drafts: list[MessageDraft]) -> list[MessageStatus | Exception]:
@@ -440,7 +432,7 @@ def race(setup: Setup, drafts: list[MessageDraft]) -> list[MessageStatus | Excep
     for thread in threads:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
-    # Both lookups came before either insert: the loser met the unique constraint.
+    # Both inserts ran together: the loser met the unique index and stored nothing.
     assert conflicts == ["payroll-2024-05-0001"]
     return results
 

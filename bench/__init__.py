@@ -1,0 +1,1 @@
+"""Benchmarks of soap-service; `make bench` runs `python -m bench.send_message`."""

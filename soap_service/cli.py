@@ -13,7 +13,6 @@ from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.errors import AccountExists, ConfigurationError, ServiceError
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
-from soap_service.persistence.store import SqlStore
 from soap_service.settings import Settings, load_settings
 
 DEV_ACCOUNT = "demo"
@@ -103,7 +102,7 @@ def _new_account(
 ) -> NewCredentials:
     database = Database(settings.database_url)
     keyring = crypto.Keyring.load_or_create(settings.master_key_file)
-    store = SqlStore(database.session())
+    store = database.store()
     try:
         return create_account(
             store,

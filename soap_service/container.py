@@ -45,7 +45,7 @@ class RequestScope:
 
     @cached_property
     def store(self) -> SqlStore:
-        return SqlStore(self._container.database.session())
+        return self._container.database.store()
 
     @cached_property
     def authenticator(self) -> Authenticator:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -9,29 +15,39 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from soap_service.errors import Unavailable
+from soap_service.persistence.store import SqlStore
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# A pooled PostgreSQL connection unused this long is checked before use.
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.write_lock: Callable[[], AbstractContextManager[None]] = nullcontext
         if self.is_sqlite:
-            _ensure_sqlite_folder(url)
+            path = _sqlite_path(url)
             self.engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(self.engine)
+            if path is not None:
+                self.write_lock = SqliteWriteLock(path)
         else:
-            # pre_ping replaces connections a PostgreSQL restart has closed.
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            self.engine = create_engine(url, pool_size=5, max_overflow=5)
+            _ping_idle_connections(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
         return self._sessions()
+
+    def store(self) -> SqlStore:
+        """A store on a new session; close it when the request is done."""
+        return SqlStore(self.session(), self.write_lock)
 
     def ping(self) -> None:
         try:
@@ -63,10 +79,69 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def _ensure_sqlite_folder(url: str) -> None:
+def _sqlite_path(url: str) -> Path | None:
     path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not path or path == ":memory:":
+        return None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+class SqliteWriteLock:
+    """One SQLite writer at a time across this host's threads and processes.
+
+    SQLite's own busy handler lets waiting writers sleep 1, 2, 5 ... 100 ms between tries,
+    which leaves the machine idle while requests queue; a lock wakes the next writer as
+    soon as the previous one commits. An exclusive flock (released by the kernel if the
+    holder dies) orders processes, a thread lock orders the threads of one process.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self._path = database.with_name(database.name + ".write-lock")
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._thread_lock:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        # A descriptor inherited through fork() shares its lock with the parent.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle: under load a connection is
+    reused within milliseconds and a ping per request would cost a round trip each time.
+    A connection found dead is replaced by the pool (DisconnectionError), and a failure in
+    use invalidates the whole pool, so a PostgreSQL restart costs at most one request."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        last_used = record.info.get("last_used")
+        if last_used is None or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError("pooled connection is dead") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

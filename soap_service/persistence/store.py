@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,13 +51,18 @@ NONCE_PRUNE_ONE_IN = 50
 
 
 class SqlStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self,
+        session: Session,
+        write_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
         self._session = session
+        self._write_lock = write_lock
 
     @contextmanager
     def _transaction(self, *, read_only: bool = False) -> Iterator[Session]:
         try:
-            with self._session.begin():
+            with nullcontext() if read_only else self._write_lock(), self._session.begin():
                 if read_only:
                     # SQLite: a reader need not take the write lock (see database.py).
                     self._session.connection(execution_options={"sqlite_begin": "DEFERRED"})

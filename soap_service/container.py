@@ -1,5 +1,5 @@
 """The composition root: builds the long-lived parts from the settings, and the per-request
-parts (one database session per request) from them."""
+parts (one database connection per request) from them."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Container:
 
 
 class RequestScope:
-    """What one request uses; `close()` returns its database session."""
+    """What one request uses; `close()` returns its database connection."""
 
     def __init__(self, container: Container) -> None:
         self._container = container

@@ -1,4 +1,4 @@
-"""Engine, sessions and migrations for SQLite (the embedded default) and PostgreSQL."""
+"""Engine, connections and migrations for SQLite (the embedded default) and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from soap_service.errors import Unavailable
 from soap_service.persistence.store import SqlStore
@@ -40,14 +39,10 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=5, max_overflow=5)
             _ping_idle_connections(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def session(self) -> Session:
-        return self._sessions()
 
     def store(self) -> SqlStore:
-        """A store on a new session; close it when the request is done."""
-        return SqlStore(self.session(), self.write_lock)
+        """A store for one request; close it when the request is done."""
+        return SqlStore(self.engine, self.write_lock)
 
     def ping(self) -> None:
         try:

@@ -1,7 +1,8 @@
 """Every query of the service. Driver errors are translated here, at the boundary.
 
-One `SqlStore` wraps one session (one per request); each public method is one
-transaction and commits before it returns.
+One `SqlStore` serves one request on one connection; each public method is one
+transaction and commits before it returns. Core statements, not the ORM: the hot path
+runs a few inserts and the ORM's unit of work cost more than the inserts themselves.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.model import (
@@ -51,72 +52,96 @@ NONCE_PRUNE_ONE_IN = 50
 
 
 class SqlStore:
+    """The queries of one request, on one pooled connection taken at first use."""
+
     def __init__(
         self,
-        session: Session,
+        engine: Engine,
         write_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
-        self._session = session
+        self._engine = engine
         self._write_lock = write_lock
+        self._connection: Connection | None = None
 
     @contextmanager
-    def _transaction(self, *, read_only: bool = False) -> Iterator[Session]:
+    def _transaction(self, *, read_only: bool = False) -> Iterator[Connection]:
         try:
-            with nullcontext() if read_only else self._write_lock(), self._session.begin():
-                if read_only:
-                    # SQLite: a reader need not take the write lock (see database.py).
-                    self._session.connection(execution_options={"sqlite_begin": "DEFERRED"})
-                yield self._session
+            with nullcontext() if read_only else self._write_lock():
+                if self._connection is None:
+                    self._connection = self._engine.connect()
+                connection = self._connection
+                # SQLite: a reader need not take the write lock (see database.py).
+                connection.execution_options(sqlite_begin="DEFERRED" if read_only else "IMMEDIATE")
+                with connection.begin():
+                    yield connection
         except (SoapServiceError, IntegrityError):
             raise
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            self.close()  # a broken connection goes back to be replaced
             raise Unavailable("the database is unavailable; retry later") from exc
         except SQLAlchemyError as exc:
             raise InternalError("a storage error occurred") from exc
 
+    def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
     # Accounts and authentication.
 
     def find_account(self, username: str) -> AccountRecord | None:
-        with self._transaction(read_only=True) as session:
-            row = session.scalars(select(AccountRow).where(AccountRow.username == username)).first()
-            if row is None:
-                return None
-            return AccountRecord(
-                account=Account(id=row.id, username=row.username, organisation=row.organisation),
-                password_hash=row.password_hash,
-                digest_secret=(
-                    WrappedKey(key_id=row.digest_key_id, wrapped=row.digest_secret)
-                    if row.digest_secret is not None and row.digest_key_id is not None
-                    else None
-                ),
-                disabled=row.disabled,
-            )
+        accounts = AccountRow.__table__
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(accounts).where(accounts.c.username == username)
+            ).first()
+        if row is None:
+            return None
+        return AccountRecord(
+            account=Account(id=row.id, username=row.username, organisation=row.organisation),
+            password_hash=row.password_hash,
+            digest_secret=(
+                WrappedKey(key_id=row.digest_key_id, wrapped=row.digest_secret)
+                if row.digest_secret is not None and row.digest_key_id is not None
+                else None
+            ),
+            disabled=row.disabled,
+        )
 
     def add_account(self, account: NewAccount) -> Account:
-        row = AccountRow(
-            username=account.username,
-            organisation=account.organisation,
-            password_hash=account.password_hash,
-            digest_key_id=account.digest_secret.key_id if account.digest_secret else None,
-            digest_secret=account.digest_secret.wrapped if account.digest_secret else None,
-            disabled=False,
-            created_at=account.created_at,
-        )
+        accounts = AccountRow.__table__
         try:
-            with self._transaction() as session:
-                session.add(row)
+            with self._transaction() as connection:
+                account_id = connection.execute(
+                    insert(accounts)
+                    .values(
+                        username=account.username,
+                        organisation=account.organisation,
+                        password_hash=account.password_hash,
+                        digest_key_id=account.digest_secret.key_id
+                        if account.digest_secret
+                        else None,
+                        digest_secret=account.digest_secret.wrapped
+                        if account.digest_secret
+                        else None,
+                        disabled=False,
+                        created_at=account.created_at,
+                    )
+                    .returning(accounts.c.id)
+                ).scalar_one()
         except IntegrityError as exc:
             raise AccountExists(f"an account named {account.username!r} exists") from exc
-        return Account(id=row.id, username=row.username, organisation=row.organisation)
+        return Account(id=account_id, username=account.username, organisation=account.organisation)
 
     def remember_nonce(
         self, account_id: int, nonce_digest: bytes, created_at: datetime, forget_before: datetime
     ) -> bool:
-        with self._transaction() as session:
+        nonces = UsedNonceRow.__table__
+        with self._transaction() as connection:
             if random.randrange(NONCE_PRUNE_ONE_IN) == 0:
-                session.execute(delete(UsedNonceRow).where(UsedNonceRow.created_at < forget_before))
-            result = session.connection().execute(
-                _statements(session.get_bind().dialect.name).remember_nonce,
+                connection.execute(delete(nonces).where(nonces.c.created_at < forget_before))
+            result = connection.execute(
+                _statements(connection.dialect.name).remember_nonce,
                 {"account_id": account_id, "nonce_digest": nonce_digest, "created_at": created_at},
             )
             return result.first() is not None  # nothing returned: the row existed
@@ -131,8 +156,7 @@ class SqlStore:
         The unique (account, reference) index decides between concurrent senders: the
         loser's INSERT waits for the winner's commit, then does nothing.
         """
-        with self._transaction() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             statements = _statements(connection.dialect.name)
             inserted = connection.execute(
                 statements.insert_message,
@@ -216,50 +240,48 @@ class SqlStore:
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
     ) -> MessageStatus | None:
+        messages, recipients = MessageRow.__table__, RecipientRow.__table__
         query = select(
-            MessageRow.id,
-            MessageRow.reference,
-            MessageRow.type,
-            MessageRow.language,
-            MessageRow.accepted_at,
-            MessageRow.expires_at,
-        ).where(MessageRow.account_id == account_id)
+            messages.c.id,
+            messages.c.reference,
+            messages.c.type,
+            messages.c.language,
+            messages.c.accepted_at,
+            messages.c.expires_at,
+        ).where(messages.c.account_id == account_id)
         if message_id is not None:
-            query = query.where(MessageRow.id == message_id)
+            query = query.where(messages.c.id == message_id)
         if reference is not None:
-            query = query.where(MessageRow.reference == reference)
-        with self._transaction(read_only=True) as session:
-            message = session.execute(query).first()
+            query = query.where(messages.c.reference == reference)
+        with self._transaction(read_only=True) as connection:
+            message = connection.execute(query).first()
             if message is None:
                 return None
-            recipients = session.scalars(
-                select(RecipientRow)
-                .where(RecipientRow.message_id == message.id)
-                .order_by(RecipientRow.position)
+            rows = connection.execute(
+                select(recipients)
+                .where(recipients.c.message_id == message.id)
+                .order_by(recipients.c.position)
             ).all()
-            return MessageStatus(
-                message_id=message.id,
-                reference=message.reference,
-                type=MessageType(message.type),
-                language=Language(message.language),
-                accepted_at=message.accepted_at,
-                expires_at=message.expires_at,
-                recipients=tuple(
-                    RecipientStatus(
-                        address=row.address,
-                        state=RecipientState(row.state),
-                        attempts=row.attempts,
-                        state_changed_at=row.state_changed_at,
-                        last_attempt_at=row.last_attempt_at,
-                        next_attempt_at=row.next_attempt_at,
-                        last_error=row.last_error,
-                    )
-                    for row in recipients
-                ),
-            )
-
-    def close(self) -> None:
-        self._session.close()
+        return MessageStatus(
+            message_id=message.id,
+            reference=message.reference,
+            type=MessageType(message.type),
+            language=Language(message.language),
+            accepted_at=message.accepted_at,
+            expires_at=message.expires_at,
+            recipients=tuple(
+                RecipientStatus(
+                    address=row.address,
+                    state=RecipientState(row.state),
+                    attempts=row.attempts,
+                    state_changed_at=row.state_changed_at,
+                    last_attempt_at=row.last_attempt_at,
+                    next_attempt_at=row.next_attempt_at,
+                    last_error=row.last_error,
+                )
+                for row in rows
+            ),
+        )
 
 
 @dataclass(frozen=True)

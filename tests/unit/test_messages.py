@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from soap_service import crypto
 from soap_service.domain import sealing
@@ -71,7 +73,7 @@ class Setup:
     _stores: list[SqlStore]
 
     def service(self) -> MessageService:
-        store = SqlStore(self.database.session())
+        store = self.database.store()
         self._stores.append(store)
         return self.service_on(store)
 
@@ -88,7 +90,7 @@ class Setup:
         """Rows of this test's two accounts (the database may be shared by a module)."""
         ours = select(MessageRow.id).where(MessageRow.account_id.in_([self.alice.id, self.bob.id]))
         column = MessageRow.id if model is MessageRow else model.message_id
-        with self.database.session() as session:
+        with Session(self.database.engine) as session:
             return session.scalar(select(func.count()).where(column.in_(ours))) or 0
 
 
@@ -108,7 +110,7 @@ def shared_database(
 
 
 def make_setup(database: Database, keyring_path: Path) -> Setup:
-    store = SqlStore(database.session())
+    store = database.store()
     suffix = uuid.uuid4().hex[:8]
     alice, bob = (
         store.add_account(
@@ -194,7 +196,7 @@ def test_the_stored_status_equals_the_returned_one(setup: Setup) -> None:
 def test_content_is_encrypted_at_rest(setup: Setup) -> None:
     sent = setup.service().send(setup.alice, draft())
 
-    with setup.database.session() as session:
+    with Session(setup.database.engine) as session:
         message = session.get(MessageRow, sent.message_id)
         assert message is not None
         attachments = session.scalars(
@@ -242,7 +244,7 @@ def test_content_is_encrypted_at_rest(setup: Setup) -> None:
 
 def test_a_message_without_html_body_stores_none(setup: Setup) -> None:
     sent = setup.service().send(setup.alice, draft(html_body=None, attachments=()))
-    with setup.database.session() as session:
+    with Session(setup.database.engine) as session:
         message = session.get(MessageRow, sent.message_id)
     assert message is not None
     assert message.sealed_html_body is None
@@ -359,7 +361,7 @@ def test_status_needs_exactly_one_of_id_and_reference(setup: Setup) -> None:
 def test_the_journal_records_acceptance_and_one_queued_event_per_recipient(setup: Setup) -> None:
     sent = setup.service().send(setup.alice, draft())
 
-    with setup.database.session() as session:
+    with Session(setup.database.engine) as session:
         events = session.scalars(
             select(EventRow).where(EventRow.message_id == sent.message_id).order_by(EventRow.id)
         ).all()
@@ -397,8 +399,8 @@ class RacingStore(SqlStore):
     """Holds every thread just before its insert until all are there, so all of them try
     to insert the same reference at once and the database must pick one."""
 
-    def __init__(self, session: object, barrier: threading.Barrier, conflicts: list[str]) -> None:
-        super().__init__(session)  # type: ignore[arg-type]
+    def __init__(self, engine: Engine, barrier: threading.Barrier, conflicts: list[str]) -> None:
+        super().__init__(engine)
         self._barrier = barrier
         self._conflicts = conflicts
 
@@ -416,7 +418,7 @@ def race(setup: Setup, drafts: list[MessageDraft]) -> list[MessageStatus | Excep
     results: list[MessageStatus | Exception] = [RuntimeError("did not run")] * len(drafts)
 
     def send(index: int, message: MessageDraft) -> None:
-        store = RacingStore(setup.database.session(), barrier, conflicts)
+        store = RacingStore(setup.database.engine, barrier, conflicts)
         try:
             results[index] = setup.service_on(store).send(setup.alice, message)
         except Exception as exc:

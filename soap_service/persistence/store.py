@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -40,11 +40,10 @@ from soap_service.errors import (
 )
 from soap_service.persistence.tables import (
     AccountRow,
-    AttachmentRow,
-    EventRow,
     MessageRow,
     RecipientRow,
     UsedNonceRow,
+    UtcDateTime,
 )
 
 # Forget old nonces on about one call in this many: cheap, and the table stays small.
@@ -157,85 +156,17 @@ class SqlStore:
         loser's INSERT waits for the winner's commit, then does nothing.
         """
         with self._transaction() as connection:
-            statements = _statements(connection.dialect.name)
-            inserted = connection.execute(
-                statements.insert_message,
-                {
-                    "id": message.message_id,
-                    "account_id": message.account_id,
-                    "reference": message.reference,
-                    "type": message.type.value,
-                    "language": message.language.value,
-                    "accepted_at": message.accepted_at,
-                    "expires_at": message.expires_at,
-                    "key_id": message.data_key.key_id,
-                    "wrapped_key": message.data_key.wrapped,
-                    "fingerprint": message.fingerprint,
-                    "sealed_subject": message.sealed_subject,
-                    "sealed_text_body": message.sealed_text_body,
-                    "sealed_html_body": message.sealed_html_body,
-                    "content_bytes": message.content_bytes,
-                },
-            ).first()
-            if inserted is None:
-                row = connection.execute(
-                    statements.find_reference,
-                    {"account_id": message.account_id, "reference": message.reference},
-                ).one()
-                return ReferenceRecord(
-                    message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint
-                )
-            if message.attachments:
-                connection.execute(
-                    statements.insert_attachments,
-                    [
-                        {
-                            "message_id": message.message_id,
-                            "position": attachment.position,
-                            "sealed_filename": attachment.sealed_filename,
-                            "content_type": attachment.content_type,
-                            "size": attachment.size,
-                            "sealed_content": attachment.sealed_content,
-                        }
-                        for attachment in message.attachments
-                    ],
-                )
-            recipient_ids = connection.execute(
-                statements.insert_recipients,
-                [
-                    {
-                        "message_id": message.message_id,
-                        "position": position,
-                        "address": address,
-                        "state": RecipientState.QUEUED.value,
-                        "attempts": 0,
-                        "state_changed_at": message.accepted_at,
-                    }
-                    for position, address in enumerate(message.recipients, start=1)
-                ],
-            ).scalars()
-            accepted = {
-                "message_id": message.message_id,
-                "recipient_id": None,
-                "at": message.accepted_at,
-                "kind": "accepted",
-                "detail": (
-                    f"{len(message.recipients)} recipient(s), "
-                    f"{len(message.attachments)} attachment(s), {message.content_bytes} bytes"
-                ),
-            }
-            queued = [
-                {
-                    "message_id": message.message_id,
-                    "recipient_id": recipient_id,
-                    "at": message.accepted_at,
-                    "kind": RecipientState.QUEUED.value,
-                    "detail": "waiting for delivery",
-                }
-                for recipient_id in recipient_ids
-            ]
-            connection.execute(statements.insert_events, [accepted, *queued])
-        return None
+            if connection.dialect.name == "postgresql":
+                inserted = _insert_message_postgresql(connection, message)
+            else:
+                inserted = _insert_message_sqlite(connection, message)
+            if inserted:
+                return None
+            row = connection.execute(
+                _statements(connection.dialect.name).find_reference,
+                {"account_id": message.account_id, "reference": message.reference},
+            ).one()
+        return ReferenceRecord(message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint)
 
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
@@ -286,14 +217,7 @@ class SqlStore:
 
 @dataclass(frozen=True)
 class _Statements:
-    """The hot path's statements, built once per dialect: building a statement costs more
-    CPU than running it on SQLite."""
-
-    insert_message: Any
     find_reference: Any
-    insert_attachments: Any
-    insert_recipients: Any
-    insert_events: Any
     remember_nonce: Any
 
 
@@ -302,20 +226,164 @@ def _statements(dialect: str) -> _Statements:
     # SQLite and PostgreSQL share INSERT ... ON CONFLICT DO NOTHING ... RETURNING.
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
     messages = MessageRow.__table__
-    recipients = RecipientRow.__table__
     nonces = UsedNonceRow.__table__
     return _Statements(
-        insert_message=upsert(messages)
-        .on_conflict_do_nothing(index_elements=["account_id", "reference"])
-        .returning(messages.c.id),
         find_reference=select(messages.c.id, messages.c.key_id, messages.c.fingerprint).where(
             messages.c.account_id == bindparam("account_id"),
             messages.c.reference == bindparam("reference"),
         ),
-        insert_attachments=insert(AttachmentRow.__table__),
-        insert_recipients=insert(recipients).returning(
-            recipients.c.id, sort_by_parameter_order=True
-        ),
-        insert_events=insert(EventRow.__table__),
         remember_nonce=upsert(nonces).on_conflict_do_nothing().returning(nonces.c.account_id),
     )
+
+
+# SendMessage's insert is the service's hot path. It is written in the drivers' own SQL
+# (exec_driver_sql still translates errors and runs in the same transaction): compiling
+# and processing four Core statements cost more CPU than SQLite spends storing them, and
+# on PostgreSQL one statement is one round trip instead of six.
+
+_MESSAGE_COLUMNS = (
+    "id, account_id, reference, type, language, accepted_at, expires_at, key_id, "
+    "wrapped_key, fingerprint, sealed_subject, sealed_text_body, sealed_html_body, "
+    "content_bytes"
+)
+_ACCEPTED = "accepted"
+_WAITING = "waiting for delivery"
+
+
+def _message_values(message: NewMessage, timestamp: Callable[[datetime], Any]) -> dict[str, Any]:
+    return {
+        "id": message.message_id,
+        "account_id": message.account_id,
+        "reference": message.reference,
+        "type": message.type.value,
+        "language": message.language.value,
+        "accepted_at": timestamp(message.accepted_at),
+        "expires_at": timestamp(message.expires_at),
+        "key_id": message.data_key.key_id,
+        "wrapped_key": message.data_key.wrapped,
+        "fingerprint": message.fingerprint,
+        "sealed_subject": message.sealed_subject,
+        "sealed_text_body": message.sealed_text_body,
+        "sealed_html_body": message.sealed_html_body,
+        "content_bytes": message.content_bytes,
+    }
+
+
+def _accepted_detail(message: NewMessage) -> str:
+    return (
+        f"{len(message.recipients)} recipient(s), {len(message.attachments)} attachment(s), "
+        f"{message.content_bytes} bytes"
+    )
+
+
+@functools.cache
+def _timestamp_format(dialect: Dialect) -> Callable[[datetime], Any]:
+    """How the driver receives a UtcDateTime value, exactly as SQLAlchemy would send it."""
+    process = UtcDateTime().bind_processor(dialect)
+    return process if process is not None else lambda value: value
+
+
+_SQLITE_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ("
+    + ", ".join(f":{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
+    + ") ON CONFLICT (account_id, reference) DO NOTHING RETURNING id"
+)
+_SQLITE_INSERT_ATTACHMENT = (
+    "INSERT INTO attachments (message_id, position, sealed_filename, content_type, size, "
+    "sealed_content) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_RECIPIENT = (
+    "INSERT INTO recipients (message_id, position, address, state, attempts, "
+    "state_changed_at) VALUES (?, ?, ?, 'queued', 0, ?) RETURNING id"
+)
+_SQLITE_INSERT_EVENT = (
+    "INSERT INTO events (message_id, recipient_id, at, kind, detail) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _insert_message_sqlite(connection: Connection, message: NewMessage) -> bool:
+    timestamp = _timestamp_format(connection.dialect)
+    values = _message_values(message, timestamp)
+    if connection.exec_driver_sql(_SQLITE_INSERT_MESSAGE, values).first() is None:
+        return False
+    message_id, accepted_at = message.message_id, values["accepted_at"]
+    if message.attachments:
+        connection.exec_driver_sql(
+            _SQLITE_INSERT_ATTACHMENT,
+            [
+                (
+                    message_id,
+                    attachment.position,
+                    attachment.sealed_filename,
+                    attachment.content_type,
+                    attachment.size,
+                    attachment.sealed_content,
+                )
+                for attachment in message.attachments
+            ],
+        )
+    events: list[tuple[Any, ...]] = [
+        (message_id, None, accepted_at, _ACCEPTED, _accepted_detail(message))
+    ]
+    for position, address in enumerate(message.recipients, start=1):
+        recipient_id = connection.exec_driver_sql(
+            _SQLITE_INSERT_RECIPIENT, (message_id, position, address, accepted_at)
+        ).scalar_one()
+        events.append((message_id, recipient_id, accepted_at, "queued", _WAITING))
+    connection.exec_driver_sql(_SQLITE_INSERT_EVENT, events)
+    return True
+
+
+# One statement: data-modifying CTEs insert the message, then (only if it was new) its
+# attachments, recipients and journal, from arrays; foreign keys are checked at its end.
+# Byte arrays go in binary (%b): in text they would be hex-escaped, 30 MB becoming 60.
+_POSTGRESQL_INSERT_MESSAGE = f"""
+WITH new_message AS (
+    INSERT INTO messages ({_MESSAGE_COLUMNS})
+    VALUES ({", ".join(f"%({column.strip()})s" for column in _MESSAGE_COLUMNS.split(","))})
+    ON CONFLICT (account_id, reference) DO NOTHING
+    RETURNING id, accepted_at
+), new_attachments AS (
+    INSERT INTO attachments
+        (message_id, position, sealed_filename, content_type, size, sealed_content)
+    SELECT new_message.id, a.position, a.sealed_filename, a.content_type, a.size,
+           a.sealed_content
+    FROM new_message,
+         unnest(%(a_position)s::int[], %(a_filename)b::bytea[], %(a_type)s::text[],
+                %(a_size)s::bigint[], %(a_content)b::bytea[])
+         AS a(position, sealed_filename, content_type, size, sealed_content)
+), new_recipients AS (
+    INSERT INTO recipients (message_id, position, address, state, attempts, state_changed_at)
+    SELECT new_message.id, r.position, r.address, 'queued', 0, new_message.accepted_at
+    FROM new_message,
+         unnest(%(r_position)s::int[], %(r_address)s::text[]) AS r(position, address)
+    RETURNING id, position
+)
+INSERT INTO events (message_id, recipient_id, at, kind, detail)
+SELECT message_id, recipient_id, at, kind, detail FROM (
+    SELECT new_message.id AS message_id, NULL::bigint AS recipient_id,
+           new_message.accepted_at AS at, '{_ACCEPTED}' AS kind, %(detail)s AS detail, 0 AS n
+    FROM new_message
+    UNION ALL
+    SELECT new_message.id, new_recipients.id, new_message.accepted_at, 'queued',
+           '{_WAITING}', new_recipients.position
+    FROM new_message, new_recipients
+) AS journal ORDER BY n
+RETURNING message_id
+"""
+
+
+def _insert_message_postgresql(connection: Connection, message: NewMessage) -> bool:
+    values = _message_values(message, _timestamp_format(connection.dialect))
+    attachments = message.attachments
+    values.update(
+        a_position=[attachment.position for attachment in attachments],
+        a_filename=[bytes(attachment.sealed_filename) for attachment in attachments],
+        a_type=[attachment.content_type for attachment in attachments],
+        a_size=[attachment.size for attachment in attachments],
+        a_content=[attachment.sealed_content for attachment in attachments],
+        r_position=list(range(1, len(message.recipients) + 1)),
+        r_address=list(message.recipients),
+        detail=_accepted_detail(message),
+    )
+    return connection.exec_driver_sql(_POSTGRESQL_INSERT_MESSAGE, values).first() is not None

@@ -8,9 +8,9 @@ from typing import Any
 
 import spyne.const
 from spyne import Application
-from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
+from soap_service.soap.codec import Codec
 from soap_service.soap.faults import (
     FAULT_CONTENT_TYPE,
     FAULT_STATUS,
@@ -18,7 +18,7 @@ from soap_service.soap.faults import (
     as_service_error,
     render_fault,
 )
-from soap_service.soap.protocol import SCOPE_KEY, GuardedSoap11
+from soap_service.soap.protocol import SCOPE_KEY, CodecSoap11, GuardedSoap11
 from soap_service.soap.service import MessagingService
 from soap_service.soap.types import TNS
 from soap_service.soap.wsdl import schema_of, tidy_wsdl
@@ -44,13 +44,14 @@ class SoapEndpoint:
     """Builds the application once; `wsdl` is the document served at ?wsdl."""
 
     def __init__(self, public_url: str) -> None:
-        self._in_protocol = GuardedSoap11()
+        codec = Codec(TNS)
+        self._in_protocol = GuardedSoap11(codec)
         self.application = Application(
             [MessagingService],
             tns=TNS,
             name="MessagingPort",  # portType, binding and port; the service is MessagingService
             in_protocol=self._in_protocol,
-            out_protocol=Soap11(cleanup_namespaces=True),
+            out_protocol=CodecSoap11(codec),
         )
         self.wsgi = _SpyneWsgi(self.application)
         self.wsgi.doc.wsdl11.build_interface_document(public_url)

@@ -5,13 +5,12 @@
 - The sender is authenticated before anything else is looked at.
 - The body is validated against the schema published in the WSDL; schema errors become
   fault strings built from the element path and our own words, never the submitted value.
-- base64 is decoded in one call; Spyne's decoder joins the text character by character.
+- Arguments are read and answers written by the compiled codec (codec.py), not by
+  Spyne's generic walk over class attributes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import threading
 from typing import Any
@@ -26,6 +25,7 @@ from soap_service.errors import (
     UnknownOperation,
     ValidationError,
 )
+from soap_service.soap.codec import Codec
 from soap_service.soap.faults import SOAP11_ENV, ServiceFault
 from soap_service.soap.wssecurity import SECURITY_TAG, read_username_token
 
@@ -36,9 +36,10 @@ _MUST_UNDERSTAND = f"{{{SOAP11_ENV}}}mustUnderstand"
 
 
 class GuardedSoap11(Soap11):
-    def __init__(self) -> None:
+    def __init__(self, codec: Codec) -> None:
         # Spyne's own validation is off: the schema check below replaces it.
         super().__init__(validator=None, cleanup_namespaces=True)
+        self._codec = codec
         self._schema: etree.XMLSchema | None = None
         self._schema_lock = threading.Lock()
         self._operations: dict[str, str] = {}
@@ -97,21 +98,33 @@ class GuardedSoap11(Soap11):
         if error is not None:
             raise schema_error(error)
 
-    def byte_array_from_element(self, ctx: Any, cls: Any, element: etree._Element) -> bytes:
-        # Strict: libxml2's xs:base64Binary check lets characters like "!" through, and
-        # Python's default decoder silently drops them.
-        text = element.text or ""
+    def deserialize(self, ctx: Any, message: Any) -> None:
+        """The operation's arguments, read along compiled plans (see codec.py)."""
         try:
-            try:
-                content = base64.b64decode(text, validate=True)
-            except binascii.Error:  # XML allows whitespace (line breaks) inside base64
-                content = base64.b64decode(_WHITESPACE.sub("", text), validate=True)
-        except (binascii.Error, ValueError):
-            raise ServiceFault(
-                InvalidBase64(f"{element_path(element)}: the content is not valid base64")
-            ) from None
-        element.text = None  # drop the (larger) base64 text as soon as it is decoded
-        return content
+            ctx.in_object = self._codec.read_arguments(ctx.descriptor.in_message, ctx.in_body_doc)
+        except ServiceError as exc:
+            raise ServiceFault(exc) from exc
+        ctx.in_header = None
+
+
+class CodecSoap11(Soap11):
+    """Answers written along compiled plans (see codec.py); faults are rendered apart."""
+
+    def __init__(self, codec: Codec) -> None:
+        super().__init__(cleanup_namespaces=False)
+        self._codec = codec
+
+    def serialize(self, ctx: Any, message: Any) -> None:
+        if ctx.out_error is not None:
+            super().serialize(ctx, message)
+            return
+        ctx.out_document = etree.Element(
+            f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap11env": SOAP11_ENV, "tns": self.app.tns}
+        )
+        ctx.out_body_doc = etree.SubElement(ctx.out_document, f"{{{SOAP11_ENV}}}Body")
+        self._codec.write_arguments(
+            ctx.descriptor.out_message, list(ctx.out_object), ctx.out_body_doc
+        )
 
 
 def _check_must_understand(headers: list[etree._Element] | None) -> None:
@@ -123,14 +136,8 @@ def _check_must_understand(headers: list[etree._Element] | None) -> None:
             )
 
 
-_WHITESPACE = re.compile(r"[ \t\r\n]+")
 _NAMESPACED = re.compile(r"\{[^}]*\}")
 _PREFIXED_STEP = re.compile(r"(^|/)[^/:\[]+:")
-
-
-def element_path(element: etree._Element) -> str:
-    """SendMessage/Message/Attachments/Attachment[2]/Content: where in the request."""
-    return _readable_path(element.getroottree().getpath(element)).split("Body/", 1)[-1]
 
 
 def _readable_path(path: str) -> str:

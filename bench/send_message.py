@@ -663,10 +663,34 @@ def print_table(baseline: TargetResult, results: list[TargetResult]) -> None:
             print(f"  {row.target} error {kind}: {count}")
     print()
     print_cpu_table(rows)
-    print()
-    for row in results:
-        assert row.ratio_to_baseline is not None
-        print(f"{row.target}: ratio {row.ratio_to_baseline:.0%} (goal >= {GOAL_RATIO:.0%})")
+
+
+def median_ratios(rounds: list[tuple[TargetResult, list[TargetResult]]]) -> dict[str, float]:
+    ratios: dict[str, list[float]] = {}
+    for _, results in rounds:
+        for row in results:
+            ratios.setdefault(row.target, []).append(row.ratio_to_baseline or 0.0)
+    return {target: statistics.median(values) for target, values in ratios.items()}
+
+
+def print_summary(rounds: list[tuple[TargetResult, list[TargetResult]]]) -> None:
+    print(f"\n== summary over {len(rounds)} round(s): median requests per second")
+    baselines = [baseline.requests_per_second for baseline, _ in rounds]
+    print(f"{'baseline':<10} {statistics.median(baselines):>8.1f}")
+    per_target: dict[str, list[TargetResult]] = {}
+    for _, results in rounds:
+        for row in results:
+            per_target.setdefault(row.target, []).append(row)
+    ratios = median_ratios(rounds)
+    for target, rows in per_target.items():
+        rps = statistics.median(row.requests_per_second for row in rows)
+        cpu = statistics.median(row.cpu.server_ms_per_request for row in rows)
+        print(
+            f"{target:<10} {rps:>8.1f}   median ratio {ratios[target]:.0%} "
+            f"(goal >= {GOAL_RATIO:.0%}; rounds: "
+            + ", ".join(f"{row.ratio_to_baseline or 0:.0%}" for row in rows)
+            + f"); server {cpu:.2f} ms CPU per request"
+        )
 
 
 def print_cpu_table(rows: list[TargetResult]) -> None:
@@ -710,7 +734,7 @@ def check(results: list[TargetResult]) -> list[str]:
 
 
 def write_json(
-    baseline: TargetResult, results: list[TargetResult], args: argparse.Namespace
+    rounds: list[tuple[TargetResult, list[TargetResult]]], args: argparse.Namespace
 ) -> None:
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -722,11 +746,12 @@ def write_json(
             "client_processes": args.client_processes,
             "workers": args.workers,
             "threads": args.threads,
+            "rounds": args.rounds,
             "cpus": os.cpu_count(),
         },
         "goal_ratio": GOAL_RATIO,
-        "ratios": {row.target: row.ratio_to_baseline for row in results},
-        "targets": [asdict(row) for row in [baseline, *results]],
+        "median_ratios": median_ratios(rounds),
+        "rounds": [[asdict(row) for row in [baseline, *results]] for baseline, results in rounds],
     }
     RESULTS_FILE.write_text(json.dumps(_without_nan(document), indent=2) + "\n")
 
@@ -747,16 +772,17 @@ def _without_nan(value: Any) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.send_message", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per target")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per target")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time first")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
     parser.add_argument(
         "--client-processes", type=int, default=2, help="client processes sharing them"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    # On 2 cores, 2 single-threaded workers serve both best: more processes or threads
+    # only add switching between them.
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, all targets")
-    parser.add_argument(
-        "--threads", type=int, help="threads per worker, all targets (default: the service's)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker, all targets")
     parser.add_argument(
         "--backends",
         default="sqlite,postgresql",
@@ -777,6 +803,37 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def run_round(
+    number: int,
+    folder: Path,
+    tls: TlsFiles,
+    attachment: bytes,
+    args: argparse.Namespace,
+    pool: Any,
+) -> tuple[TargetResult, list[TargetResult]]:
+    """The baseline, then each backend right after it: each ratio compares two runs
+    minutes apart at most, whatever else the shared machine did over the whole bench."""
+    folder = folder / f"round-{number}"
+    print(f"round {number}: baseline ...", flush=True)
+    baseline = run_baseline(folder, tls, attachment, args, pool)
+    results: list[TargetResult] = []
+    for backend in args.backends:
+        print(f"round {number}: {backend} ...", flush=True)
+        if backend == "sqlite":
+            url = f"sqlite:///{folder / 'sqlite' / 'service.sqlite3'}"
+            results.append(run_service(backend, url, folder, tls, attachment, args, pool))
+        else:
+            with postgres_database(args.pg_url) as url:
+                results.append(run_service(backend, url, folder, tls, attachment, args, pool))
+    for row in results:
+        row.ratio_to_baseline = (
+            row.requests_per_second / baseline.requests_per_second
+            if baseline.requests_per_second
+            else 0.0
+        )
+    return baseline, results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -784,34 +841,27 @@ def main(argv: list[str] | None = None) -> int:
     # Spawned (not forked) client processes: they start clean, without this process's
     # database engines or open files.
     context = multiprocessing.get_context("spawn")
+    rounds: list[tuple[TargetResult, list[TargetResult]]] = []
+    print(
+        f"{args.rounds} round(s); gunicorn: {args.workers} workers x {args.threads} threads, "
+        f"{args.connections} client connections",
+        flush=True,
+    )
     with (
         tempfile.TemporaryDirectory(prefix="soap-bench-") as temporary,
         context.Pool(args.client_processes) as pool,
     ):
         folder = Path(temporary)
         tls = make_tls(folder / "tls")
-        print(f"baseline: {args.workers} workers, {args.connections} connections ...", flush=True)
-        baseline = run_baseline(folder, tls, attachment, args, pool)
-        results: list[TargetResult] = []
-        for backend in args.backends:
-            print(f"{backend}: ...", flush=True)
-            if backend == "sqlite":
-                url = f"sqlite:///{folder / 'sqlite' / 'service.sqlite3'}"
-                results.append(run_service(backend, url, folder, tls, attachment, args, pool))
-            else:
-                with postgres_database(args.pg_url) as url:
-                    results.append(run_service(backend, url, folder, tls, attachment, args, pool))
-    for row in results:
-        row.ratio_to_baseline = (
-            row.requests_per_second / baseline.requests_per_second
-            if baseline.requests_per_second
-            else 0.0
-        )
-    print()
-    print_table(baseline, results)
-    write_json(baseline, results, args)
+        for number in range(1, args.rounds + 1):
+            rounds.append(run_round(number, folder, tls, attachment, args, pool))
+    for number, (baseline, results) in enumerate(rounds, start=1):
+        print(f"\n== round {number}")
+        print_table(baseline, results)
+    print_summary(rounds)
+    write_json(rounds, args)
     print(f"results: {RESULTS_FILE.relative_to(REPO)}")
-    problems = check(results)
+    problems = [problem for _, results in rounds for problem in check(results)]
     for problem in problems:
         print(f"bench: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -145,7 +145,6 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_message_id_id", ["message_id", "id"], unique=False)
 
-
     if op.get_bind().dialect.name == "postgresql":
         # Sealed content is random to any compressor: store it out of line without trying.
         for table, column in [

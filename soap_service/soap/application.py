@@ -56,7 +56,8 @@ class SoapEndpoint:
         self.wsgi = _SpyneWsgi(self.application)
         self.wsgi.doc.wsdl11.build_interface_document(public_url)
         self.wsdl = tidy_wsdl(self.wsgi.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION)
-        self._in_protocol.use_schema(*schema_of(self.wsdl))
+        schema, self.binary_tags = schema_of(self.wsdl)
+        self._in_protocol.use_schema(schema, self.binary_tags)
 
 
 class _SpyneWsgi(WsgiApplication):

@@ -15,7 +15,7 @@ from soap_service.logs import describe_exception
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fault
 from soap_service.soap.protocol import ENVELOPE_KEY, SCOPE_KEY
-from soap_service.web.guard import declared_length, discard_body, read_envelope
+from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 
 log = logging.getLogger("soap_service.requests")
 
@@ -29,6 +29,11 @@ class WebApp:
         self._endpoint = endpoint
         self._settings = container.settings
         self._soap_path = container.settings.soap_path
+        self._guard_limits = GuardLimits(
+            max_request_bytes=container.settings.max_request_bytes,
+            max_binary_bytes=container.settings.limits.max_attachment_bytes,
+            binary_tags=endpoint.binary_tags,
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -66,7 +71,7 @@ class WebApp:
         scope = self._container.open_scope()
         try:
             try:
-                environ[ENVELOPE_KEY] = read_envelope(environ, self._settings.max_request_bytes)
+                environ[ENVELOPE_KEY] = read_envelope(environ, self._guard_limits)
             except MessageTooLarge as exc:
                 scope.outcome = exc.code
                 return self._refuse_oversized(environ, start_response, exc)

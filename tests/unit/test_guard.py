@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -15,12 +16,13 @@ from soap_service.errors import (
     UnsupportedMediaType,
     VersionMismatch,
 )
-from soap_service.web.guard import declared_length, read_envelope
+from soap_service.web.guard import GuardLimits, declared_length, read_envelope
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 TNS = "urn:soap-service:messaging:v1"
 LIMIT = 1024 * 1024
+LIMITS = GuardLimits(max_request_bytes=LIMIT, max_binary_bytes=LIMIT)
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 
@@ -55,7 +57,7 @@ def environ(
 
 
 def read(body: bytes, **options: Any) -> etree._Element:
-    return read_envelope(environ(body, **options), LIMIT)
+    return read_envelope(environ(body, **options), LIMITS)
 
 
 # A valid envelope.
@@ -82,7 +84,7 @@ def test_an_envelope_without_header_with_declaration_and_comments_is_accepted() 
 def test_bytes_beyond_the_content_length_are_not_read() -> None:
     request = environ(VALID + b"<trailing garbage")
     request["CONTENT_LENGTH"] = str(len(VALID))
-    assert read_envelope(request, LIMIT).tag == f"{{{SOAP11}}}Envelope"
+    assert read_envelope(request, LIMITS).tag == f"{{{SOAP11}}}Envelope"
     assert request["wsgi.input"].tell() == len(VALID)
 
 
@@ -95,7 +97,9 @@ def test_a_latin1_request_is_decoded_by_its_charset() -> None:
 def test_a_text_node_over_libxml2s_10_mb_default_parses() -> None:
     big = "QUJD" * (3 * 1024 * 1024)  # 12 MiB of base64 in one text node
     body = envelope(f"<m:SendMessage><m:Content>{big}</m:Content></m:SendMessage>").encode()
-    root = read_envelope(environ(body), 16 * 1024 * 1024)
+    root = read_envelope(
+        environ(body), GuardLimits(max_request_bytes=16 * 2**20, max_binary_bytes=16 * 2**20)
+    )
     assert len(root.findtext(f".//{{{TNS}}}Content") or "") == 12 * 1024 * 1024
 
 
@@ -224,7 +228,7 @@ def test_a_content_length_over_the_limit_is_refused_without_reading() -> None:
     request = environ(b"<x/>")
     request["CONTENT_LENGTH"] = str(LIMIT + 1)
     with pytest.raises(MessageTooLarge, match=f"^the request is larger than {LIMIT} bytes"):
-        read_envelope(request, LIMIT)
+        read_envelope(request, LIMITS)
     assert request["wsgi.input"].tell() == 0
 
 
@@ -232,7 +236,7 @@ def test_a_chunked_body_over_the_limit_is_refused() -> None:
     padding = b" " * (LIMIT + 1 - len(VALID))
     request = environ(VALID + padding, chunked=True)
     with pytest.raises(MessageTooLarge, match=f"^the request is larger than {LIMIT} bytes"):
-        read_envelope(request, LIMIT)
+        read_envelope(request, LIMITS)
 
 
 def test_a_chunked_body_of_exactly_the_limit_is_accepted() -> None:
@@ -244,7 +248,7 @@ def test_a_body_longer_than_its_content_length_is_cut_at_the_limit() -> None:
     # The stream holds more than declared: only the declared bytes are read.
     request = environ(VALID + b" " * (2 * LIMIT))
     request["CONTENT_LENGTH"] = str(len(VALID))
-    assert read_envelope(request, LIMIT).tag == f"{{{SOAP11}}}Envelope"
+    assert read_envelope(request, LIMITS).tag == f"{{{SOAP11}}}Envelope"
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1e3", "0x10", "12 34", "1_000"])
@@ -252,7 +256,7 @@ def test_a_content_length_that_is_not_a_number_is_refused(value: str) -> None:
     request = environ(VALID)
     request["CONTENT_LENGTH"] = value
     with pytest.raises(MalformedRequest, match=r"^the Content-Length header is not a number$"):
-        read_envelope(request, LIMIT)
+        read_envelope(request, LIMITS)
 
 
 def test_a_content_length_with_a_superscript_digit_is_refused() -> None:
@@ -264,7 +268,7 @@ def test_a_body_shorter_than_its_content_length_is_refused() -> None:
     request = environ(VALID)
     request["CONTENT_LENGTH"] = str(len(VALID) + 10)
     with pytest.raises(MalformedRequest, match=r"^the request body is shorter than its Content"):
-        read_envelope(request, LIMIT)
+        read_envelope(request, LIMITS)
 
 
 def test_declared_length() -> None:
@@ -351,3 +355,70 @@ def test_the_envelope_holds_an_optional_header_and_one_body(children: str) -> No
     )
     with pytest.raises(MalformedRequest, match=r"^the Envelope must hold an optional Header"):
         read(body.encode())
+
+
+# Bounds on the tree, checked while it is read.
+
+BIG = 64 * 2**20
+GENEROUS = GuardLimits(max_request_bytes=BIG, max_binary_bytes=BIG)
+
+
+def read_with(body: bytes, limits: GuardLimits) -> tuple[etree._Element | None, int]:
+    """Parse; returns the root (or raises) and how far the stream was read."""
+    request = environ(body)
+    return read_envelope(request, limits), request["wsgi.input"].tell()
+
+
+def test_a_flood_of_elements_is_refused_before_the_body_is_read() -> None:
+    flood = envelope("<m:GetStatus>" + "<a/>" * 2_000_000 + "</m:GetStatus>").encode()
+    request = environ(flood)
+    with pytest.raises(MalformedRequest, match=r"^the request has more than 50000 elements$"):
+        read_envelope(request, GENEROUS)
+    assert request["wsgi.input"].tell() < len(flood) // 4  # stopped early, not at the end
+
+
+def test_deep_nesting_is_refused() -> None:
+    deep = envelope("<m:GetStatus>" + "<a>" * 100 + "</a>" * 100 + "</m:GetStatus>").encode()
+    with pytest.raises(MalformedRequest, match=r"^the request nests deeper than 64 levels$"):
+        read(deep)
+
+
+def test_an_element_with_too_many_attributes_is_refused() -> None:
+    attributes = " ".join(f'a{n}="1"' for n in range(100))
+    crowded = envelope(f"<m:GetStatus {attributes}/>").encode()
+    with pytest.raises(MalformedRequest, match=r"^an element has more than 64 attributes$"):
+        read(crowded)
+
+
+def test_attachment_bytes_are_added_up_as_each_attachment_completes() -> None:
+    limits = GuardLimits(
+        max_request_bytes=BIG, max_binary_bytes=3000, binary_tags=frozenset({f"{{{TNS}}}Content"})
+    )
+    chunk = base64.b64encode(b"x" * 1000).decode()
+    body = envelope(
+        "<m:SendMessage>"
+        + "".join(f"<m:Content>{chunk}</m:Content>" for _ in range(3))
+        + "<m:Content>AA==</m:Content>"  # one more byte: 3001
+        + "<m:Other>"
+        + "y" * 2_000_000
+        + "</m:Other></m:SendMessage>"
+    ).encode()
+    request = environ(body)
+    with pytest.raises(MessageTooLarge, match=r"^the attachments are 3001 bytes or more in total"):
+        read_envelope(request, limits)
+    assert request["wsgi.input"].tell() < len(body) // 2
+
+    exactly = body.replace(b"<m:Content>AA==</m:Content>", b"")
+    assert read_with(exactly, limits)[0] is not None
+
+
+@pytest.mark.parametrize("charset", ["UTF-16LE", "utf-16le"])
+def test_a_utf16_body_with_its_iana_charset_is_read(charset: str) -> None:
+    body = envelope().encode("utf-16-le")
+    assert read(body, content_type=f"text/xml; charset={charset}").tag == f"{{{SOAP11}}}Envelope"
+
+
+@pytest.mark.parametrize("charset", ["cp437", "x-unknown-7"])
+def test_a_charset_the_parser_does_not_know_is_unsupported(charset: str) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        read(VALID, content_type=f"text/xml; charset={charset}")

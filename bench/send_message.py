@@ -177,7 +177,7 @@ class Server:
 
     def add_account(self) -> tuple[str, str]:
         name = f"bench-{uuid.uuid4().hex[:8]}"
-        output = self.cli("account", "add", name, "--text-only")
+        output = self.cli("account", "add", name)  # PasswordText only: the default
         password = re.search(r"password: (\S+)", output)
         if password is None:
             raise RuntimeError(f"no password in the output of account add:\n{output}")

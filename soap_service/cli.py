@@ -47,9 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="the username (3 to 64 letters, digits, . _ -)")
     add.add_argument("--organisation", help="the sender's name shown to recipients")
     add.add_argument(
-        "--text-only",
+        "--allow-digest",
         action="store_true",
-        help="allow only PasswordText: keep no sealed copy of the password for PasswordDigest",
+        help="also accept PasswordDigest; this keeps the password sealed by the master key, "
+        "because a digest can only be checked by someone who knows the password",
     )
     add.set_defaults(handler=_account_add)
 
@@ -119,7 +120,7 @@ def _new_account(
 
 def _account_add(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        credentials = _new_account(settings, args.name, args.organisation, not args.text_only)
+        credentials = _new_account(settings, args.name, args.organisation, args.allow_digest)
     except AccountExists as exc:
         print(f"soap-service: {exc}", file=sys.stderr)
         return 1

@@ -89,8 +89,9 @@ class ServiceProcess:
         )
 
     def add_account(self, name: str | None = None) -> tuple[str, str]:
+        """An account that accepts PasswordText and PasswordDigest."""
         name = name or f"sender-{uuid.uuid4().hex[:8]}"
-        output = self.cli("account", "add", name).stdout
+        output = self.cli("account", "add", name, "--allow-digest").stdout
         password = re.search(r"password: (\S+)", output)
         assert password, output
         return name, password.group(1)
@@ -183,6 +184,30 @@ def security_header(username: str, password: str) -> str:
         f"<wsse:Username>{username}</wsse:Username>"
         f"<wsse:Password>{password}</wsse:Password>"
         "</wsse:UsernameToken></wsse:Security>"
+    )
+
+
+def digest_security_header(
+    username: str, password: str, *, nonce: bytes | None = None, created: str | None = None
+) -> str:
+    """A PasswordDigest UsernameToken, by default with a fresh nonce and the current time."""
+    import base64
+    from datetime import UTC, datetime
+
+    from soap_service.crypto import username_token_digest
+
+    wsse = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+    wsu = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+    profile = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+    nonce = nonce or uuid.uuid4().bytes
+    created = created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = username_token_digest(nonce, created, password)
+    return (
+        f'<wsse:Security xmlns:wsse="{wsse}" xmlns:wsu="{wsu}"><wsse:UsernameToken>'
+        f"<wsse:Username>{username}</wsse:Username>"
+        f'<wsse:Password Type="{profile}#PasswordDigest">{digest}</wsse:Password>'
+        f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce>"
+        f"<wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security>"
     )
 
 

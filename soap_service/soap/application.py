@@ -10,6 +10,7 @@ import spyne.const
 from spyne import Application
 from spyne.server.wsgi import WsgiApplication
 
+from soap_service.errors import FaultCode
 from soap_service.soap.codec import Codec
 from soap_service.soap.faults import (
     FAULT_CONTENT_TYPE,
@@ -33,10 +34,8 @@ SERVICE_DOCUMENTATION = (
     "soap-service messaging API, version 1 (SOAP 1.1, document/literal wrapped). "
     "Authenticate every request with a WS-Security UsernameToken (PasswordText over TLS, "
     "or PasswordDigest with Nonce and Created). Faults carry a faultcode naming the cause: "
-    "Client.AuthenticationFailed, Client.ValidationError, Client.InvalidAddress, "
-    "Client.InvalidBase64, Client.AttachmentRejected, Client.MessageTooLarge, "
-    "Client.DuplicateReference, Client.NotFound, Client.MalformedRequest, "
-    "Client.ForbiddenXml, Client.UnknownOperation, Server.Unavailable (retry later)."
+    + ", ".join(code for name, code in vars(FaultCode).items() if name.isupper())
+    + ". Server.Unavailable is worth retrying; resending with the same Reference is safe."
 )
 
 
@@ -56,8 +55,8 @@ class SoapEndpoint:
         self.wsgi = _SpyneWsgi(self.application)
         self.wsgi.doc.wsdl11.build_interface_document(public_url)
         self.wsdl = tidy_wsdl(self.wsgi.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION)
-        schema, self.binary_tags = schema_of(self.wsdl)
-        self._in_protocol.use_schema(schema, self.binary_tags)
+        self.schema = schema_of(self.wsdl)
+        self._in_protocol.use_schema(self.schema)
 
 
 class _SpyneWsgi(WsgiApplication):

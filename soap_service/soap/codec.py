@@ -159,5 +159,9 @@ def _decode_base64(element: etree._Element) -> bytes:
 
 def element_path(element: etree._Element) -> str:
     """SendMessage/Message/Attachments/Attachment[2]/Content: where in the request."""
-    path = element.getroottree().getpath(element)
-    return _PREFIXED_STEP.sub(r"\1", path).lstrip("/").split("Body/", 1)[-1]
+    return readable_path(element.getroottree().getpath(element)).split("Body/", 1)[-1]
+
+
+def readable_path(path: str) -> str:
+    """An lxml path without the request's namespace prefixes."""
+    return _PREFIXED_STEP.sub(r"\1", path).lstrip("/")

@@ -25,8 +25,9 @@ from soap_service.errors import (
     UnknownOperation,
     ValidationError,
 )
-from soap_service.soap.codec import Codec
+from soap_service.soap.codec import Codec, readable_path
 from soap_service.soap.faults import SOAP11_ENV, ServiceFault
+from soap_service.soap.wsdl import PublishedSchema
 from soap_service.soap.wssecurity import SECURITY_TAG, read_username_token
 
 ENVELOPE_KEY = "soap_service.envelope"
@@ -44,10 +45,12 @@ class GuardedSoap11(Soap11):
         self._schema_lock = threading.Lock()
         self._operations: dict[str, str] = {}
         self._binary_tags: frozenset[str] = frozenset()
+        self._repeat_limits: dict[str, int] = {}
 
-    def use_schema(self, schema: etree.XMLSchema, binary_tags: frozenset[str]) -> None:
-        self._schema = schema
-        self._binary_tags = binary_tags
+    def use_schema(self, published: PublishedSchema) -> None:
+        self._schema = published.schema
+        self._binary_tags = published.binary_tags
+        self._repeat_limits = published.repeat_limits
         self._operations = {
             key: key.rsplit("}", 1)[-1] for key in self.app.interface.service_method_map
         }
@@ -96,7 +99,7 @@ class GuardedSoap11(Soap11):
             for element, text in zip(binaries, texts, strict=True):
                 element.text = text
         if error is not None:
-            raise schema_error(error)
+            raise schema_error(error, self._repeat_limits)
 
     def deserialize(self, ctx: Any, message: Any) -> None:
         """The operation's arguments, read along compiled plans (see codec.py)."""
@@ -137,21 +140,22 @@ def _check_must_understand(headers: list[etree._Element] | None) -> None:
 
 
 _NAMESPACED = re.compile(r"\{[^}]*\}")
-_PREFIXED_STEP = re.compile(r"(^|/)[^/:\[]+:")
+_REPEATED_STEP = re.compile(r"^(?P<name>[^/\[]+)\[(?P<index>\d+)\]$")
 
 
-def _readable_path(path: str) -> str:
-    return _PREFIXED_STEP.sub(r"\1", path).lstrip("/")
+def schema_error(error: Any, repeat_limits: dict[str, int]) -> ServiceError:
+    """Our own words for a schema error: the field's path and what is wrong with it.
 
-
-def schema_error(error: Any) -> ServiceError:
-    """Our own words for a schema error: the field's path and what is wrong with it."""
-    path = _readable_path(error.path or "") or "request"
+    libxml2's messages can quote the submitted value, so only the parts that come from
+    the schema (allowed values, limits, element names) are taken from them."""
+    path = readable_path(error.path or "") or "request"
     message = error.message or ""
     kind = error.type_name or ""
     if kind == "SCHEMAV_CVC_ENUMERATION_VALID":
-        allowed = re.search(r"set \{(.*)\}", message)
-        values = allowed.group(1).replace("'", "") if allowed else "the listed values"
+        # "... The value '<submitted>' is not an element of the set {'a', 'b'}.": the last
+        # "set {" is libxml2's, whatever the submitted value contains.
+        _, found, allowed = message.rpartition("of the set {")
+        values = allowed.rstrip(".").rstrip("}").replace("'", "") if found else "listed"
         return ValidationError(f"{path}: the value must be one of {values}")
     if kind.startswith("SCHEMAV_CVC_DATATYPE_VALID"):
         if "xs:base64Binary" in message:
@@ -173,6 +177,12 @@ def schema_error(error: Any) -> ServiceError:
         if "Missing child element" in message:
             return ValidationError(f"{path}: the element {wanted or 'required'} is missing")
         parent, _, found = path.rpartition("/")
+        repeated = _REPEATED_STEP.match(found)
+        if not wanted and repeated and repeated["name"] in repeat_limits:
+            limit = repeat_limits[repeated["name"]]
+            return ValidationError(
+                f"{parent}: at most {limit} {repeated['name']} elements are allowed"
+            )
         if wanted:
             return ValidationError(
                 f"{parent or path}: expected the element {wanted} but found {found[:80]}"

@@ -8,6 +8,7 @@ sections are put in the customary order and indented, so the committed file diff
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -33,22 +34,40 @@ def tidy_wsdl(document: bytes, service_documentation: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
 
-def schema_of(wsdl: bytes) -> tuple[etree.XMLSchema, frozenset[str]]:
+@dataclass(frozen=True)
+class PublishedSchema:
     """The XML Schema embedded in the WSDL, to validate requests against what is published,
-    and the tags of its xs:base64Binary elements."""
+    and what the guard and the fault messages need to know of it."""
+
+    schema: etree.XMLSchema
+    # Tags of the xs:base64Binary elements.
+    binary_tags: frozenset[str]
+    # Element name -> maxOccurs, for the elements that may repeat.
+    repeat_limits: dict[str, int]
+
+
+def schema_of(wsdl: bytes) -> PublishedSchema:
     root = etree.fromstring(wsdl)
     schemas = root.findall(f"{{{WSDL}}}types/{{{XSD}}}schema")
     if len(schemas) != 1:
         raise ValueError("the WSDL must embed exactly one schema")
     schema = schemas[0]
     namespace = schema.get("targetNamespace")
-    binary_tags = frozenset(
-        f"{{{namespace}}}{element.get('name')}"
-        for element in schema.iter(f"{{{XSD}}}element")
-        if element.get("type") == "xs:base64Binary"
+    elements = list(schema.iter(f"{{{XSD}}}element"))
+    return PublishedSchema(
+        # Serialising the sub-tree carries the namespace declarations its QName values need.
+        schema=etree.XMLSchema(etree.fromstring(etree.tostring(schema))),
+        binary_tags=frozenset(
+            f"{{{namespace}}}{element.get('name')}"
+            for element in elements
+            if element.get("type") == "xs:base64Binary"
+        ),
+        repeat_limits={
+            element.get("name", ""): int(element.get("maxOccurs", "1"))
+            for element in elements
+            if element.get("maxOccurs", "1").isdigit() and int(element.get("maxOccurs", "1")) > 1
+        },
     )
-    # Serialising the sub-tree carries the namespace declarations its QName values need.
-    return etree.XMLSchema(etree.fromstring(etree.tostring(schema))), binary_tags
 
 
 def _order_sections(root: etree._Element) -> None:

@@ -32,7 +32,7 @@ class WebApp:
         self._guard_limits = GuardLimits(
             max_request_bytes=container.settings.max_request_bytes,
             max_binary_bytes=container.settings.limits.max_attachment_bytes,
-            binary_tags=endpoint.binary_tags,
+            binary_tags=endpoint.schema.binary_tags,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

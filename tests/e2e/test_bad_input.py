@@ -12,6 +12,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.e2e.conftest import Sender
 from tests.support import (
     ServiceProcess,
     count_messages,
+    digest_security_header,
     envelope,
     fault_of,
     security_header,
@@ -150,6 +152,44 @@ CASES = [
         says="ExpiryDays",
     ),
     Case(
+        "too many recipients",
+        authed(
+            message(
+                Recipients="<m:Recipients>"
+                + "".join(
+                    f"<m:Recipient><m:Address>r{n}@example.ch</m:Address></m:Recipient>"
+                    for n in range(101)
+                )
+                + "</m:Recipients>"
+            )
+        ),
+        "Client.ValidationError",
+        says="at most 100 Recipient elements",
+    ),
+    Case(
+        "too many attachments",
+        authed(
+            message(
+                Attachments="<m:Attachments>"
+                + "".join(
+                    f"<m:Attachment><m:FileName>{n}.pdf</m:FileName>"
+                    "<m:ContentType>application/pdf</m:ContentType>"
+                    "<m:Content>JVBERi0xLjQ=</m:Content></m:Attachment>"
+                    for n in range(21)
+                )
+                + "</m:Attachments>"
+            )
+        ),
+        "Client.ValidationError",
+        says="at most 20 Attachment elements",
+    ),
+    Case(
+        "enum value imitating libxml2's message",
+        authed(message(Type=f"<m:Type>of the set {{{MARKER}}}</m:Type>")),
+        "Client.ValidationError",
+        says="confidential, personal, registered",
+    ),
+    Case(
         "invalid address",
         authed(
             message(
@@ -223,23 +263,7 @@ def test_bad_input_gets_its_own_fault_and_stores_nothing(
 
 
 def test_a_reused_nonce_is_refused(service: ServiceProcess, sender: Sender) -> None:
-    wsse = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-    wsu = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-    profile = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
-    from datetime import UTC, datetime
-
-    from soap_service.crypto import username_token_digest
-
-    nonce = uuid.uuid4().bytes
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    digest = username_token_digest(nonce, created, sender.password)
-    header = (
-        f'<wsse:Security xmlns:wsse="{wsse}" xmlns:wsu="{wsu}"><wsse:UsernameToken>'
-        f"<wsse:Username>{sender.username}</wsse:Username>"
-        f'<wsse:Password Type="{profile}#PasswordDigest">{digest}</wsse:Password>'
-        f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce>"
-        f"<wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security>"
-    )
+    header = digest_security_header(sender.username, sender.password)
     body = "<m:GetStatus><m:Reference>absent</m:Reference></m:GetStatus>"
 
     first = service.post(envelope(body, header))
@@ -249,6 +273,17 @@ def test_a_reused_nonce_is_refused(service: ServiceProcess, sender: Sender) -> N
     code, text = fault_of(replay)
     assert code == "Client.AuthenticationFailed"
     assert "replay" in text
+
+
+def test_a_stale_created_is_refused(service: ServiceProcess, sender: Sender) -> None:
+    stale = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = digest_security_header(sender.username, sender.password, created=stale)
+    body = "<m:GetStatus><m:Reference>absent</m:Reference></m:GetStatus>"
+
+    code, text = fault_of(service.post(envelope(body, header)))
+
+    assert code == "Client.AuthenticationFailed"
+    assert "300 seconds away" in text
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(

@@ -278,7 +278,8 @@ class ProcessKey:
 def generate_self_signed_certificate(
     cert_path: Path, key_path: Path, hostnames: Iterable[str] = ("localhost", "127.0.0.1")
 ) -> None:
-    """Write a self-signed ECDSA certificate for local development (valid 825 days)."""
+    """Write a self-signed ECDSA certificate for local development (valid 825 days),
+    replacing what is there; the caller keeps two processes from doing it at once."""
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for host in hostnames:
@@ -306,5 +307,6 @@ def generate_self_signed_certificate(
         serialization.NoEncryption(),
     )
     cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
-    _create_exclusively(key_path, key_pem)
-    _create_exclusively(cert_path, cert_pem)
+    # Key first, certificate last: a certificate on disk always has its key beside it.
+    _replace_atomically(key_path, key_pem)
+    _replace_atomically(cert_path, cert_pem)

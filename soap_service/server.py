@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import ssl
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -25,9 +27,8 @@ def prepare(settings: Settings) -> None:
     certificate, database schema. Safe to run again, and from several processes."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     crypto.Keyring.load_or_create(settings.master_key_file)
-    if settings.tls_generate_dev_cert and not settings.tls_cert_file.exists():
-        crypto.generate_self_signed_certificate(settings.tls_cert_file, settings.tls_key_file)
-        log.info("generated a self-signed development certificate")
+    if settings.tls_generate_dev_cert:
+        _ensure_dev_certificate(settings.tls_cert_file, settings.tls_key_file)
     for path in (settings.tls_cert_file, settings.tls_key_file):
         if not path.is_file():
             raise ConfigurationError(f"TLS file {path.name} does not exist")
@@ -36,6 +37,16 @@ def prepare(settings: Settings) -> None:
         database.upgrade()
     finally:
         database.dispose()
+
+
+def _ensure_dev_certificate(cert_file: Path, key_file: Path) -> None:
+    cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(cert_file.parent / ".generate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # `serve` and `init` may start together
+        if cert_file.is_file() and key_file.is_file():
+            return
+        crypto.generate_self_signed_certificate(cert_file, key_file)
+        log.info("generated a self-signed development certificate")
 
 
 def build_wsgi_app(settings: Settings) -> WebApp:

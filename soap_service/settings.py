@@ -17,6 +17,8 @@ from soap_service.errors import ConfigurationError
 
 PREFIX = "SOAP_SERVICE_"
 DEV_PORT = 8443
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,23 +37,18 @@ class Settings:
     # True when the certificate paths are the defaults: `serve` then generates a
     # self-signed development certificate if none exists yet.
     tls_generate_dev_cert: bool
-    limits: MessageLimits = field(default_factory=MessageLimits)
-    # Largest request body accepted before parsing. 30 MiB of attachments is 40 MiB of
-    # base64 (41 MiB with line breaks); two 1 MiB bodies can grow several times when
-    # XML-escaped; the rest is envelope.
-    max_request_bytes: int = 56 * 1024 * 1024
+    # Largest request body read. 30 MiB of attachments is 40 MiB of base64 (41 MiB with
+    # line breaks); two 1 MiB bodies can grow several times when XML-escaped.
+    max_request_bytes: int
     # A UsernameToken's Created may differ this much from our clock.
-    wss_time_window_seconds: int = 300
-    default_language: Language = Language.DE
-    log_level: str = "INFO"
+    wss_time_window_seconds: int
+    default_language: Language
+    log_level: str
+    limits: MessageLimits = field(default_factory=MessageLimits)
 
     @property
     def soap_path(self) -> str:
         return urlsplit(self.public_url).path or "/"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,18 +60,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     data_dir = Path(get("DATA_DIR", "var")).resolve()
     bind = get("BIND", f"127.0.0.1:{DEV_PORT}")
-    port = bind.rsplit(":", 1)[-1] if ":" in bind else "443"
-    default_public_url = (
-        f"https://localhost:{port}/soap/v1" if port != "443" else "https://localhost/soap/v1"
-    )
-    public_url = get("PUBLIC_URL", default_public_url)
-    if urlsplit(public_url).scheme != "https":
-        raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an https:// URL")
-
+    host, _, port = bind.rpartition(":")
+    public_url = env.get(PREFIX + "PUBLIC_URL", "").strip()
     cert = env.get(PREFIX + "TLS_CERT_FILE", "").strip()
     key = env.get(PREFIX + "TLS_KEY_FILE", "").strip()
     if bool(cert) != bool(key):
         raise ConfigurationError(f"set both {PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE")
+    if host not in LOOPBACK_HOSTS and not (public_url and cert):
+        # Listening beyond this host is production: a WSDL pointing at localhost and a
+        # self-signed certificate would only fail later, at every client.
+        raise ConfigurationError(
+            f"{PREFIX}BIND {bind} listens beyond this host: set {PREFIX}PUBLIC_URL and "
+            f"{PREFIX}TLS_CERT_FILE / {PREFIX}TLS_KEY_FILE"
+        )
+    public_url = public_url or f"https://localhost:{port}/soap/v1"
+    if urlsplit(public_url).scheme != "https":
+        raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an https:// URL")
+    log_level = get("LOG_LEVEL", "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigurationError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
 
     language = get("DEFAULT_LANGUAGE", Language.DE.value)
     if language not in {item.value for item in Language}:
@@ -99,7 +103,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         wss_time_window_seconds=_positive_int(get("WSS_TIME_WINDOW", "300"), "WSS_TIME_WINDOW"),
         default_language=Language(language),
-        log_level=get("LOG_LEVEL", "INFO").upper(),
+        log_level=log_level,
     )
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError
 
-from soap_service.errors import Unavailable
 from soap_service.persistence.store import SqlStore
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -45,11 +44,12 @@ class Database:
         return SqlStore(self.engine, self.write_lock)
 
     def ping(self) -> None:
+        """Raises Unavailable if the database does not answer (for health checks)."""
+        store = self.store()
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            raise Unavailable("the database cannot be reached") from exc
+            store.ping()
+        finally:
+            store.close()
 
     def upgrade(self, revision: str = "head") -> None:
         command.upgrade(alembic_config(self.engine), revision)
@@ -155,8 +155,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        # Writers take the write lock at BEGIN: a deferred transaction that later wants
-        # to write fails with "database is locked" instead of waiting for the busy
-        # timeout. Readers say so (execution option) and begin deferred.
-        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+        # Writers take the write lock at BEGIN (the store asks for it): a deferred
+        # transaction that later wants to write fails with "database is locked" instead
+        # of waiting for the busy timeout. Anything else begins deferred, as a reader.
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")

@@ -8,6 +8,7 @@ runs a few inserts and the ORM's unit of work cost more than the inserts themsel
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,6 +39,7 @@ from soap_service.errors import (
     SoapServiceError,
     Unavailable,
 )
+from soap_service.logs import describe_exception
 from soap_service.persistence.tables import (
     AccountRow,
     MessageRow,
@@ -45,6 +47,8 @@ from soap_service.persistence.tables import (
     UsedNonceRow,
     UtcDateTime,
 )
+
+log = logging.getLogger(__name__)
 
 # Forget old nonces on about one call in this many: cheap, and the table stays small.
 NONCE_PRUNE_ONE_IN = 50
@@ -76,10 +80,16 @@ class SqlStore:
         except (SoapServiceError, IntegrityError):
             raise
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            log.warning("database unavailable: %s", describe_exception(exc))
             self.close()  # a broken connection goes back to be replaced
             raise Unavailable("the database is unavailable; retry later") from exc
         except SQLAlchemyError as exc:
+            log.error("storage error: %s", describe_exception(exc))
             raise InternalError("a storage error occurred") from exc
+
+    def ping(self) -> None:
+        with self._transaction(read_only=True) as connection:
+            connection.execute(select(1))
 
     def close(self) -> None:
         if self._connection is not None:

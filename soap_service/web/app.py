@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from soap_service.container import Container
-from soap_service.errors import InternalError, MessageTooLarge, ServiceError, Unavailable
+from soap_service.errors import InternalError, MessageTooLarge, ServiceError
 from soap_service.logs import describe_exception
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fault
@@ -61,7 +61,7 @@ class WebApp:
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         try:
             self._container.database.ping()
-        except Unavailable:
+        except ServiceError:
             body = json.dumps({"status": "unavailable", "database": "unreachable"}).encode()
             return _respond(start_response, "503 Service Unavailable", "application/json", body)
         return _respond(start_response, "200 OK", "application/json", b'{"status": "ok"}')

@@ -164,5 +164,15 @@ def _wsdl(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _rotate_keys(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.server import check_master_keys
+
     key_id = crypto.Keyring.rotate(settings.master_key_file)
-    print(f"soap-service: new master key {key_id} is current; older keys stay for reading")
+    database = Database(settings.database_url)
+    try:
+        check_master_keys(settings, database)  # registers the new key
+    finally:
+        database.dispose()
+    print(
+        f"soap-service: new master key {key_id} is current; older keys stay for reading.\n"
+        f"Copy {settings.master_key_file} to every host, then restart their services."
+    )

@@ -85,7 +85,8 @@ class Keyring:
     def load_or_create(cls, path: Path) -> Keyring:
         """Load the keyring file, creating it with one fresh key if it does not exist."""
         if not path.exists():
-            _create_exclusively(path, _keyring_json({"k1": AESGCM.generate_key(256)}, "k1"))
+            key_id = new_key_id()
+            _create_exclusively(path, _keyring_json({key_id: AESGCM.generate_key(256)}, key_id))
         return cls.load(path)
 
     @classmethod
@@ -106,11 +107,24 @@ class Keyring:
     def rotate(path: Path) -> str:
         """Add a new master key and make it current; older keys stay for reading."""
         keyring = Keyring.load(path)
-        number = 1 + max(int(kid[1:]) for kid in keyring._keys if kid[1:].isdigit())
-        new_id = f"k{number}"
+        new_id = new_key_id()
         keys = {**keyring._keys, new_id: AESGCM.generate_key(256)}
         _replace_atomically(path, _keyring_json(keys, new_id))
         return new_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def check_values(self) -> dict[str, bytes]:
+        """For each key, a value that tells whether two hosts hold the same key without
+        revealing it (HKDF of the key, for a purpose nothing else uses)."""
+        return {
+            key_id: HKDF(
+                algorithm=hashes.SHA256(), length=16, salt=None, info=b"master-key-check"
+            ).derive(key)
+            for key_id, key in self._keys.items()
+        }
 
     def _key(self, key_id: str) -> bytes:
         try:
@@ -152,6 +166,11 @@ class Keyring:
             mac.update(len(part).to_bytes(8, "big"))
             mac.update(part)
         return mac.digest()
+
+
+def new_key_id() -> str:
+    """Random, so that keys made on two hosts can never share an id."""
+    return "k-" + secrets.token_hex(6)
 
 
 def _keyring_json(keys: dict[str, bytes], current: str) -> bytes:

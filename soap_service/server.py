@@ -11,7 +11,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from soap_service import crypto
-from soap_service.container import Container
+from soap_service.container import Container, utc_now
+from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.errors import ConfigurationError
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
@@ -35,8 +36,22 @@ def prepare(settings: Settings) -> None:
     database = Database(settings.database_url)
     try:
         database.upgrade()
+        check_master_keys(settings, database)
     finally:
         database.dispose()
+
+
+def check_master_keys(settings: Settings, database: Database) -> None:
+    store = database.store()
+    try:
+        reconcile_master_keys(
+            store,
+            crypto.Keyring.load(settings.master_key_file),
+            str(settings.master_key_file),
+            utc_now,
+        )
+    finally:
+        store.close()
 
 
 def _ensure_dev_certificate(cert_file: Path, key_file: Path) -> None:

@@ -10,7 +10,15 @@ from sqlalchemy import inspect
 from soap_service.persistence.database import Database
 from soap_service.persistence.tables import Base
 
-TABLES = {"accounts", "messages", "recipients", "attachments", "events", "used_nonces"}
+TABLES = {
+    "accounts",
+    "messages",
+    "recipients",
+    "attachments",
+    "events",
+    "used_nonces",
+    "master_keys",
+}
 
 
 def tables(database: Database) -> set[str]:

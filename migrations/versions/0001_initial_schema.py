@@ -18,6 +18,13 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "master_keys",
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("check_value", sa.LargeBinary(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key_id", name=op.f("pk_master_keys")),
+    )
+    op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
@@ -157,6 +164,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("master_keys")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_message_id_id")
 

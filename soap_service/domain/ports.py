@@ -67,6 +67,12 @@ class ReferenceRecord:
 
 
 class Store(Protocol):
+    def known_master_keys(self) -> dict[str, bytes]:
+        """Key id -> check value of every master key the database knows."""
+        ...
+
+    def add_master_keys(self, check_values: dict[str, bytes], created_at: datetime) -> None: ...
+
     def find_account(self, username: str) -> AccountRecord | None: ...
 
     def add_account(self, account: NewAccount) -> Account:

@@ -42,6 +42,7 @@ from soap_service.errors import (
 from soap_service.logs import describe_exception
 from soap_service.persistence.tables import (
     AccountRow,
+    MasterKeyRow,
     MessageRow,
     RecipientRow,
     UsedNonceRow,
@@ -154,6 +155,26 @@ class SqlStore:
                 {"account_id": account_id, "nonce_digest": nonce_digest, "created_at": created_at},
             )
             return result.first() is not None  # nothing returned: the row existed
+
+    # Master keys.
+
+    def known_master_keys(self) -> dict[str, bytes]:
+        keys = MasterKeyRow.__table__
+        with self._transaction(read_only=True) as connection:
+            rows = connection.execute(select(keys.c.key_id, keys.c.check_value)).all()
+        return {row.key_id: bytes(row.check_value) for row in rows}
+
+    def add_master_keys(self, check_values: dict[str, bytes], created_at: datetime) -> None:
+        if not check_values:
+            return
+        with self._transaction() as connection:
+            connection.execute(
+                insert(MasterKeyRow.__table__),
+                [
+                    {"key_id": key_id, "check_value": check, "created_at": created_at}
+                    for key_id, check in check_values.items()
+                ],
+            )
 
     # Messages.
 

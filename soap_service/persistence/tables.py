@@ -145,3 +145,14 @@ class UsedNonceRow(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     nonce_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MasterKeyRow(Base):
+    """The master keys the database holds data under, by id, with a check value (not the
+    key): a host whose keyring differs is stopped at start instead of failing later."""
+
+    __tablename__ = "master_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check_value: Mapped[bytes] = mapped_column(LargeBinary(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -79,10 +80,11 @@ def test_load_or_create_creates_a_private_file_once(tmp_path: Path) -> None:
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     document = json.loads(path.read_text())
-    assert document["current"] == "k1"
-    assert list(document["keys"]) == ["k1"]
-    assert len(base64.b64decode(document["keys"]["k1"])) == 32
-    assert first.current_key_id == "k1"
+    key_id = document["current"]
+    assert re.fullmatch(r"k-[0-9a-f]{12}", key_id)
+    assert list(document["keys"]) == [key_id]
+    assert len(base64.b64decode(document["keys"][key_id])) == 32
+    assert first.current_key_id == key_id
     content, inode = path.read_bytes(), path.stat().st_ino
     assert [p.name for p in path.parent.iterdir()] == ["keyring.json"]  # no temp file left
 
@@ -94,9 +96,11 @@ def test_load_or_create_creates_a_private_file_once(tmp_path: Path) -> None:
     assert second.open_secret(sealed, b"ctx") == b"secret"
 
 
-def test_two_created_keyrings_have_different_keys(tmp_path: Path) -> None:
+def test_two_created_keyrings_have_different_keys_and_ids(tmp_path: Path) -> None:
     one = Keyring.load_or_create(tmp_path / "one.json")
     two = Keyring.load_or_create(tmp_path / "two.json")
+    assert one.key_ids.isdisjoint(two.key_ids)
+    assert one.check_values() != two.check_values()
     sealed = one.seal_secret(b"ctx", b"secret")
     with pytest.raises(DecryptionFailed):
         two.open_secret(sealed, b"ctx")
@@ -107,23 +111,28 @@ def test_rotate_adds_a_current_key_and_old_data_still_opens(tmp_path: Path) -> N
     before = Keyring.load_or_create(path)
     data_key, wrapped_k1 = before.new_data_key(b"msg-1")
     secret_k1 = before.seal_secret(b"ctx", b"secret")
-    assert wrapped_k1.key_id == "k1"
+    assert wrapped_k1.key_id == before.current_key_id
 
-    assert Keyring.rotate(path) == "k2"
+    k2 = Keyring.rotate(path)
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     after = Keyring.load(path)
-    assert after.current_key_id == "k2"
+    assert after.current_key_id == k2 != before.current_key_id
+    assert after.key_ids == {before.current_key_id, k2}
+    assert (
+        after.check_values()[before.current_key_id] == before.check_values()[before.current_key_id]
+    )
     assert after.unwrap_data_key(wrapped_k1, b"msg-1") == data_key
     assert after.open_secret(secret_k1, b"ctx") == b"secret"
     new_key, wrapped_k2 = after.new_data_key(b"msg-2")
-    assert wrapped_k2.key_id == "k2"
+    assert wrapped_k2.key_id == k2
     assert after.unwrap_data_key(wrapped_k2, b"msg-2") == new_key
     # The old keyring does not know k2.
-    with pytest.raises(DecryptionFailed, match=r"'k2' is not in the keyring"):
+    with pytest.raises(DecryptionFailed, match=rf"'{k2}' is not in the keyring"):
         before.unwrap_data_key(wrapped_k2, b"msg-2")
-    assert Keyring.rotate(path) == "k3"
-    assert Keyring.load(path).current_key_id == "k3"
+    k3 = Keyring.rotate(path)
+    assert k3 not in {k2, before.current_key_id}
+    assert Keyring.load(path).current_key_id == k3
 
 
 def test_a_data_key_unwraps_only_under_its_own_context() -> None:

@@ -218,7 +218,7 @@ def test_content_is_encrypted_at_rest(setup: Setup) -> None:
     for column in sealed_columns:
         assert b"SECRET-PAYSLIP-CONTENT" not in column
     assert attachments[0].size == len(ATTACHMENT)
-    assert message.key_id == "k1"
+    assert message.key_id == setup.keyring.current_key_id
 
     cipher = MessageCipher.unwrap(
         setup.keyring,

@@ -54,5 +54,7 @@ wsdl-check: $(STAMP)
 bench: $(STAMP) postgres
 	$(BIN)/python -m bench.send_message
 
+## Remove the virtual environment and caches. The data folder var/ stays: it holds the
+## master keys, without which stored messages cannot be read.
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache

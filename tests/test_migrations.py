@@ -3,9 +3,11 @@ migrated schema is exactly what the models describe."""
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from soap_service.persistence.database import Database
 from soap_service.persistence.tables import Base
@@ -53,5 +55,43 @@ def test_upgrade_twice_is_harmless(database_url: str) -> None:
         database.upgrade()
         database.upgrade()
         assert database.current_revision() == "0001"
+    finally:
+        database.dispose()
+
+
+def test_the_journal_refuses_updates_and_deletes(database_url: str) -> None:
+    database = Database(database_url)
+    try:
+        database.upgrade()
+        with database.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO accounts (username, organisation, password_hash, disabled, "
+                    "created_at) VALUES ('a', 'a', 'x', false, CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, account_id, reference, type, language, "
+                    "accepted_at, expires_at, key_id, wrapped_key, fingerprint, "
+                    "sealed_subject, sealed_text_body, content_bytes) SELECT 'm', id, 'r', "
+                    "'confidential', 'de', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'k', :b, :b, "
+                    ":b, :b, 0 FROM accounts"
+                ),
+                {"b": b"x"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO events (message_id, at, kind) VALUES ('m', CURRENT_TIMESTAMP, "
+                    "'accepted')"
+                )
+            )
+        for statement in ("UPDATE events SET kind = 'opened'", "DELETE FROM events"):
+            with pytest.raises(DBAPIError, match="append-only"), database.engine.begin() as c:
+                c.execute(text(statement))
+        with database.engine.connect() as connection:
+            assert connection.execute(text("SELECT kind FROM events")).scalars().all() == [
+                "accepted"
+            ]
     finally:
         database.dispose()

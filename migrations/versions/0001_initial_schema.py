@@ -152,6 +152,7 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_message_id_id", ["message_id", "id"], unique=False)
 
+    _journal_append_only()
     if op.get_bind().dialect.name == "postgresql":
         # Sealed content is random to any compressor: store it out of line without trying.
         for table, column in [
@@ -163,12 +164,33 @@ def upgrade() -> None:
             op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET STORAGE EXTERNAL")
 
 
+def _journal_append_only() -> None:
+    """The journal is evidence: the database itself refuses to change or remove an event."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION journal_is_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the journal is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events "
+            "FOR EACH ROW EXECUTE FUNCTION journal_is_append_only()"
+        )
+    else:
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER events_no_{action.lower()} BEFORE {action} ON events "
+                "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END"
+            )
+
+
 def downgrade() -> None:
     op.drop_table("master_keys")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_message_id_id")
 
-    op.drop_table("events")
+    op.drop_table("events")  # and its triggers
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION journal_is_append_only()")
     with op.batch_alter_table("recipients", schema=None) as batch_op:
         batch_op.drop_index("ix_recipients_state_next_attempt_at")
 

@@ -106,6 +106,23 @@ def test_send_message_stores_and_reports_every_recipient(
     assert b"Ihre Lohnabrechnung" not in row.sealed_text_body
 
 
+def test_a_message_with_only_required_fields(service: ServiceProcess, sender: Sender) -> None:
+    result = sender.client.service.SendMessage(
+        Message={
+            "Reference": new_reference(),
+            "Type": "personal",
+            "Recipients": {"Recipient": [{"Address": "solo@example.ch"}]},
+            "Subject": "Notice",
+            "TextBody": "",
+        }
+    )
+    assert result.Type == "personal"
+    assert result.Language == "de"  # the default
+    assert result.ExpiresAt - result.AcceptedAt == timedelta(days=7)
+    status = sender.client.service.GetStatus(MessageId=result.MessageId)
+    assert [r.Address for r in status.Recipients.Recipient] == ["solo@example.ch"]
+
+
 def test_get_status_by_id_and_by_reference(sender: Sender) -> None:
     reference = new_reference()
     sent = sender.client.service.SendMessage(Message=payslip(reference))

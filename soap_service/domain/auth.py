@@ -1,8 +1,9 @@
 """Sender authentication: WS-Security UsernameToken, PasswordText and PasswordDigest.
 
 PasswordText is checked against the account's scrypt hash. Because scrypt is slow on
-purpose, a successful check is remembered in memory for a short time, under a key that
-is a MAC with a per-process random key (the password itself is never kept).
+purpose, a successful check is remembered in memory for a short time (60 s), under a key
+that is a MAC with a per-process random key (the password itself is never kept); an
+account disabled meanwhile is refused once that memory expires.
 
 PasswordDigest (Base64(SHA-1(nonce + created + password))) can only be checked by a
 party that knows the password, so the account keeps that secret sealed by the master key.

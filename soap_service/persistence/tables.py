@@ -1,4 +1,8 @@
-"""The database schema as SQLAlchemy 2.x typed models. Migrations in `migrations/` create it."""
+"""The database schema as SQLAlchemy 2.x typed models. Migrations in `migrations/` create it.
+
+Changing a table means a new migration, and, for messages, attachments, recipients and
+events, the hand-written SendMessage insert in store.py (its SQL is the hot path).
+"""
 
 from __future__ import annotations
 

@@ -124,7 +124,10 @@ class _TreeWatcher:
         self._limits = limits
         self._elements = 0
         self._depth = 0
-        self._binary_bytes = 0
+        # Base64 elements seen, and an upper bound of their decoded size: exact sizes cost
+        # several passes over the text, worth it only near the limit.
+        self._binaries: list[etree._Element] = []
+        self._binary_bound = 0
 
     def feed(self, data: bytes) -> None:
         try:
@@ -161,14 +164,20 @@ class _TreeWatcher:
                     )
                 continue
             self._depth -= 1
-            if element.tag in limits.binary_tags and element.text:
-                self._binary_bytes += _decoded_size(element.text)
-                if self._binary_bytes > limits.max_binary_bytes:
-                    raise MessageTooLarge(
-                        f"the attachments are {self._binary_bytes} bytes or more in total; "
-                        f"the limit is {limits.max_binary_bytes} bytes "
-                        f"({limits.max_binary_bytes // 2**20} MiB)"
-                    )
+            if element.tag in limits.binary_tags:
+                self._binaries.append(element)
+                self._binary_bound += len(element.text or "") * 3 // 4
+                if self._binary_bound > limits.max_binary_bytes:
+                    self._check_binary_total()
+
+    def _check_binary_total(self) -> None:
+        total = sum(_decoded_size(element.text or "") for element in self._binaries)
+        limit = self._limits.max_binary_bytes
+        if total > limit:
+            raise MessageTooLarge(
+                f"the attachments are {total} bytes or more in total; "
+                f"the limit is {limit} bytes ({limit // 2**20} MiB)"
+            )
 
 
 def _decoded_size(text: str) -> int:

@@ -84,8 +84,8 @@ class GuardedSoap11(Soap11):
     def _validate(self, body: etree._Element) -> None:
         assert self._schema is not None, "use_schema() was not called"
         # libxml2 checks xs:base64Binary by decoding it (two thirds of the validation time
-        # for a 50 KB attachment) and still lets "!" through; byte_array_from_element
-        # decodes strictly anyway, so the schema sees those elements empty.
+        # for a 50 KB attachment) and still lets "!" through; the codec decodes strictly
+        # anyway, so the schema sees those elements empty.
         binaries = [element for element in body.iter(*self._binary_tags) if element.text]
         texts = [element.text for element in binaries]
         for element in binaries:

@@ -276,6 +276,15 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def token_text(token: bytes) -> str:
+    """A token as it goes into a URL: base64url without padding."""
+    return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
+
+
 class ProcessKey:
     """A random key that lives only in this process's memory, for cache keys."""
 

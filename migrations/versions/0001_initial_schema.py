@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("digest_key_id", sa.String(length=32), nullable=True),
         sa.Column("digest_secret", sa.LargeBinary(), nullable=True),
         sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("show_subject", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("username", name=op.f("uq_accounts_username")),
@@ -113,10 +114,14 @@ def upgrade() -> None:
         sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=1000), nullable=True),
+        sa.Column("token_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["message_id"], ["messages.id"], name=op.f("fk_recipients_message_id_messages")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recipients")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_recipients_token_hash")),
         sa.UniqueConstraint(
             "message_id", "position", name=op.f("uq_recipients_message_id_position")
         ),

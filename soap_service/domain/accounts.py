@@ -30,6 +30,7 @@ def create_account(
     organisation: str | None,
     allow_digest: bool,
     now: Callable[[], datetime],
+    show_subject: bool = False,
 ) -> NewCredentials:
     """Create an account with a generated password; raises AccountExists if the name is taken.
 
@@ -50,6 +51,7 @@ def create_account(
             organisation=(organisation or username).strip()[:200],
             password_hash=crypto.hash_password(password),
             digest_secret=digest_secret,
+            show_subject=show_subject,
             created_at=now(),
         )
     )

@@ -115,6 +115,10 @@ class MessageService:
                 for position, attachment in enumerate(message.attachments, start=1)
             ),
             recipients=message.recipients,
+            recipient_token_hashes=tuple(
+                sealing.token_hash(cipher.pickup_token(position))
+                for position in range(1, len(message.recipients) + 1)
+            ),
             content_bytes=message.attachment_bytes
             + len(message.text_body.encode("utf-8"))
             + len((message.html_body or "").encode("utf-8")),

@@ -27,6 +27,7 @@ class NewAccount:
     password_hash: str
     digest_secret: WrappedKey | None
     created_at: datetime
+    show_subject: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,8 @@ class NewMessage:
     sealed_html_body: bytes | bytearray | None
     attachments: tuple[SealedAttachment, ...]
     recipients: tuple[str, ...]
+    # SHA-256 of each recipient's pickup token, in recipient order.
+    recipient_token_hashes: tuple[bytes, ...]
     content_bytes: int
 
 

@@ -46,5 +46,16 @@ class MessageCipher:
     def open(self, part: str, sealed: bytes) -> bytes:
         return crypto.open_sealed(self._data_key, self._part_context(part), sealed)
 
+    def pickup_token(self, position: int) -> str:
+        """The recipient's 256-bit pickup token, derived from the message's own key: the
+        same at every delivery attempt (a resent notification carries the same link),
+        readable only by whoever can unwrap the key, and stored only as its hash."""
+        return crypto.token_text(crypto.hmac_sha256(self._data_key, b"pickup-token:%d" % position))
+
     def _part_context(self, part: str) -> bytes:
         return self._context + b":" + part.encode("ascii")
+
+
+def token_hash(token: str) -> bytes:
+    """What the database keeps of a pickup token, and what a pickup link is looked up by."""
+    return crypto.sha256(token.encode("ascii"))

@@ -135,6 +135,7 @@ class SqlStore:
                         if account.digest_secret
                         else None,
                         disabled=False,
+                        show_subject=account.show_subject,
                         created_at=account.created_at,
                     )
                     .returning(accounts.c.id)
@@ -324,8 +325,8 @@ _SQLITE_INSERT_ATTACHMENT = (
     "sealed_content) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_INSERT_RECIPIENT = (
-    "INSERT INTO recipients (message_id, position, address, state, attempts, "
-    "state_changed_at) VALUES (?, ?, ?, 'queued', 0, ?) RETURNING id"
+    "INSERT INTO recipients (message_id, position, address, token_hash, state, attempts, "
+    "state_changed_at) VALUES (?, ?, ?, ?, 'queued', 0, ?) RETURNING id"
 )
 _SQLITE_INSERT_EVENT = (
     "INSERT INTO events (message_id, recipient_id, at, kind, detail) VALUES (?, ?, ?, ?, ?)"
@@ -356,9 +357,11 @@ def _insert_message_sqlite(connection: Connection, message: NewMessage) -> bool:
     events: list[tuple[Any, ...]] = [
         (message_id, None, accepted_at, _ACCEPTED, _accepted_detail(message))
     ]
-    for position, address in enumerate(message.recipients, start=1):
+    for position, (address, token_hash) in enumerate(
+        zip(message.recipients, message.recipient_token_hashes, strict=True), start=1
+    ):
         recipient_id = connection.exec_driver_sql(
-            _SQLITE_INSERT_RECIPIENT, (message_id, position, address, accepted_at)
+            _SQLITE_INSERT_RECIPIENT, (message_id, position, address, token_hash, accepted_at)
         ).scalar_one()
         events.append((message_id, recipient_id, accepted_at, "queued", _WAITING))
     connection.exec_driver_sql(_SQLITE_INSERT_EVENT, events)
@@ -384,10 +387,13 @@ WITH new_message AS (
                 %(a_size)s::bigint[], %(a_content)b::bytea[])
          AS a(position, sealed_filename, content_type, size, sealed_content)
 ), new_recipients AS (
-    INSERT INTO recipients (message_id, position, address, state, attempts, state_changed_at)
-    SELECT new_message.id, r.position, r.address, 'queued', 0, new_message.accepted_at
+    INSERT INTO recipients
+        (message_id, position, address, token_hash, state, attempts, state_changed_at)
+    SELECT new_message.id, r.position, r.address, r.token_hash, 'queued', 0,
+           new_message.accepted_at
     FROM new_message,
-         unnest(%(r_position)s::int[], %(r_address)s::text[]) AS r(position, address)
+         unnest(%(r_position)s::int[], %(r_address)s::text[], %(r_token)b::bytea[])
+         AS r(position, address, token_hash)
     RETURNING id, position
 )
 INSERT INTO events (message_id, recipient_id, at, kind, detail)
@@ -415,6 +421,7 @@ def _insert_message_postgresql(connection: Connection, message: NewMessage) -> b
         a_content=[attachment.sealed_content for attachment in attachments],
         r_position=list(range(1, len(message.recipients) + 1)),
         r_address=list(message.recipients),
+        r_token=list(message.recipient_token_hashes),
         detail=_accepted_detail(message),
     )
     return connection.exec_driver_sql(_POSTGRESQL_INSERT_MESSAGE, values).first() is not None

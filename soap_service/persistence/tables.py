@@ -68,6 +68,8 @@ class AccountRow(Base):
     digest_key_id: Mapped[str | None] = mapped_column(String(32))
     digest_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether notification e-mails may show the message's subject.
+    show_subject: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -110,6 +112,11 @@ class RecipientRow(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(String(1000))
+    # SHA-256 of the recipient's pickup token (the token itself is never stored).
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # A delivery worker's claim: who holds the recipient, and until when.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AttachmentRow(Base):

@@ -66,8 +66,9 @@ def test_the_journal_refuses_updates_and_deletes(database_url: str) -> None:
         with database.engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO accounts (username, organisation, password_hash, disabled, show_subject, "
-                    "created_at) VALUES ('a', 'a', 'x', false, false, CURRENT_TIMESTAMP)"
+                    "INSERT INTO accounts (username, organisation, password_hash, disabled, "
+                    "show_subject, created_at) VALUES ('a', 'a', 'x', false, false, "
+                    "CURRENT_TIMESTAMP)"
                 )
             )
             connection.execute(

@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the service on the embedded default (SQLite, self-signed certificate) at
-## https://localhost:8443/soap/v1, after creating what a first start needs.
+## Start the whole service on the embedded default (SQLite, self-signed certificate):
+## the SOAP API at https://localhost:8443/soap/v1, a delivery worker, and a mail sink
+## that keeps every notification in var/mail/.
 run: $(STAMP)
 	$(BIN)/soap-service init
 	$(BIN)/soap-service dev-account
-	$(BIN)/soap-service serve
+	$(BIN)/soap-service dev
 
 ## Lint, then every test (unit, end-to-end on SQLite and PostgreSQL, migrations).
 test: $(STAMP) postgres

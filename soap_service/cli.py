@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the SOAP API over HTTPS (gunicorn)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="deliver notification e-mails (run one or more)")
+    worker.set_defaults(handler=_worker)
+
+    sink = commands.add_parser(
+        "mail-sink", help="development SMTP server (STARTTLS) keeping mails in var/mail/"
+    )
+    sink.set_defaults(handler=_mail_sink)
+
+    dev = commands.add_parser(
+        "dev", help="serve, deliver and catch mail on this machine: what `make run` starts"
+    )
+    dev.set_defaults(handler=_dev)
 
     init = commands.add_parser("init", help="create keys, certificate and database schema")
     init.set_defaults(handler=_init)
@@ -89,6 +105,72 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     prepare(settings)
     print(f"SOAP endpoint: {settings.public_url}   WSDL: {settings.public_url}?wsdl", flush=True)
     HttpsServer(settings).run()
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.delivery.worker import DeliveryWorker
+    from soap_service.server import prepare
+
+    prepare(settings)
+    database = Database(settings.database_url)
+    worker = DeliveryWorker(
+        database=database,
+        keyring=crypto.Keyring.load(settings.master_key_file),
+        settings=settings.delivery,
+        now=utc_now,
+    )
+    try:
+        worker.run(_stop_on_signals())
+    finally:
+        database.dispose()
+
+
+def _mail_sink(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.devmail import run_mail_sink
+    from soap_service.server import prepare
+
+    prepare(settings)  # the development certificate
+    run_mail_sink(
+        port=settings.delivery.dev_mail_port,
+        folder=settings.delivery.dev_mail_dir,
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+        stop=_stop_on_signals(),
+    )
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the service, one delivery worker and the mail sink until Ctrl-C or one stops."""
+    from soap_service.server import prepare
+
+    prepare(settings)  # once, before three processes would race to do it
+    children = [
+        subprocess.Popen([sys.executable, "-m", "soap_service", command])
+        for command in ("mail-sink", "worker", "serve")
+    ]
+    print(f"Mails the service sends are kept in {settings.delivery.dev_mail_dir}/", flush=True)
+    stop = _stop_on_signals()
+    try:
+        while not stop.wait(0.5):
+            if any(child.poll() is not None for child in children):
+                break
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return max((child.returncode or 0) for child in children)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> None:

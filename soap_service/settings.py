@@ -7,7 +7,7 @@ the frozen `Settings` object (or the part of it it needs) from the composition r
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +19,45 @@ PREFIX = "SOAP_SERVICE_"
 DEV_PORT = 8443
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    """Where notification e-mails go and how: always over verified STARTTLS, except to hosts
+    an operator names in `insecure_hosts`."""
+
+    # None: deliver to each recipient domain's MX; else this relay for every mail.
+    relay: tuple[str, int] | None
+    # A CA to trust besides the system's (a private relay, the development mail sink).
+    ca_file: Path | None
+    insecure_hosts: frozenset[str]
+    client_cert_file: Path | None
+    client_key_file: Path | None
+    username: str | None
+    password: str | None
+    timeout_seconds: float
+    mail_from: str
+    # The name this host gives in EHLO and in Message-IDs.
+    hostname: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings:
+    smtp: SmtpSettings
+    # Retries like Postfix: from retry_min, doubling, capped at retry_max; give up after.
+    retry_min_seconds: int
+    retry_max_seconds: int
+    give_up_seconds: int
+    # How long a worker's claim lasts: a crashed worker's recipients are taken up again
+    # at most this long after its last renewal.
+    lease_seconds: int
+    batch_size: int
+    poll_seconds: float
+    # Recipients open their messages at pickup_base_url + token.
+    pickup_base_url: str
+    # The development mail sink (`soap-service mail-sink`): port and mailbox folder.
+    dev_mail_port: int
+    dev_mail_dir: Path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +83,7 @@ class Settings:
     wss_time_window_seconds: int
     default_language: Language
     log_level: str
+    delivery: DeliverySettings
     limits: MessageLimits = field(default_factory=MessageLimits)
 
     @property
@@ -104,7 +144,71 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         wss_time_window_seconds=_positive_int(get("WSS_TIME_WINDOW", "300"), "WSS_TIME_WINDOW"),
         default_language=Language(language),
         log_level=log_level,
+        delivery=_delivery_settings(
+            get, data_dir, public_url, development=host in LOOPBACK_HOSTS, tls_cert=cert
+        ),
     )
+
+
+def _delivery_settings(
+    get: Callable[[str, str], str],
+    data_dir: Path,
+    public_url: str,
+    *,
+    development: bool,
+    tls_cert: str,
+) -> DeliverySettings:
+    dev_mail_port = _positive_int(get("DEV_MAIL_PORT", "8025"), "DEV_MAIL_PORT")
+    relay_text = get("SMTP_RELAY", f"127.0.0.1:{dev_mail_port}" if development else "")
+    relay = _host_port(relay_text, "SMTP_RELAY") if relay_text else None
+    # In development the mail sink presents the development certificate: trust it.
+    default_ca = str(data_dir / "tls" / "dev-cert.pem") if development and not tls_cert else ""
+    ca_file = get("SMTP_CA_FILE", default_ca)
+    client_cert, client_key = get("SMTP_CLIENT_CERT_FILE", ""), get("SMTP_CLIENT_KEY_FILE", "")
+    if bool(client_cert) != bool(client_key):
+        raise ConfigurationError(
+            f"set both {PREFIX}SMTP_CLIENT_CERT_FILE and {PREFIX}SMTP_CLIENT_KEY_FILE"
+        )
+    hostname = urlsplit(public_url).hostname or "localhost"
+    retry_min = _positive_int(get("RETRY_MIN_SECONDS", "300"), "RETRY_MIN_SECONDS")
+    retry_max = _positive_int(get("RETRY_MAX_SECONDS", "4000"), "RETRY_MAX_SECONDS")
+    if retry_max < retry_min:
+        raise ConfigurationError(f"{PREFIX}RETRY_MAX_SECONDS is below RETRY_MIN_SECONDS")
+    origin = public_url.split("/", 3)
+    return DeliverySettings(
+        smtp=SmtpSettings(
+            relay=relay,
+            ca_file=Path(ca_file) if ca_file else None,
+            insecure_hosts=frozenset(
+                name.strip().lower()
+                for name in get("SMTP_INSECURE_HOSTS", "").split(",")
+                if name.strip()
+            ),
+            client_cert_file=Path(client_cert) if client_cert else None,
+            client_key_file=Path(client_key) if client_key else None,
+            username=get("SMTP_USERNAME", "") or None,
+            password=get("SMTP_PASSWORD", "") or None,
+            timeout_seconds=float(_positive_int(get("SMTP_TIMEOUT", "30"), "SMTP_TIMEOUT")),
+            mail_from=get("MAIL_FROM", f"no-reply@{hostname}"),
+            hostname=hostname,
+        ),
+        retry_min_seconds=retry_min,
+        retry_max_seconds=retry_max,
+        give_up_seconds=_positive_int(get("GIVE_UP_SECONDS", str(5 * 86400)), "GIVE_UP_SECONDS"),
+        lease_seconds=_positive_int(get("LEASE_SECONDS", "120"), "LEASE_SECONDS"),
+        batch_size=_positive_int(get("WORKER_BATCH", "100"), "WORKER_BATCH"),
+        poll_seconds=_positive_int(get("WORKER_POLL_MS", "500"), "WORKER_POLL_MS") / 1000,
+        pickup_base_url=get("PICKUP_BASE_URL", "/".join(origin[:3]) + "/m/"),
+        dev_mail_port=dev_mail_port,
+        dev_mail_dir=data_dir / "mail",
+    )
+
+
+def _host_port(value: str, name: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(f"{PREFIX}{name} must be host:port")
+    return host, int(port)
 
 
 def normalise_database_url(url: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQL
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from soap_service.crypto import WrappedKey
+from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import (
     Account,
     Language,
@@ -42,6 +43,7 @@ from soap_service.errors import (
 from soap_service.logs import describe_exception
 from soap_service.persistence.tables import (
     AccountRow,
+    EventRow,
     MasterKeyRow,
     MessageRow,
     RecipientRow,
@@ -176,6 +178,88 @@ class SqlStore:
                     for key_id, check in check_values.items()
                 ],
             )
+
+    # Delivery.
+
+    def claim_due(
+        self, worker: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DeliveryJob]:
+        """Lease up to `limit` recipients that are due, in one atomic step: on PostgreSQL
+        one statement skipping rows other workers hold; on SQLite inside the one write
+        transaction SQLite allows."""
+        parameters = {"worker": worker, "now": now, "until": lease_until, "limit": limit}
+        with self._transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                rows = connection.execute(_CLAIM_POSTGRESQL, parameters).all()
+            else:
+                ids = connection.execute(_CLAIM_SQLITE, parameters).scalars().all()
+                rows = connection.execute(_JOB_DETAILS, {"ids": list(ids)}).all() if ids else []
+        return [_job(row) for row in rows]
+
+    def extend_leases(self, worker: str, recipient_ids: list[int], until: datetime) -> None:
+        recipients = RecipientRow.__table__
+        with self._transaction() as connection:
+            connection.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(recipient_ids), recipients.c.lease_owner == worker)
+                .values(leased_until=until)
+            )
+
+    def record_results(self, worker: str, results: list[DeliveryResult]) -> int:
+        """Record each attempt; returns how many changed a recipient's state.
+
+        A result only changes a recipient this worker still holds and that is still
+        waiting for delivery: states never move backwards, and an attempt that comes late
+        (the lease passed to another worker, or the message expired or was withdrawn
+        meanwhile) is written to the journal only.
+        """
+        applied = 0
+        with self._transaction() as connection:
+            for result in results:
+                decision = result.decision
+                changed = connection.execute(
+                    _RECORD_ATTEMPT,
+                    {
+                        "id": result.job.recipient_id,
+                        "worker": worker,
+                        "state": decision.state.value,
+                        "at": result.attempted_at,
+                        "next": decision.next_attempt_at,
+                        "error": None if decision.state is RecipientState.SENT else decision.detail,
+                    },
+                ).first()
+                applied += changed is not None
+                connection.execute(
+                    insert(EventRow.__table__),
+                    {
+                        "message_id": result.job.message_id,
+                        "recipient_id": result.job.recipient_id,
+                        "at": result.attempted_at,
+                        "kind": decision.state.value if changed else "late-attempt",
+                        "detail": decision.detail[:1000],
+                    },
+                )
+        return applied
+
+    def expire_due(self, *, now: datetime, limit: int) -> int:
+        """Recipients not final when their message expires become expired."""
+        with self._transaction() as connection:
+            rows = connection.execute(_EXPIRE, {"now": now, "limit": limit}).all()
+            if rows:
+                connection.execute(
+                    insert(EventRow.__table__),
+                    [
+                        {
+                            "message_id": row.message_id,
+                            "recipient_id": row.id,
+                            "at": now,
+                            "kind": RecipientState.EXPIRED.value,
+                            "detail": "the message expired",
+                        }
+                        for row in rows
+                    ],
+                )
+        return len(rows)
 
     # Messages.
 
@@ -425,3 +509,110 @@ def _insert_message_postgresql(connection: Connection, message: NewMessage) -> b
         detail=_accepted_detail(message),
     )
     return connection.exec_driver_sql(_POSTGRESQL_INSERT_MESSAGE, values).first() is not None
+
+
+# Delivery statements. Due: waiting, its time has come, nobody holds it, not expired.
+
+_WAITING_STATES = "('queued', 'deferred')"
+_DUE = f"""
+    r.state IN {_WAITING_STATES}
+    AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :now)
+    AND (r.leased_until IS NULL OR r.leased_until < :now)
+    AND m.expires_at > :now
+"""
+_JOB_COLUMNS = """
+    r.id, r.message_id, r.position, r.address, r.attempts, m.accepted_at, m.expires_at,
+    m.type, m.language, a.organisation, a.show_subject, m.sealed_subject, m.key_id,
+    m.wrapped_key
+"""
+_TIMES = (
+    bindparam("now", type_=UtcDateTime()),
+    bindparam("until", type_=UtcDateTime()),
+)
+_JOB_TYPES = {"accepted_at": UtcDateTime(), "expires_at": UtcDateTime()}
+
+_CLAIM_POSTGRESQL = (
+    text(
+        f"""
+        WITH due AS (
+            SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+            WHERE {_DUE}
+            ORDER BY r.id
+            LIMIT :limit
+            FOR UPDATE OF r SKIP LOCKED
+        )
+        UPDATE recipients r SET lease_owner = :worker, leased_until = :until
+        FROM due, messages m, accounts a
+        WHERE r.id = due.id AND m.id = r.message_id AND a.id = m.account_id
+        RETURNING {_JOB_COLUMNS}
+        """
+    )
+    .bindparams(*_TIMES)
+    .columns(**_JOB_TYPES)
+)
+_CLAIM_SQLITE = text(
+    f"""
+    UPDATE recipients SET lease_owner = :worker, leased_until = :until
+    WHERE id IN (
+        SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE {_DUE}
+        ORDER BY r.id
+        LIMIT :limit
+    )
+    RETURNING id
+    """
+).bindparams(*_TIMES)
+_JOB_DETAILS = (
+    text(
+        f"""
+        SELECT {_JOB_COLUMNS}
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+        JOIN accounts a ON a.id = m.account_id
+        WHERE r.id IN :ids ORDER BY r.id
+        """
+    )
+    .bindparams(bindparam("ids", expanding=True))
+    .columns(**_JOB_TYPES)
+)
+_RECORD_ATTEMPT = text(
+    f"""
+    UPDATE recipients SET
+        state_changed_at = CASE WHEN state = :state THEN state_changed_at ELSE :at END,
+        state = :state, attempts = attempts + 1, last_attempt_at = :at,
+        next_attempt_at = :next, last_error = :error,
+        lease_owner = NULL, leased_until = NULL
+    WHERE id = :id AND lease_owner = :worker AND state IN {_WAITING_STATES}
+    RETURNING id
+    """
+).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("next", type_=UtcDateTime()))
+_EXPIRE = text(
+    """
+    UPDATE recipients SET state = 'expired', state_changed_at = :now,
+        lease_owner = NULL, leased_until = NULL
+    WHERE id IN (
+        SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.state IN ('queued', 'deferred', 'sent') AND m.expires_at <= :now
+        ORDER BY r.id
+        LIMIT :limit
+    )
+    RETURNING id, message_id
+    """
+).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+def _job(row: Any) -> DeliveryJob:
+    return DeliveryJob(
+        recipient_id=row.id,
+        message_id=row.message_id,
+        position=row.position,
+        address=row.address,
+        attempts=row.attempts,
+        accepted_at=row.accepted_at,
+        expires_at=row.expires_at,
+        type=MessageType(row.type),
+        language=Language(row.language),
+        organisation=row.organisation,
+        show_subject=bool(row.show_subject),
+        sealed_subject=bytes(row.sealed_subject),
+        data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+    )

@@ -1,0 +1,1 @@
+"""The delivery engine: notification e-mails out over enforced TLS, with retries."""

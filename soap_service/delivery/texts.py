@@ -1,0 +1,71 @@
+"""The notification's words in the four languages of the service."""
+
+from __future__ import annotations
+
+from soap_service.domain.model import Language, MessageType
+
+TEXTS: dict[Language, dict[str, str]] = {
+    Language.DE: {
+        "subject": "Sichere Nachricht von {organisation}",
+        "intro": "{organisation} hat Ihnen eine {kind} Nachricht gesendet.",
+        "read": "Lesen",
+        "instructions": "Öffnen Sie die Nachricht mit der Schaltfläche «Lesen» oder diesem Link:",
+        "fallback": "Fehlt die Schaltfläche, öffnen Sie die angehängte Datei message.html.",
+        "until": "Die Nachricht ist bis am {expiry} abrufbar.",
+        "registered": "Als eingeschriebene Nachricht muss sie bis dahin angenommen werden.",
+        "footer": "Diese E-Mail enthält den Inhalt der Nachricht nicht. Bitte antworten Sie nicht.",
+    },
+    Language.FR: {
+        "subject": "Message sécurisé de {organisation}",
+        "intro": "{organisation} vous a envoyé un message {kind}.",
+        "read": "Lire",
+        "instructions": "Ouvrez le message avec le bouton «Lire» ou avec ce lien :",
+        "fallback": "Si le bouton manque, ouvrez le fichier joint message.html.",
+        "until": "Le message peut être consulté jusqu'au {expiry}.",
+        "registered": "En tant que message recommandé, il doit être accepté d'ici là.",
+        "footer": "Cet e-mail ne contient pas le message lui-même. Merci de ne pas y répondre.",
+    },
+    Language.IT: {
+        "subject": "Messaggio sicuro da {organisation}",
+        "intro": "{organisation} le ha inviato un messaggio {kind}.",
+        "read": "Leggere",
+        "instructions": "Apra il messaggio con il pulsante «Leggere» o con questo link:",
+        "fallback": "Se il pulsante manca, apra il file allegato message.html.",
+        "until": "Il messaggio può essere consultato fino al {expiry}.",
+        "registered": "Come messaggio raccomandato, deve essere accettato entro tale data.",
+        "footer": "Questa e-mail non contiene il messaggio stesso. Non risponda, per favore.",
+    },
+    Language.EN: {
+        "subject": "Secure message from {organisation}",
+        "intro": "{organisation} has sent you a {kind} message.",
+        "read": "Read",
+        "instructions": "Open the message with the Read button or with this link:",
+        "fallback": "If there is no button, open the attached file message.html.",
+        "until": "The message can be read until {expiry}.",
+        "registered": "As a registered message, it must be accepted by then.",
+        "footer": "This e-mail does not contain the message itself. Please do not reply.",
+    },
+}
+
+KINDS: dict[Language, dict[MessageType, str]] = {
+    Language.DE: {
+        MessageType.CONFIDENTIAL: "vertrauliche",
+        MessageType.PERSONAL: "persönliche",
+        MessageType.REGISTERED: "eingeschriebene",
+    },
+    Language.FR: {
+        MessageType.CONFIDENTIAL: "confidentiel",
+        MessageType.PERSONAL: "personnel",
+        MessageType.REGISTERED: "recommandé",
+    },
+    Language.IT: {
+        MessageType.CONFIDENTIAL: "confidenziale",
+        MessageType.PERSONAL: "personale",
+        MessageType.REGISTERED: "raccomandato",
+    },
+    Language.EN: {
+        MessageType.CONFIDENTIAL: "confidential",
+        MessageType.PERSONAL: "personal",
+        MessageType.REGISTERED: "registered",
+    },
+}

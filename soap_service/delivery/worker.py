@@ -1,0 +1,210 @@
+"""The delivery worker: claim due recipients, send their notifications, record outcomes.
+
+Several workers, on one host or several, share the database. A claim is one atomic step
+and carries a lease; a worker renews the leases of what it still holds, and what a dead
+worker held becomes due again when its lease runs out. A crash between a server's 250
+and the record of it sends that notification again, once, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from soap_service import crypto
+from soap_service.delivery.notification import Notification, NotificationWriter
+from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
+from soap_service.delivery.smtp import Route, SmtpSession, TransportError, tls_context
+from soap_service.domain import sealing
+from soap_service.domain.delivery import (
+    DeliveryJob,
+    DeliveryResult,
+    Outcome,
+    OutcomeKind,
+    RetryPolicy,
+)
+from soap_service.domain.sealing import MessageCipher
+from soap_service.errors import ServiceError
+from soap_service.logs import describe_exception
+from soap_service.persistence.database import Database
+from soap_service.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+# Expired messages are looked for at most this often.
+EXPIRY_SWEEP_SECONDS = 30.0
+EXPIRY_BATCH = 1000
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        keyring: crypto.Keyring,
+        settings: DeliverySettings,
+        now: Callable[[], datetime],
+        name: str | None = None,
+    ) -> None:
+        self.name = name or worker_name()
+        self._database = database
+        self._keyring = keyring
+        self._settings = settings
+        self._now = now
+        self._policy = RetryPolicy(
+            minimum=timedelta(seconds=settings.retry_min_seconds),
+            maximum=timedelta(seconds=settings.retry_max_seconds),
+            give_up=timedelta(seconds=settings.give_up_seconds),
+        )
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._writer = NotificationWriter(
+            mail_from=settings.smtp.mail_from,
+            hostname=settings.smtp.hostname,
+            pickup_base_url=settings.pickup_base_url,
+        )
+        self._router = Router(settings.smtp.relay)
+        self._tls = tls_context(settings.smtp)
+        self._last_sweep = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("delivery worker %s started", self.name)
+        while not stop.is_set():
+            try:
+                handled = self.run_once()
+            except ServiceError as exc:  # the database is away: wait and try again
+                log.warning("delivery paused: %s", exc.message)
+                handled = 0
+            except Exception as exc:
+                # A bug must not stop delivery: what this batch held is retried when its
+                # leases run out.
+                log.error("delivery batch failed: %s", describe_exception(exc))
+                handled = 0
+            if not handled:
+                stop.wait(self._settings.poll_seconds)
+        log.info("delivery worker %s stopped", self.name)
+
+    def run_once(self) -> int:
+        """Expire what is due, then deliver one batch; the number of recipients handled."""
+        store = self._database.store()
+        try:
+            if time.monotonic() - self._last_sweep > EXPIRY_SWEEP_SECONDS:
+                self._last_sweep = time.monotonic()
+                expired = store.expire_due(now=self._now(), limit=EXPIRY_BATCH)
+                if expired:
+                    log.info("expired %d recipient(s)", expired)
+            now = self._now()
+            jobs = store.claim_due(
+                self.name, now=now, lease_until=now + self._lease, limit=self._settings.batch_size
+            )
+            if not jobs:
+                return 0
+            results = self._deliver(jobs, store.extend_leases)
+            store.record_results(self.name, results)
+        finally:
+            store.close()
+        counts = Counter(result.decision.state.value for result in results)
+        log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return len(results)
+
+    def _deliver(
+        self, jobs: list[DeliveryJob], extend_leases: Callable[[str, list[int], datetime], None]
+    ) -> list[DeliveryResult]:
+        results: list[DeliveryResult] = []
+        lease_renewed = self._now()
+        for routes, group in self._by_destination(jobs, results).items():
+            session: SmtpSession | None = None
+            pending = list(group)
+            try:
+                while pending:
+                    now = self._now()
+                    if now - lease_renewed > self._lease / 2:
+                        remaining = [job.recipient_id for job in pending]
+                        extend_leases(self.name, remaining, now + self._lease)
+                        lease_renewed = now
+                    job = pending.pop(0)
+                    if session is None:
+                        try:
+                            session = self._open(list(routes))
+                        except TransportError as exc:
+                            # Nobody to talk to: the same answer for the whole group.
+                            for waiting in (job, *pending):
+                                results.append(self._result(waiting, _temporary(str(exc))))
+                            break
+                    outcome, session = self._send(session, job)
+                    results.append(self._result(job, outcome))
+            finally:
+                if session is not None:
+                    session.close()
+        return results
+
+    def _by_destination(
+        self, jobs: list[DeliveryJob], results: list[DeliveryResult]
+    ) -> dict[tuple[Route, ...], list[DeliveryJob]]:
+        groups: dict[tuple[Route, ...], list[DeliveryJob]] = defaultdict(list)
+        for job in jobs:
+            try:
+                groups[tuple(self._router.routes(job.address))].append(job)
+            except NoRoute as exc:
+                results.append(
+                    self._result(job, Outcome(kind=OutcomeKind.PERMANENT, detail=str(exc)))
+                )
+            except RouteUnknown as exc:
+                results.append(self._result(job, _temporary(str(exc))))
+        return groups
+
+    def _open(self, routes: list[Route]) -> SmtpSession:
+        failures = []
+        for route in routes:
+            session = SmtpSession(route, self._settings.smtp, self._tls)
+            try:
+                session.open()
+                return session
+            except TransportError as exc:
+                failures.append(str(exc))
+        raise TransportError("; ".join(failures))
+
+    def _send(self, session: SmtpSession, job: DeliveryJob) -> tuple[Outcome, SmtpSession | None]:
+        try:
+            notification = self._notification(job)
+        except Exception as exc:  # a missing master key, a bug: retried, never a crash
+            log.error("cannot write notification: %s", describe_exception(exc))
+            return _temporary("the notification could not be written"), session
+        try:
+            return session.send(
+                self._settings.smtp.mail_from, job.address, notification.data
+            ), session
+        except TransportError as exc:
+            return _temporary(str(exc)), None  # the next mail opens a new connection
+
+    def _notification(self, job: DeliveryJob) -> Notification:
+        cipher = MessageCipher.unwrap(self._keyring, job.data_key, job.message_id)
+        subject = (
+            cipher.open(sealing.SUBJECT, job.sealed_subject).decode("utf-8")
+            if job.show_subject
+            else None
+        )
+        return self._writer.write(
+            job, token=cipher.pickup_token(job.position), subject=subject, now=self._now()
+        )
+
+    def _result(self, job: DeliveryJob, outcome: Outcome) -> DeliveryResult:
+        now = self._now()
+        decision = self._policy.decide(
+            outcome, attempts=job.attempts + 1, accepted_at=job.accepted_at, now=now
+        )
+        return DeliveryResult(job=job, decision=decision, attempted_at=now)
+
+
+def _temporary(detail: str) -> Outcome:
+    return Outcome(kind=OutcomeKind.TEMPORARY, detail=detail)

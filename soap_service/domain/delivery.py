@@ -1,0 +1,96 @@
+"""Delivery decisions: what an SMTP answer means for a recipient, and when to try again.
+
+Pure values and a pure policy, like a job queue's retry strategy: the worker asks, the
+policy answers, the store records. Nothing here touches SMTP or the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from soap_service.crypto import WrappedKey
+from soap_service.domain.model import Language, MessageType, RecipientState
+
+
+class OutcomeKind(StrEnum):
+    ACCEPTED = "accepted"  # the server answered 250 to the whole transaction
+    TEMPORARY = "temporary"  # 4xx, timeout, refused or dropped connection, no TLS
+    PERMANENT = "permanent"  # 5xx for this recipient
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    kind: OutcomeKind
+    # The server's reply or what went wrong, for the journal and GetStatus.
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    state: RecipientState
+    next_attempt_at: datetime | None
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Postfix-like: first retry after `minimum`, then doubling up to `maximum`; after
+    `give_up` since acceptance a temporary failure becomes final."""
+
+    minimum: timedelta
+    maximum: timedelta
+    give_up: timedelta
+
+    def delay(self, attempts: int) -> timedelta:
+        """The wait after the `attempts`-th failed attempt (1 for the first)."""
+        seconds = self.minimum.total_seconds() * 2 ** max(0, attempts - 1)
+        return min(timedelta(seconds=seconds), self.maximum)
+
+    def decide(
+        self, outcome: Outcome, *, attempts: int, accepted_at: datetime, now: datetime
+    ) -> Decision:
+        """`attempts` counts this attempt."""
+        if outcome.kind is OutcomeKind.ACCEPTED:
+            return Decision(state=RecipientState.SENT, next_attempt_at=None, detail=outcome.detail)
+        if outcome.kind is OutcomeKind.PERMANENT:
+            return Decision(
+                state=RecipientState.FAILED, next_attempt_at=None, detail=outcome.detail
+            )
+        next_attempt_at = now + self.delay(attempts)
+        if next_attempt_at - accepted_at > self.give_up:
+            return Decision(
+                state=RecipientState.FAILED,
+                next_attempt_at=None,
+                detail=f"gave up after {attempts} attempts: {outcome.detail}",
+            )
+        return Decision(
+            state=RecipientState.DEFERRED, next_attempt_at=next_attempt_at, detail=outcome.detail
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryJob:
+    """One claimed recipient, with what its notification needs."""
+
+    recipient_id: int
+    message_id: str
+    position: int
+    address: str
+    attempts: int
+    accepted_at: datetime
+    expires_at: datetime
+    type: MessageType
+    language: Language
+    organisation: str
+    show_subject: bool
+    sealed_subject: bytes
+    data_key: WrappedKey
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryResult:
+    job: DeliveryJob
+    decision: Decision
+    attempted_at: datetime

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from soap_service.delivery.addresses import smtp_address
 from soap_service.delivery.texts import KINDS, TEXTS
 from soap_service.domain.delivery import DeliveryJob
 from soap_service.domain.model import Language, MessageType
@@ -73,7 +74,7 @@ class NotificationWriter:
         boundary = f"=_soap-service_{job.message_id}_{job.position}"
         headers = [
             f"From: {_address(job.organisation, self._mail_from)}",
-            f"To: <{job.address}>",
+            f"To: <{smtp_address(job.address)}>",
             f"Subject: {Header(title, 'utf-8').encode(linesep=CRLF)}",
             f"Date: {format_datetime(now)}",
             f"Message-ID: {self.message_id(job)}",
@@ -100,7 +101,8 @@ class NotificationWriter:
         return Notification(
             recipient=job.address,
             message_id=self.message_id(job),
-            data=CRLF.join(parts).encode("ascii"),
+            # ASCII but for a non-ASCII local part, which only goes to SMTPUTF8 servers.
+            data=CRLF.join(parts).encode("utf-8"),
         )
 
 

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import idna
-
+from soap_service.delivery.addresses import smtp_address
 from soap_service.domain.delivery import Outcome, OutcomeKind
 from soap_service.settings import SmtpSettings
 
@@ -30,15 +29,6 @@ class TransportError(Exception):
 class Route:
     host: str
     port: int
-
-
-def smtp_address(address: str) -> str:
-    """The address as SMTP carries it: the domain in ASCII (IDNA)."""
-    local, _, domain = address.rpartition("@")
-    try:
-        return f"{local}@{idna.encode(domain).decode('ascii')}"
-    except idna.IDNAError:
-        return address
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:

@@ -38,10 +38,7 @@ def run_mail_sink(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     controller = Controller(
-        Mailbox(folder),
-        hostname="127.0.0.1",
-        port=port,
-        server_kwargs={"tls_context": context, "require_starttls": True},
+        Mailbox(folder), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
     )
     controller.start()
     log.info("development mail sink on 127.0.0.1:%d, mailbox %s", port, folder)

@@ -1,0 +1,122 @@
+"""A real SMTP server for tests (aiosmtpd), with STARTTLS from a test CA and a script of
+answers: it keeps what it actually received, and whether TLS was on when it did."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from tests.support import free_port
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+    tls: bool
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class Script:
+    """Answers to give, in order; an empty queue answers 250."""
+
+    mail_replies: deque[str] = field(default_factory=deque)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply, always
+    data_replies: deque[str] = field(default_factory=deque)
+    drop_after_data: int = 0  # drop the connection instead of answering this many DATAs
+    data_delay: float = 0.0  # seconds to wait before answering DATA
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self._sink.events.append(("MAIL", session.ssl is not None))
+        script = self._sink.script
+        if script.mail_replies:
+            return script.mail_replies.popleft()
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self._sink.script.rcpt_replies.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        script = self._sink.script
+        if script.data_delay:
+            await asyncio.sleep(script.data_delay)
+        if script.drop_after_data:
+            script.drop_after_data -= 1
+            session.transport.abort()  # the line goes dead after the whole mail was sent
+            return "421 dropping"
+        reply = script.data_replies.popleft() if script.data_replies else "250 OK"
+        if reply.startswith("250"):
+            self._sink.received.append(
+                ReceivedMail(
+                    mail_from=envelope.mail_from,
+                    recipients=tuple(envelope.rcpt_tos),
+                    data=envelope.original_content or envelope.content,
+                    tls=session.ssl is not None,
+                )
+            )
+        return reply
+
+
+class SmtpSink:
+    def __init__(
+        self,
+        *,
+        cert_chain: Path | None,
+        key: Path | None,
+        starttls: bool = True,
+    ) -> None:
+        self.port = free_port()
+        self.script = Script()
+        self.received: list[ReceivedMail] = []
+        self.events: list[tuple[str, bool]] = []  # (command, TLS on) as the server saw them
+        kwargs: dict[str, Any] = {}
+        if starttls:
+            assert cert_chain and key
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert_chain, key)
+            kwargs = {"tls_context": context, "require_starttls": True}
+        self._controller = Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, **kwargs
+        )
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def message_ids(self) -> list[str]:
+        return [mail.message_id for mail in self.received]

@@ -122,6 +122,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     try:
         worker.run(_stop_on_signals())
     finally:
+        worker.close()
         database.dispose()
 
 

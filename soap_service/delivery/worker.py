@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from soap_service import crypto
@@ -75,6 +76,7 @@ class DeliveryWorker:
         )
         self._router = Router(settings.smtp.relay)
         self._tls = tls_context(settings.smtp)
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
         self._last_sweep = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -93,6 +95,9 @@ class DeliveryWorker:
             if not handled:
                 stop.wait(self._settings.poll_seconds)
         log.info("delivery worker %s stopped", self.name)
+
+    def close(self) -> None:
+        self._writer_thread.shutdown(wait=True, cancel_futures=True)
 
     def run_once(self) -> int:
         """Expire what is due, then deliver one batch; the number of recipients handled."""
@@ -125,8 +130,11 @@ class DeliveryWorker:
         for routes, group in self._by_destination(jobs, results).items():
             session: SmtpSession | None = None
             pending = list(group)
+            # The next notifications are written in another thread while this one waits
+            # for the server's replies (SSL reads release the GIL).
+            written = self._writer_thread.map(self._notification_or_error, group)
             try:
-                while pending:
+                for notification in written:
                     now = self._now()
                     if now - lease_renewed > self._lease / 2:
                         remaining = [job.recipient_id for job in pending]
@@ -141,7 +149,7 @@ class DeliveryWorker:
                             for waiting in (job, *pending):
                                 results.append(self._result(waiting, _temporary(str(exc))))
                             break
-                    outcome, session = self._send(session, job)
+                    outcome, session = self._send(session, job, notification)
                     results.append(self._result(job, outcome))
             finally:
                 if session is not None:
@@ -174,18 +182,23 @@ class DeliveryWorker:
                 failures.append(str(exc))
         raise TransportError("; ".join(failures))
 
-    def _send(self, session: SmtpSession, job: DeliveryJob) -> tuple[Outcome, SmtpSession | None]:
-        try:
-            notification = self._notification(job)
-        except Exception as exc:  # a missing master key, a bug: retried, never a crash
-            log.error("cannot write notification: %s", describe_exception(exc))
+    def _send(
+        self, session: SmtpSession, job: DeliveryJob, notification: Notification | None
+    ) -> tuple[Outcome, SmtpSession | None]:
+        if notification is None:
             return _temporary("the notification could not be written"), session
+        mail_from = self._settings.smtp.mail_from
         try:
-            return session.send(
-                self._settings.smtp.mail_from, job.address, notification.data
-            ), session
+            return session.send(mail_from, job.address, notification.data), session
         except TransportError as exc:
             return _temporary(str(exc)), None  # the next mail opens a new connection
+
+    def _notification_or_error(self, job: DeliveryJob) -> Notification | None:
+        try:
+            return self._notification(job)
+        except Exception as exc:  # a missing master key, a bug: retried, never a crash
+            log.error("cannot write notification: %s", describe_exception(exc))
+            return None
 
     def _notification(self, job: DeliveryJob) -> Notification:
         cipher = MessageCipher.unwrap(self._keyring, job.data_key, job.message_id)

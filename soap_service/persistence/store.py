@@ -213,33 +213,50 @@ class SqlStore:
         (the lease passed to another worker, or the message expired or was withdrawn
         meanwhile) is written to the journal only.
         """
-        applied = 0
+        if not results:
+            return 0
         with self._transaction() as connection:
-            for result in results:
-                decision = result.decision
-                changed = connection.execute(
-                    _RECORD_ATTEMPT,
-                    {
-                        "id": result.job.recipient_id,
-                        "worker": worker,
-                        "state": decision.state.value,
-                        "at": result.attempted_at,
-                        "next": decision.next_attempt_at,
-                        "error": None if decision.state is RecipientState.SENT else decision.detail,
-                    },
-                ).first()
-                applied += changed is not None
-                connection.execute(
-                    insert(EventRow.__table__),
+            # Three statements for the whole batch: which of them this worker still holds
+            # (locked on PostgreSQL, so that no claim takes them meanwhile), their updates,
+            # and one journal event each.
+            held_query = _HELD_POSTGRESQL if connection.dialect.name == "postgresql" else _HELD
+            ids = [result.job.recipient_id for result in results]
+            held = set(connection.execute(held_query, {"ids": ids, "worker": worker}).scalars())
+            updates = [
+                {
+                    "id": result.job.recipient_id,
+                    "state": result.decision.state.value,
+                    "at": result.attempted_at,
+                    "next": result.decision.next_attempt_at,
+                    "error": (
+                        None
+                        if result.decision.state is RecipientState.SENT
+                        else result.decision.detail[:1000]
+                    ),
+                }
+                for result in results
+                if result.job.recipient_id in held
+            ]
+            if updates:
+                connection.execute(_RECORD_ATTEMPT, updates)
+            connection.execute(
+                insert(EventRow.__table__),
+                [
                     {
                         "message_id": result.job.message_id,
                         "recipient_id": result.job.recipient_id,
                         "at": result.attempted_at,
-                        "kind": decision.state.value if changed else "late-attempt",
-                        "detail": decision.detail[:1000],
-                    },
-                )
-        return applied
+                        "kind": (
+                            result.decision.state.value
+                            if result.job.recipient_id in held
+                            else "late-attempt"
+                        ),
+                        "detail": result.decision.detail[:1000],
+                    }
+                    for result in results
+                ],
+            )
+        return len(updates)
 
     def expire_due(self, *, now: datetime, limit: int) -> int:
         """Recipients not final when their message expires become expired."""
@@ -574,15 +591,21 @@ _JOB_DETAILS = (
     .bindparams(bindparam("ids", expanding=True))
     .columns(**_JOB_TYPES)
 )
-_RECORD_ATTEMPT = text(
+_HELD = text(
     f"""
+    SELECT id FROM recipients
+    WHERE id IN :ids AND lease_owner = :worker AND state IN {_WAITING_STATES}
+    """
+).bindparams(bindparam("ids", expanding=True))
+_HELD_POSTGRESQL = text(_HELD.text + " FOR UPDATE").bindparams(bindparam("ids", expanding=True))
+_RECORD_ATTEMPT = text(
+    """
     UPDATE recipients SET
         state_changed_at = CASE WHEN state = :state THEN state_changed_at ELSE :at END,
         state = :state, attempts = attempts + 1, last_attempt_at = :at,
         next_attempt_at = :next, last_error = :error,
         lease_owner = NULL, leased_until = NULL
-    WHERE id = :id AND lease_owner = :worker AND state IN {_WAITING_STATES}
-    RETURNING id
+    WHERE id = :id
     """
 ).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("next", type_=UtcDateTime()))
 _EXPIRE = text(

@@ -100,9 +100,9 @@ class SmtpSession:
             client.sendmail(mail_from, [address], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients[address]
-            return _reply_outcome(code, reply)
+            return self._answered(code, reply)
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            return _reply_outcome(exc.smtp_code, exc.smtp_error)
+            return self._answered(exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPServerDisconnected as exc:
             self.close()
             raise TransportError(f"{self.route.host} dropped the connection: {exc}") from exc
@@ -110,6 +110,16 @@ class SmtpSession:
             self.close()
             raise TransportError(f"{self.route.host}: {_describe(exc)}") from exc
         return Outcome(kind=OutcomeKind.ACCEPTED, detail=f"{self.route.host} accepted the mail")
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def _answered(self, code: int, reply: bytes | str) -> Outcome:
+        if code == 421 or self._client is None or self._client.sock is None:
+            # 421: the server is closing the connection (smtplib has closed it already).
+            self.close()
+        return _reply_outcome(code, reply)
 
     def close(self) -> None:
         client, self._client = self._client, None

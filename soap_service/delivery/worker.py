@@ -77,7 +77,7 @@ class DeliveryWorker:
         self._router = Router(settings.smtp.relay)
         self._tls = tls_context(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
-        self._last_sweep = 0.0
+        self._last_sweep = -float("inf")
 
     def run(self, stop: threading.Event) -> None:
         log.info("delivery worker %s started", self.name)
@@ -126,6 +126,9 @@ class DeliveryWorker:
         self, jobs: list[DeliveryJob], extend_leases: Callable[[str, list[int], datetime], None]
     ) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
+        # Every job of the batch stays held until the batch is recorded, sent ones too:
+        # a lapsed lease would let another worker send them again.
+        batch = [job.recipient_id for job in jobs]
         lease_renewed = self._now()
         for routes, group in self._by_destination(jobs, results).items():
             session: SmtpSession | None = None
@@ -137,8 +140,7 @@ class DeliveryWorker:
                 for notification in written:
                     now = self._now()
                     if now - lease_renewed > self._lease / 2:
-                        remaining = [job.recipient_id for job in pending]
-                        extend_leases(self.name, remaining, now + self._lease)
+                        extend_leases(self.name, batch, now + self._lease)
                         lease_renewed = now
                     job = pending.pop(0)
                     if session is None:
@@ -189,7 +191,8 @@ class DeliveryWorker:
             return _temporary("the notification could not be written"), session
         mail_from = self._settings.smtp.mail_from
         try:
-            return session.send(mail_from, job.address, notification.data), session
+            outcome = session.send(mail_from, job.address, notification.data)
+            return outcome, session if session.is_open else None
         except TransportError as exc:
             return _temporary(str(exc)), None  # the next mail opens a new connection
 

@@ -45,8 +45,11 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> timedelta:
         """The wait after the `attempts`-th failed attempt (1 for the first)."""
-        seconds = self.minimum.total_seconds() * 2 ** max(0, attempts - 1)
-        return min(timedelta(seconds=seconds), self.maximum)
+        # The exponent is capped: 2**40 seconds would overflow a timedelta long after the
+        # maximum has been reached.
+        doublings = min(max(0, attempts - 1), 32)
+        seconds = self.minimum.total_seconds() * 2.0**doublings
+        return min(timedelta(seconds=min(seconds, self.maximum.total_seconds())), self.maximum)
 
     def decide(
         self, outcome: Outcome, *, attempts: int, accepted_at: datetime, now: datetime
@@ -58,15 +61,16 @@ class RetryPolicy:
             return Decision(
                 state=RecipientState.FAILED, next_attempt_at=None, detail=outcome.detail
             )
-        next_attempt_at = now + self.delay(attempts)
-        if next_attempt_at - accepted_at > self.give_up:
+        if now - accepted_at >= self.give_up:  # like Postfix's maximal_queue_lifetime
             return Decision(
                 state=RecipientState.FAILED,
                 next_attempt_at=None,
                 detail=f"gave up after {attempts} attempts: {outcome.detail}",
             )
         return Decision(
-            state=RecipientState.DEFERRED, next_attempt_at=next_attempt_at, detail=outcome.detail
+            state=RecipientState.DEFERRED,
+            next_attempt_at=now + self.delay(attempts),
+            detail=outcome.detail,
         )
 
 

@@ -1,0 +1,276 @@
+"""Fixtures for the delivery tests: a clock the test moves, a database with an account and
+a way to send messages, SMTP sinks that also tell which connection each command came on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from sqlalchemy import select
+
+from soap_service import crypto
+from soap_service.delivery.worker import DeliveryWorker
+from soap_service.domain.accounts import create_account
+from soap_service.domain.messages import MessageService
+from soap_service.domain.model import (
+    Account,
+    Language,
+    MessageDraft,
+    MessageLimits,
+    MessageStatus,
+    MessageType,
+)
+from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
+from soap_service.persistence.tables import EventRow, RecipientRow
+from soap_service.settings import load_settings
+from tests.smtp_sink import SmtpSink, _Handler
+from tests.support import TlsFiles
+
+# A fixed start: every time in these tests comes from the Clock, none from the wall.
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    """`now` for the service and the worker; the test moves it instead of sleeping."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class _SessionRecordingHandler(_Handler):
+    """The sink's handler, also keeping the SMTP session (one per TCP connection) that
+    every MAIL command arrived on.
+
+    It also drops the connection for `script.drop_after_data` itself: the sink's own
+    handler calls `session.transport.abort()`, but aiosmtpd's Session has no transport
+    (the server, the hook's first argument, has), so it answers "500 Error" instead.
+    """
+
+    def __init__(self, sink: CountingSink) -> None:
+        super().__init__(sink)
+        self._counting_sink = sink
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        sink = self._counting_sink
+        sink.mail_sessions.append(session)
+        if sink.on_mail is not None:
+            sink.on_mail(len(sink.mail_sessions))
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        script = self._counting_sink.script
+        if script.drop_after_data:
+            script.drop_after_data -= 1
+            self._counting_sink.dropped.append(envelope.original_content or envelope.content)
+            server.transport.abort()  # the line goes dead after the whole mail was sent
+            return "421 dropping"
+        return await super().handle_DATA(server, session, envelope)
+
+
+class CountingSink(SmtpSink):
+    """SmtpSink that can tell how many connections the MAIL commands came on. The session
+    objects are kept alive, so their identities cannot be reused within a test."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mail_sessions: list[Any] = []
+        # What arrived before the sink dropped the connection instead of answering DATA.
+        self.dropped: list[bytes] = []
+        # Called (in the server's thread) with the number of the MAIL command just received.
+        self.on_mail: Callable[[int], None] | None = None
+        self._controller.handler = _SessionRecordingHandler(self)
+
+    def mail_connections(self) -> int:
+        return len({id(session) for session in self.mail_sessions})
+
+
+@pytest.fixture
+def start_sink() -> Iterator[Callable[..., CountingSink]]:
+    sinks: list[CountingSink] = []
+
+    def start(**kwargs: Any) -> CountingSink:
+        sink = CountingSink(**kwargs).start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def foreign_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A server certificate for 127.0.0.1 from a CA the service does not trust."""
+    folder = tmp_path_factory.mktemp("foreign-tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    server.private_key_pem.write_to_path(str(folder / "server-key.pem"))
+    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "server-chain.pem"))
+    return TlsFiles(
+        ca_cert=folder / "ca.pem",
+        server_cert=folder / "server-chain.pem",
+        server_key=folder / "server-key.pem",
+    )
+
+
+@dataclass
+class Env:
+    """A migrated database, a keyring, one sender account and its MessageService."""
+
+    database: Database
+    keyring: crypto.Keyring
+    clock: Clock
+    account: Account
+    service: MessageService
+    _store: SqlStore
+    _references: int = field(default=0)
+
+    def send(
+        self,
+        *recipients: str,
+        type: MessageType = MessageType.CONFIDENTIAL,
+        language: Language = Language.DE,
+        subject: str = "Lohnabrechnung März",
+        text_body: str = "Ihr Nettolohn beträgt CHF 6'543.21",
+        expiry_days: int | None = None,
+    ) -> MessageStatus:
+        self._references += 1
+        return self.service.send(
+            self.account,
+            MessageDraft(
+                reference=f"ref-{self._references}",
+                type=type,
+                recipients=recipients,
+                subject=subject,
+                text_body=text_body,
+                language=language,
+                expiry_days=expiry_days,
+            ),
+        )
+
+    def close(self) -> None:
+        self._store.close()
+        self.database.dispose()
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self.service.status(self.account, message_id=message_id)
+
+    def recipient_ids(self, message_id: str) -> list[int]:
+        recipients = RecipientRow.__table__
+        with self.database.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(recipients.c.id)
+                    .where(recipients.c.message_id == message_id)
+                    .order_by(recipients.c.position)
+                ).scalars()
+            )
+
+    def recipient_row(self, recipient_id: int) -> Any:
+        recipients = RecipientRow.__table__
+        with self.database.engine.connect() as connection:
+            return connection.execute(
+                select(recipients).where(recipients.c.id == recipient_id)
+            ).one()
+
+    def journal(self, recipient_id: int) -> list[tuple[str, str | None]]:
+        """(kind, detail) of every event of one recipient, oldest first."""
+        events = EventRow.__table__
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.kind, events.c.detail)
+                .where(events.c.recipient_id == recipient_id)
+                .order_by(events.c.id)
+            ).all()
+        return [(row.kind, row.detail) for row in rows]
+
+
+def make_env(database_url: str, folder: Path, *, show_subject: bool = False) -> Env:
+    database = Database(database_url)
+    database.upgrade()
+    keyring = crypto.Keyring.load_or_create(folder / "keys" / "master-keys.json")
+    clock = Clock()
+    accounts = database.store()
+    try:
+        account = create_account(
+            accounts,
+            keyring,
+            username="acme",
+            organisation="ACME Treuhand AG",
+            allow_digest=False,
+            now=clock,
+            show_subject=show_subject,
+        ).account
+    finally:
+        accounts.close()
+    store = database.store()
+    service = MessageService(
+        store=store,
+        keyring=keyring,
+        limits=MessageLimits(),
+        default_language=Language.DE,
+        now=clock,
+    )
+    return Env(
+        database=database,
+        keyring=keyring,
+        clock=clock,
+        account=account,
+        service=service,
+        _store=store,
+    )
+
+
+@pytest.fixture
+def env_factory(tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    envs: list[Env] = []
+
+    def factory(database_url: str | None = None, **kwargs: Any) -> Env:
+        url = database_url or f"sqlite:///{tmp_path / 'delivery.sqlite3'}"
+        env = make_env(url, tmp_path, **kwargs)
+        envs.append(env)
+        return env
+
+    yield factory
+    for env in envs:
+        env.close()
+
+
+def worker_for(
+    env: Env, sink: SmtpSink, folder: Path, *, ca: Path, name: str = "worker-1", **extra: str
+) -> DeliveryWorker:
+    """A worker sending through `sink` as relay, trusting `ca`, on the env's clock."""
+    environ = {
+        "SOAP_SERVICE_DATA_DIR": str(folder),
+        "SOAP_SERVICE_DATABASE_URL": env.database.url,
+        "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+        "SOAP_SERVICE_SMTP_CA_FILE": str(ca),
+        "SOAP_SERVICE_SMTP_TIMEOUT": "10",
+        "SOAP_SERVICE_LEASE_SECONDS": "1",
+        "SOAP_SERVICE_PICKUP_BASE_URL": "https://pickup.example.ch/m/",
+    }
+    environ.update({f"SOAP_SERVICE_{key}": value for key, value in extra.items()})
+    settings = load_settings(environ)
+    return DeliveryWorker(
+        database=env.database,
+        keyring=env.keyring,
+        settings=settings.delivery,
+        now=env.clock,
+        name=name,
+    )

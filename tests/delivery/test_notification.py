@@ -1,0 +1,221 @@
+"""The notification e-mail, parsed back with the `email` package: valid MIME in every
+language and message type, the pickup link three times, nothing of the message itself."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import re
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+
+import pytest
+
+from soap_service.crypto import WrappedKey
+from soap_service.delivery.notification import Notification, NotificationWriter
+from soap_service.delivery.texts import KINDS, TEXTS
+from soap_service.domain.delivery import DeliveryJob
+from soap_service.domain.model import Language, MessageType
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+# 12:00 UTC is 13:00 in Zurich (CET) in March.
+EXPIRES = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+BASE_URL = "https://pickup.example.ch/m/"
+TOKEN = "q3bXw9Zc0A1-_fJ2kLmN4oPqRsTuVwXyZ0123456789"  # 43 base64url characters: 256 bits
+URL = BASE_URL + TOKEN
+ORGANISATION = "Müller & Söhne Treuhand AG"
+SEALED_SUBJECT = b"\x01sealed-subject-bytes\x02"
+
+
+def job(
+    *,
+    language: Language = Language.DE,
+    type: MessageType = MessageType.CONFIDENTIAL,
+    organisation: str = ORGANISATION,
+    address: str = "anna.muster@example.ch",
+    position: int = 1,
+    show_subject: bool = False,
+) -> DeliveryJob:
+    return DeliveryJob(
+        recipient_id=7,
+        message_id="0b7c5a8e-3f2d-4c1b-9e8a-6d5f4c3b2a19",
+        position=position,
+        address=address,
+        attempts=0,
+        accepted_at=NOW,
+        expires_at=EXPIRES,
+        type=type,
+        language=language,
+        organisation=organisation,
+        show_subject=show_subject,
+        sealed_subject=SEALED_SUBJECT,
+        data_key=WrappedKey(key_id="k1", wrapped=b"\x00" * 40),
+    )
+
+
+@pytest.fixture
+def writer() -> NotificationWriter:
+    return NotificationWriter(
+        mail_from="no-reply@soap.example.ch", hostname="soap.example.ch", pickup_base_url=BASE_URL
+    )
+
+
+def parse(notification: Notification) -> EmailMessage:
+    message = email.message_from_bytes(notification.data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def raw_headers(data: bytes) -> dict[str, str]:
+    """The header block as sent, unfolded, each value still RFC 2047-encoded."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    unfolded = re.sub(r"\r\n(?=[ \t])", "", head)
+    return dict(line.split(": ", 1) for line in unfolded.split("\r\n"))
+
+
+def decoded(value: str) -> str:
+    """An encoded header value decoded by RFC 2047 (adjacent encoded words joined)."""
+    return str(make_header(decode_header(value)))
+
+
+def parts(message: EmailMessage) -> tuple[EmailMessage, EmailMessage, EmailMessage]:
+    """The text, the HTML and the attachment, after checking the exact MIME structure."""
+    assert message.get_content_type() == "multipart/mixed"
+    top = list(message.iter_parts())
+    assert len(top) == 2
+    alternative, attachment = top
+    assert alternative.get_content_type() == "multipart/alternative"
+    inner = list(alternative.iter_parts())
+    assert [part.get_content_type() for part in inner] == ["text/plain", "text/html"]
+    text, body = inner
+    assert attachment.get_content_type() == "text/html"
+    assert isinstance(text, EmailMessage)
+    assert isinstance(body, EmailMessage)
+    assert isinstance(attachment, EmailMessage)
+    return text, body, attachment
+
+
+@pytest.mark.parametrize("type", list(MessageType))
+@pytest.mark.parametrize("language", list(Language))
+def test_every_language_and_type_is_valid_mime_with_the_link_three_times(
+    writer: NotificationWriter, language: Language, type: MessageType
+) -> None:
+    notification = writer.write(
+        job(language=language, type=type), token=TOKEN, subject=None, now=NOW
+    )
+    data = notification.data
+    message = parse(notification)
+
+    for part in message.walk():
+        assert part.defects == [], (part.get_content_type(), part.defects)
+    # Only CRLF line ends, nothing 8-bit, no line beyond RFC 5322's limit.
+    assert re.search(rb"(?<!\r)\n", data) is None
+    assert re.search(rb"\r(?!\n)", data) is None
+    assert data.endswith(b"\r\n")
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+    text, body, attachment = parts(message)
+    assert text.get_content_charset() == "utf-8"
+    assert body.get_content_charset() == "utf-8"
+    assert attachment.get_content_disposition() == "attachment"
+    assert attachment.get_filename() == "message.html"
+    plain, markup, page = text.get_content(), body.get_content(), attachment.get_content()
+
+    # The Read link: in the text, as the HTML button's href, and in the attachment.
+    assert URL in plain.split()
+    assert markup.count(f'href="{URL}"') == 2  # the button and the written-out link
+    assert f'href="{URL}"' in page
+    assert f"url={URL}" in page  # the attachment also forwards by itself
+
+    words = TEXTS[language]
+    kind = KINDS[language][type]
+    intro = words["intro"].format(organisation=ORGANISATION, kind=kind)
+    assert intro in plain
+    assert html.escape(intro, quote=False) in markup
+    assert html.escape(intro, quote=False) in page
+    assert f'<html lang="{language.value}">' in markup
+    assert f">{words['read']}</a>" in markup
+    expiry = "2026-03-09 13:00 (CET)" if language is Language.EN else "09.03.2026 13:00 (CET)"
+    assert words["until"].format(expiry=expiry) in plain
+    assert (words["registered"] in plain) is (type is MessageType.REGISTERED)
+    assert (words["registered"] in html.unescape(markup)) is (type is MessageType.REGISTERED)
+
+    headers = raw_headers(data)
+    title = words["subject"].format(organisation=ORGANISATION)
+    assert decoded(headers["Subject"]) == title
+    assert str(message["Subject"]) == title
+    assert decoded(headers["From"]) == f"{ORGANISATION} (soap-service) <no-reply@soap.example.ch>"
+    assert message["From"].addresses[0].addr_spec == "no-reply@soap.example.ch"
+    assert headers["To"] == "<anna.muster@example.ch>"
+    assert headers["Message-ID"] == "<0b7c5a8e-3f2d-4c1b-9e8a-6d5f4c3b2a19.1@soap.example.ch>"
+    assert notification.message_id == headers["Message-ID"]
+    assert headers["MIME-Version"] == "1.0"
+    assert headers["Auto-Submitted"] == "auto-generated"
+    assert message["Date"].datetime == NOW
+
+
+def test_the_subject_is_shown_only_when_given(writer: NotificationWriter) -> None:
+    subject = "Lohnabrechnung März 2026"
+    with_subject = writer.write(job(show_subject=True), token=TOKEN, subject=subject, now=NOW)
+    without = writer.write(job(), token=TOKEN, subject=None, now=NOW)
+
+    title = f"Sichere Nachricht von {ORGANISATION}"
+    assert str(parse(with_subject)["Subject"]) == f"{title}: {subject}"
+    assert str(parse(without)["Subject"]) == title
+    for part in parse(without).walk():
+        if not part.is_multipart():
+            assert "Lohnabrechnung" not in part.get_content()
+    assert SEALED_SUBJECT not in without.data
+
+
+def test_a_subject_with_line_breaks_cannot_add_headers(writer: NotificationWriter) -> None:
+    notification = writer.write(
+        job(show_subject=True), token=TOKEN, subject="Lohn\r\nBcc: evil@example.org", now=NOW
+    )
+    message = parse(notification)
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in notification.data
+    assert all(part.defects == [] for part in message.walk())
+
+
+def test_the_same_job_gets_the_same_message_id_and_link_every_time(
+    writer: NotificationWriter,
+) -> None:
+    first = writer.write(job(), token=TOKEN, subject=None, now=NOW)
+    again = writer.write(job(), token=TOKEN, subject=None, now=NOW + timedelta(hours=3))
+    assert first.message_id == again.message_id
+    assert parse(first)["Message-ID"] == parse(again)["Message-ID"]
+    other = writer.write(job(position=2), token=TOKEN, subject=None, now=NOW)
+    assert other.message_id != first.message_id
+
+
+def test_an_organisation_with_markup_is_escaped_in_html(writer: NotificationWriter) -> None:
+    organisation = '<script>alert("x")</script> & <b>Co</b>'
+    notification = writer.write(job(organisation=organisation), token=TOKEN, subject=None, now=NOW)
+    text, body, attachment = parts(parse(notification))
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;Co&lt;/b&gt;"
+    for part in (body, attachment):
+        markup = part.get_content()
+        assert "<script" not in markup
+        assert "<b>" not in markup
+        assert escaped in markup
+    # The plain text shows it as it is, and so do the headers (encoded, not markup).
+    assert organisation in text.get_content()
+    headers = raw_headers(notification.data)
+    assert organisation in decoded(headers["Subject"])
+    assert organisation in decoded(headers["From"])
+
+
+def test_an_international_domain_is_written_in_idna_in_to(writer: NotificationWriter) -> None:
+    notification = writer.write(
+        job(address="anna@müller-straße.ch"), token=TOKEN, subject=None, now=NOW
+    )
+    headers = raw_headers(notification.data)
+    assert headers["To"] == "<anna@xn--mller-strae-46a18a.ch>"
+    assert notification.data.isascii()
+    message = parse(notification)
+    assert message["To"].addresses[0].domain == "xn--mller-strae-46a18a.ch"
+    assert all(part.defects == [] for part in message.walk())

@@ -38,7 +38,8 @@ class PostgresDatabases:
     """Creates throw-away databases on the machine's PostgreSQL and drops them at the end."""
 
     def __init__(self) -> None:
-        self._admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        # pre_ping: a test restarts PostgreSQL, which kills pooled connections.
+        self._admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         self._created: list[str] = []
 
     def create(self) -> str:

@@ -8,6 +8,7 @@ import email
 import email.policy
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -52,8 +53,12 @@ class _Handler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        self._sink.events.append(("MAIL", session.ssl is not None))
-        script = self._sink.script
+        sink = self._sink
+        sink.events.append(("MAIL", session.ssl is not None))
+        sink.mail_sessions.append(session)
+        if sink.on_mail is not None:
+            sink.on_mail(len(sink.mail_sessions))
+        script = sink.script
         if script.mail_replies:
             return script.mail_replies.popleft()
         envelope.mail_from = address
@@ -74,7 +79,8 @@ class _Handler:
             await asyncio.sleep(script.data_delay)
         if script.drop_after_data:
             script.drop_after_data -= 1
-            session.transport.abort()  # the line goes dead after the whole mail was sent
+            self._sink.dropped.append(envelope.original_content or envelope.content)
+            server.transport.abort()  # the line goes dead after the whole mail was sent
             return "421 dropping"
         reply = script.data_replies.popleft() if script.data_replies else "250 OK"
         if reply.startswith("250"):
@@ -101,6 +107,13 @@ class SmtpSink:
         self.script = Script()
         self.received: list[ReceivedMail] = []
         self.events: list[tuple[str, bool]] = []  # (command, TLS on) as the server saw them
+        # The SMTP session (one per TCP connection) each MAIL came on; kept alive, so that
+        # their identities are not reused within a test.
+        self.mail_sessions: list[Any] = []
+        # What arrived before the sink dropped the connection instead of answering DATA.
+        self.dropped: list[bytes] = []
+        # Called (in the server's thread) with the number of the MAIL just received.
+        self.on_mail: Callable[[int], None] | None = None
         kwargs: dict[str, Any] = {}
         if starttls:
             assert cert_chain and key
@@ -120,3 +133,6 @@ class SmtpSink:
 
     def message_ids(self) -> list[str]:
         return [mail.message_id for mail in self.received]
+
+    def mail_connections(self) -> int:
+        return len({id(session) for session in self.mail_sessions})

@@ -139,6 +139,11 @@ class ServiceProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def worker(self, name: str = "worker", **extra_env: str) -> WorkerProcess:
+        """A delivery worker (not started yet) with this service's environment, its
+        database and master keys, plus `extra_env` (e.g. SOAP_SERVICE_SMTP_RELAY)."""
+        return WorkerProcess(service=self, name=name, extra_env=dict(extra_env))
+
     def session(self) -> requests.Session:
         session = requests.Session()
         session.verify = str(self.tls.ca_cert)
@@ -162,6 +167,72 @@ class ServiceProcess:
             headers={"Content-Type": content_type, "SOAPAction": '""', **headers},
             timeout=120,
         )
+
+
+@dataclass
+class WorkerProcess:
+    """A `soap-service worker` process in its own process group (SIGKILL it with `kill()`),
+    logging to `<data_dir>/<name>.log`."""
+
+    service: ServiceProcess
+    name: str = "worker"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    STARTED = "delivery worker"
+
+    @property
+    def log_path(self) -> Path:
+        return self.service.data_dir / f"{self.name}.log"
+
+    def env(self) -> dict[str, str]:
+        env = self.service.env()
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        """Start the worker and wait until it has logged that it runs."""
+        assert not self.is_running(), f"{self.name} runs already"
+        self.service.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "soap_service", "worker"],
+                env=self.env(),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log_text()}")
+            if re.search(rf"{self.STARTED} \S+ started", self.log_text()[offset:]):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"worker {self.name} did not start:\n{self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process group: no clean-up of any kind."""
+        self.stop(signal.SIGKILL)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def count_messages(database_url: str) -> int:

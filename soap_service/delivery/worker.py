@@ -81,17 +81,26 @@ class DeliveryWorker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("delivery worker %s started", self.name)
+        failures = 0
         while not stop.is_set():
             try:
                 handled = self.run_once()
             except ServiceError as exc:  # the database is away: wait and try again
-                log.warning("delivery paused: %s", exc.message)
-                handled = 0
+                if not failures:
+                    log.warning("delivery paused: %s", exc.message)
+                failures += 1
+                stop.wait(_backoff(self._settings.poll_seconds, failures))
+                continue
             except Exception as exc:
                 # A bug must not stop delivery: what this batch held is retried when its
                 # leases run out.
                 log.error("delivery batch failed: %s", describe_exception(exc))
-                handled = 0
+                failures += 1
+                stop.wait(_backoff(self._settings.poll_seconds, failures))
+                continue
+            if failures:
+                log.info("delivery resumed after %d failed tries", failures)
+                failures = 0
             if not handled:
                 stop.wait(self._settings.poll_seconds)
         log.info("delivery worker %s stopped", self.name)
@@ -224,3 +233,8 @@ class DeliveryWorker:
 
 def _temporary(detail: str) -> Outcome:
     return Outcome(kind=OutcomeKind.TEMPORARY, detail=detail)
+
+
+def _backoff(poll_seconds: float, failures: int) -> float:
+    """Waits that grow while the database stays away, up to half a minute."""
+    return min(poll_seconds * 2 ** min(failures, 10), 30.0)

@@ -83,7 +83,8 @@ class SqlStore:
         except (SoapServiceError, IntegrityError):
             raise
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
-            log.warning("database unavailable: %s", describe_exception(exc))
+            # Said once per outage by the worker, and per request in the request log.
+            log.debug("database unavailable: %s", describe_exception(exc))
             self.close()  # a broken connection goes back to be replaced
             raise Unavailable("the database is unavailable; retry later") from exc
         except SQLAlchemyError as exc:

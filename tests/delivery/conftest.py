@@ -29,7 +29,7 @@ from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.persistence.tables import EventRow, RecipientRow
 from soap_service.settings import load_settings
-from tests.smtp_sink import SmtpSink, _Handler
+from tests.smtp_sink import SmtpSink
 from tests.support import TlsFiles
 
 # A fixed start: every time in these tests comes from the Clock, none from the wall.
@@ -50,61 +50,12 @@ class Clock:
         return self.now
 
 
-class _SessionRecordingHandler(_Handler):
-    """The sink's handler, also keeping the SMTP session (one per TCP connection) that
-    every MAIL command arrived on.
-
-    It also drops the connection for `script.drop_after_data` itself: the sink's own
-    handler calls `session.transport.abort()`, but aiosmtpd's Session has no transport
-    (the server, the hook's first argument, has), so it answers "500 Error" instead.
-    """
-
-    def __init__(self, sink: CountingSink) -> None:
-        super().__init__(sink)
-        self._counting_sink = sink
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        sink = self._counting_sink
-        sink.mail_sessions.append(session)
-        if sink.on_mail is not None:
-            sink.on_mail(len(sink.mail_sessions))
-        return await super().handle_MAIL(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        script = self._counting_sink.script
-        if script.drop_after_data:
-            script.drop_after_data -= 1
-            self._counting_sink.dropped.append(envelope.original_content or envelope.content)
-            server.transport.abort()  # the line goes dead after the whole mail was sent
-            return "421 dropping"
-        return await super().handle_DATA(server, session, envelope)
-
-
-class CountingSink(SmtpSink):
-    """SmtpSink that can tell how many connections the MAIL commands came on. The session
-    objects are kept alive, so their identities cannot be reused within a test."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.mail_sessions: list[Any] = []
-        # What arrived before the sink dropped the connection instead of answering DATA.
-        self.dropped: list[bytes] = []
-        # Called (in the server's thread) with the number of the MAIL command just received.
-        self.on_mail: Callable[[int], None] | None = None
-        self._controller.handler = _SessionRecordingHandler(self)
-
-    def mail_connections(self) -> int:
-        return len({id(session) for session in self.mail_sessions})
-
-
 @pytest.fixture
-def start_sink() -> Iterator[Callable[..., CountingSink]]:
-    sinks: list[CountingSink] = []
+def start_sink() -> Iterator[Callable[..., SmtpSink]]:
+    sinks: list[SmtpSink] = []
 
-    def start(**kwargs: Any) -> CountingSink:
-        sink = CountingSink(**kwargs).start()
+    def start(**kwargs: Any) -> SmtpSink:
+        sink = SmtpSink(**kwargs).start()
         sinks.append(sink)
         return sink
 

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from soap_service import crypto
 from soap_service.domain.model import MessageType, RecipientState, RecipientStatus
 from soap_service.persistence.tables import RecipientRow
-from tests.delivery.conftest import CountingSink, Env, worker_for
+from tests.delivery.conftest import Env, SmtpSink, worker_for
 from tests.smtp_sink import ReceivedMail
 from tests.support import TlsFiles
 
@@ -31,7 +31,7 @@ def env(database_url: str, env_factory: Callable[..., Env]) -> Env:
 
 
 @pytest.fixture
-def sink(start_sink: Callable[..., CountingSink], tls: TlsFiles) -> CountingSink:
+def sink(start_sink: Callable[..., SmtpSink], tls: TlsFiles) -> SmtpSink:
     return start_sink(cert_chain=tls.server_cert, key=tls.server_key)
 
 
@@ -52,7 +52,7 @@ def pickup_tokens(mail: ReceivedMail) -> set[str]:
 
 @pytest.mark.parametrize("reply", ["451 4.3.0 Try again later", "421 4.7.0 Too busy, closing"])
 def test_a_temporary_answer_at_mail_defers_then_the_next_run_sends(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path, reply: str
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path, reply: str
 ) -> None:
     status = env.send("anna@example.ch")
     worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
@@ -92,7 +92,7 @@ def test_a_temporary_answer_at_mail_defers_then_the_next_run_sends(
 
 
 def test_a_550_at_rcpt_fails_with_the_servers_reason(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("ghost@example.ch")
     sink.script.rcpt_replies["ghost@example.ch"] = "550 5.1.1 <ghost@example.ch>: no such user"
@@ -112,7 +112,7 @@ def test_a_550_at_rcpt_fails_with_the_servers_reason(
 
 
 def test_a_5xx_after_data_fails_with_the_reply(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch")
     sink.script.data_replies.append("554 5.7.1 Message rejected as spam")
@@ -124,7 +124,7 @@ def test_a_5xx_after_data_fails_with_the_reply(
 
 
 def test_a_connection_dropped_after_data_is_deferred(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch")
     sink.script.drop_after_data = 1
@@ -154,7 +154,7 @@ def test_a_connection_dropped_after_data_is_deferred(
 
 
 def test_a_server_without_starttls_gets_nothing(
-    env: Env, start_sink: Callable[..., CountingSink], tls: TlsFiles, tmp_path: Path
+    env: Env, start_sink: Callable[..., SmtpSink], tls: TlsFiles, tmp_path: Path
 ) -> None:
     sink = start_sink(starttls=False, cert_chain=None, key=None)
     status = env.send("anna@example.ch", "bert@example.ch")
@@ -174,7 +174,7 @@ def test_a_server_without_starttls_gets_nothing(
 
 def test_a_server_with_a_certificate_from_an_unknown_ca_gets_nothing(
     env: Env,
-    start_sink: Callable[..., CountingSink],
+    start_sink: Callable[..., SmtpSink],
     tls: TlsFiles,
     foreign_tls: TlsFiles,
     tmp_path: Path,
@@ -195,7 +195,7 @@ def test_a_server_with_a_certificate_from_an_unknown_ca_gets_nothing(
 
 def test_a_host_named_insecure_is_sent_to_despite_an_unknown_ca(
     env: Env,
-    start_sink: Callable[..., CountingSink],
+    start_sink: Callable[..., SmtpSink],
     tls: TlsFiles,
     foreign_tls: TlsFiles,
     tmp_path: Path,
@@ -212,7 +212,7 @@ def test_a_host_named_insecure_is_sent_to_despite_an_unknown_ca(
 
 
 def test_one_refused_recipient_in_a_batch_leaves_the_others_sent_on_one_connection(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch", "ghost@example.ch", "carla@example.ch")
     sink.script.rcpt_replies["ghost@example.ch"] = "550 5.1.1 no such user"
@@ -236,7 +236,7 @@ def test_one_refused_recipient_in_a_batch_leaves_the_others_sent_on_one_connecti
 
 
 def test_after_a_421_the_rest_of_the_batch_goes_on_a_new_connection(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch", "bert@example.ch")
     sink.script.mail_replies.append("421 4.7.0 Too busy, closing")
@@ -250,7 +250,7 @@ def test_after_a_421_the_rest_of_the_batch_goes_on_a_new_connection(
 
 
 def test_a_long_batch_keeps_every_recipient_it_holds_until_it_records_them(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """Each mail takes 0.8 s of the worker's clock, the lease is 1 s: the worker must renew
     its leases, and nothing of its batch may become claimable by another worker."""
@@ -275,7 +275,7 @@ def test_a_long_batch_keeps_every_recipient_it_holds_until_it_records_them(
 
 
 def test_an_expired_message_is_expired_not_sent(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch", expiry_days=1)
     ids = env.recipient_ids(status.message_id)
@@ -292,7 +292,7 @@ def test_an_expired_message_is_expired_not_sent(
 
 
 def test_the_notification_links_to_the_token_whose_hash_is_stored(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@example.ch", "bert@example.ch", type=MessageType.REGISTERED)
     ids = env.recipient_ids(status.message_id)
@@ -311,7 +311,7 @@ def test_the_notification_links_to_the_token_whose_hash_is_stored(
 
 
 def test_the_notification_holds_no_content_and_the_subject_only_if_allowed(
-    env_factory: Callable[..., Env], sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env_factory: Callable[..., Env], sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     hidden = env_factory()
     status = hidden.send("anna@example.ch", subject="Lohn Mai", text_body="Nettolohn 6543.21")
@@ -335,7 +335,7 @@ def test_the_notification_holds_no_content_and_the_subject_only_if_allowed(
 
 
 def test_an_international_domain_is_addressed_in_idna(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     status = env.send("anna@müller.ch")
     assert worker_for(env, sink, tmp_path, ca=tls.ca_cert).run_once() == 1
@@ -346,7 +346,7 @@ def test_an_international_domain_is_addressed_in_idna(
 
 
 def test_a_recipient_deferred_for_days_does_not_break_its_batch(
-    env: Env, sink: CountingSink, tls: TlsFiles, tmp_path: Path
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """With the defaults a recipient deferred for about 1.7 days has 39 attempts."""
     status = env.send("anna@example.ch", "slow@example.ch")

@@ -1,0 +1,620 @@
+"""Delivery under faults, with real processes: the gunicorn SOAP server, `soap-service worker`
+processes killed with SIGKILL, a real SMTP server (aiosmtpd, STARTTLS from the test CA) that
+answers what a test scripts, and a real PostgreSQL restarted under the workers.
+
+Every test waits with a deadline on GetStatus or on what the SMTP server received, and
+asserts states, replies and Message-IDs, never durations.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import zeep
+from lxml import etree
+from sqlalchemy import create_engine, func, select
+
+from soap_service.persistence.tables import EventRow, RecipientRow
+from tests.conftest import PostgresDatabases, database_url_for
+from tests.smtp_sink import ReceivedMail, SmtpSink
+from tests.support import (
+    TNS,
+    ServiceProcess,
+    TlsFiles,
+    WorkerProcess,
+    count_messages,
+    envelope,
+    fault_of,
+    security_header,
+    send_message_xml,
+)
+
+pytestmark = pytest.mark.e2e
+
+LEASE_SECONDS = 3
+# The name in the service's public URL: the right-hand side of every Message-ID.
+MESSAGE_ID_HOST = "127.0.0.1"
+FINAL_OR_SENT = frozenset({"sent", "failed", "delivered", "expired", "cancelled"})
+
+
+def new_reference() -> str:
+    return f"fault-{uuid.uuid4().hex[:12]}"
+
+
+def expected_message_id(message_id: str, position: int) -> str:
+    return f"<{message_id}.{position}@{MESSAGE_ID_HOST}>"
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    what: str,
+    *,
+    timeout: float,
+    why: Callable[[], str] = lambda: "",
+) -> Any:
+    """Poll `condition` until it returns something true; fail clearly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{why()}")
+        time.sleep(0.05)
+
+
+def message_id_of(response: Any) -> str:
+    assert response.status_code == 200, (response.status_code, response.text[:500])
+    found = etree.fromstring(response.content).findtext(f".//{{{TNS}}}MessageId")
+    assert found, response.text[:500]
+    return found
+
+
+def without_date(data: bytes) -> bytes:
+    return b"\n".join(line for line in data.split(b"\n") if not line.startswith(b"Date: "))
+
+
+def mails_to(sink: SmtpSink, address: str) -> list[ReceivedMail]:
+    return [mail for mail in list(sink.received) if mail.recipients == (address,)]
+
+
+@dataclass
+class Stack:
+    """A running SOAP server with one sender account, and the workers a test starts."""
+
+    service: ServiceProcess
+    tls: TlsFiles
+    username: str
+    password: str
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _client: zeep.Client | None = None
+
+    @property
+    def client(self) -> zeep.Client:
+        if self._client is None:
+            self._client = self.service.client(self.username, self.password)
+        return self._client
+
+    def start_worker(self, sink: SmtpSink, name: str, **overrides: str) -> WorkerProcess:
+        env = {
+            "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+            "SOAP_SERVICE_SMTP_CA_FILE": str(self.tls.ca_cert),
+            "SOAP_SERVICE_SMTP_TIMEOUT": "10",
+            "SOAP_SERVICE_LEASE_SECONDS": str(LEASE_SECONDS),
+            "SOAP_SERVICE_RETRY_MIN_SECONDS": "1",
+            "SOAP_SERVICE_RETRY_MAX_SECONDS": "2",
+            "SOAP_SERVICE_WORKER_POLL_MS": "50",
+        }
+        env.update({f"SOAP_SERVICE_{key}": value for key, value in overrides.items()})
+        worker = self.service.worker(name, **env)
+        self.workers.append(worker)
+        return worker.start()
+
+    def envelope(self, reference: str, recipients: tuple[str, ...]) -> bytes:
+        return envelope(
+            send_message_xml(reference, recipients=recipients),
+            security_header(self.username, self.password),
+        )
+
+    def send(self, recipients: tuple[str, ...], reference: str | None = None) -> str:
+        """SendMessage as a raw envelope (faster than zeep); the service's message id."""
+        body = self.envelope(reference or new_reference(), recipients)
+        return message_id_of(self.service.post(body))
+
+    def recipients(self, message_id: str) -> list[Any]:
+        return list(self.client.service.GetStatus(MessageId=message_id).Recipients.Recipient)
+
+    def wait_for_states(
+        self,
+        message_id: str,
+        done: Callable[[list[Any]], bool],
+        what: str,
+        *,
+        timeout: float = 30.0,
+    ) -> list[Any]:
+        last: list[Any] = []
+
+        def check() -> list[Any] | None:
+            last[:] = self.recipients(message_id)
+            return list(last) if done(last) else None
+
+        return wait_until(check, what, timeout=timeout, why=lambda: self.describe(last))
+
+    def wait_all(self, message_id: str, state: str, *, timeout: float = 30.0) -> list[Any]:
+        return self.wait_for_states(
+            message_id,
+            lambda rs: all(r.State == state for r in rs),
+            f"every recipient of {message_id} {state}",
+            timeout=timeout,
+        )
+
+    def describe(self, recipients: list[Any]) -> str:
+        states = "\n".join(
+            f"  {r.Address}: {r.State}, {r.Attempts} attempt(s), {r.LastError}" for r in recipients
+        )
+        logs = "\n".join(
+            f"--- {worker.name} (running: {worker.is_running()})\n{worker.log_text()[-3000:]}"
+            for worker in self.workers
+        )
+        return f"recipients:\n{states}\n{logs}"
+
+    def journal(self, message_id: str, position: int) -> list[tuple[str, str | None]]:
+        """(kind, detail) of one recipient's journal events, oldest first."""
+        engine = create_engine(self.service.database_url)
+        try:
+            with engine.connect() as connection:
+                return [
+                    (row.kind, row.detail)
+                    for row in connection.execute(
+                        select(EventRow.kind, EventRow.detail)
+                        .join(RecipientRow, RecipientRow.id == EventRow.recipient_id)
+                        .where(
+                            RecipientRow.message_id == message_id,
+                            RecipientRow.position == position,
+                        )
+                        .order_by(EventRow.id)
+                    )
+                ]
+        finally:
+            engine.dispose()
+
+    def journal_kinds(self) -> dict[str, int]:
+        """How many journal events of each kind the database holds."""
+        engine = create_engine(self.service.database_url)
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    select(EventRow.kind, func.count()).group_by(EventRow.kind)
+                ).all()
+        finally:
+            engine.dispose()
+        return {kind: count for kind, count in rows}
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self._client is not None:
+            # An open keep-alive connection would hold up gunicorn's graceful stop.
+            self._client.transport.session.close()
+        self.service.stop()
+
+
+@pytest.fixture
+def make_sink(tls: TlsFiles) -> Iterator[Callable[..., SmtpSink]]:
+    """Start SMTP sinks (STARTTLS with the test CA's certificate unless told otherwise);
+    every one is stopped at the end."""
+    sinks: list[SmtpSink] = []
+
+    def make(**kwargs: Any) -> SmtpSink:
+        kwargs.setdefault("cert_chain", tls.server_cert)
+        kwargs.setdefault("key", tls.server_key)
+        sink = SmtpSink(**kwargs).start()
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.stop()
+
+
+def start_stack(folder: Path, database_url: str, tls: TlsFiles) -> Stack:
+    service = ServiceProcess(
+        data_dir=folder / "var", database_url=database_url, tls=tls, workers=1
+    ).start()
+    try:
+        username, password = service.add_account()
+    except BaseException:
+        service.stop()
+        raise
+    return Stack(service=service, tls=tls, username=username, password=password)
+
+
+@pytest.fixture
+def make_stack(
+    tmp_path: Path, tls: TlsFiles, postgres: PostgresDatabases
+) -> Iterator[Callable[[str], Stack]]:
+    """Start a SOAP server on a fresh database of the given backend; the server and every
+    worker started through the stack are stopped at the end."""
+    stacks: list[Stack] = []
+
+    def make(backend: str) -> Stack:
+        folder = tmp_path / f"{backend}-{len(stacks)}"
+        folder.mkdir()
+        stack = start_stack(folder, database_url_for(backend, folder, postgres), tls)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+# 1. A worker killed in the middle of an SMTP transaction.
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_worker_killed_mid_transaction_another_worker_delivers_after_the_lease(
+    backend: str, make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+) -> None:
+    stack = make_stack(backend)
+    sink = make_sink()
+    # Every DATA is answered only after a pause: the first mail is accepted (250), and the
+    # worker is killed while it waits for the answer to the second. The worker records a
+    # batch's outcomes after the batch, so the first mail is sent again: a duplicate.
+    sink.script.data_delay = 1.5
+    addresses = tuple(f"crash-{i}@example.ch" for i in range(1, 5))
+    message_id = stack.send(addresses)
+    first = stack.start_worker(sink, "first")
+
+    wait_until(
+        lambda: len(sink.events) >= 2,
+        "the first worker to start its second SMTP transaction",
+        timeout=30,
+        why=lambda: stack.describe([]),
+    )
+    first.kill()
+    assert first.process is not None and first.process.returncode == -signal.SIGKILL
+    assert [mail.recipients for mail in sink.received] == [(addresses[0],)]
+    sink.script.data_delay = 0.0
+
+    stack.start_worker(sink, "second")
+    recipients = stack.wait_all(message_id, "sent", timeout=LEASE_SECONDS + 30)
+
+    assert [r.Address for r in recipients] == list(addresses)
+    for position, address in enumerate(addresses, start=1):
+        mails = mails_to(sink, address)
+        assert 1 <= len(mails) <= 2, (address, len(mails))
+        assert {mail.message_id for mail in mails} == {expected_message_id(message_id, position)}
+        assert all(mail.tls for mail in mails)
+        # A duplicate is the same notification (same pickup link); only its Date differs.
+        assert len({without_date(mail.data) for mail in mails}) == 1
+    assert len(sink.received) <= 2 * len(addresses)
+
+
+# 2. The SOAP server killed right after it committed a message.
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_server_killed_after_commit_retry_gets_same_message_id_and_it_is_delivered(
+    backend: str, make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+) -> None:
+    stack = make_stack(backend)
+    sink = make_sink()
+    body = stack.envelope(new_reference(), ("after-crash@example.ch",))
+
+    message_id = message_id_of(stack.service.post(body))
+    stack.service.stop(signal.SIGKILL)  # the 200 arrived: the commit happened
+    assert not stack.service.is_running()
+
+    stack.service.start()
+    assert message_id_of(stack.service.post(body)) == message_id
+    assert count_messages(stack.service.database_url) == 1
+
+    stack.start_worker(sink, "worker")
+    [recipient] = stack.wait_all(message_id, "sent")
+    assert recipient.Attempts == 1
+    [mail] = sink.received
+    assert mail.recipients == ("after-crash@example.ch",)
+    assert mail.message_id == expected_message_id(message_id, 1)
+    assert mail.tls
+
+
+# 3. What the SMTP server answers, end to end: one worker, one server, one sink.
+
+
+@dataclass
+class OutcomeStack:
+    stack: Stack
+    sink: SmtpSink
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory, tls: TlsFiles) -> Iterator[OutcomeStack]:
+    folder = tmp_path_factory.mktemp("outcomes")
+    sink = SmtpSink(cert_chain=tls.server_cert, key=tls.server_key).start()
+    stack: Stack | None = None
+    try:
+        stack = start_stack(folder, f"sqlite:///{folder / 'service.sqlite3'}", tls)
+        stack.start_worker(sink, "worker")
+        yield OutcomeStack(stack, sink)
+    finally:
+        if stack is not None:
+            stack.stop()
+        sink.stop()
+
+
+def deferred_with(reply: str) -> Callable[[list[Any]], bool]:
+    return lambda rs: rs[0].State == "deferred" and rs[0].LastError == reply
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [("mail", "421 4.3.2 Service shutting down"), ("data", "451 4.3.0 Try again later")],
+)
+def test_temporary_reply_defers_then_sends(outcomes: OutcomeStack, stage: str, reply: str) -> None:
+    stack, sink = outcomes.stack, outcomes.sink
+    address = f"temporary-{stage}@example.ch"
+    # The server keeps answering 4xx until the test has seen `deferred`, then 250.
+    replies = sink.script.mail_replies if stage == "mail" else sink.script.data_replies
+    replies.extend([reply] * 1000)
+    try:
+        message_id = stack.send((address,))
+        stack.wait_for_states(message_id, deferred_with(reply), f"deferred with {reply!r}")
+        assert mails_to(sink, address) == []
+    finally:
+        replies.clear()
+    [recipient] = stack.wait_all(message_id, "sent")
+
+    assert recipient.LastError is None
+    assert recipient.Attempts >= 2
+    [mail] = mails_to(sink, address)
+    assert mail.message_id == expected_message_id(message_id, 1)
+    journal = [kind for kind, _ in stack.journal(message_id, 1)]
+    assert journal[0] == "queued" and journal[-1] == "sent"
+    assert set(journal[1:-1]) == {"deferred"}
+    assert {detail for kind, detail in stack.journal(message_id, 1) if kind == "deferred"} == {
+        reply
+    }
+
+
+def test_permanent_reply_fails_with_the_reason(outcomes: OutcomeStack) -> None:
+    stack, sink = outcomes.stack, outcomes.sink
+    address = "nobody@example.ch"
+    sink.script.rcpt_replies[address] = "550 5.1.1 No such user here"
+    try:
+        message_id = stack.send((address,))
+        [recipient] = stack.wait_for_states(
+            message_id, lambda rs: rs[0].State in FINAL_OR_SENT, "a final state"
+        )
+    finally:
+        del sink.script.rcpt_replies[address]
+
+    assert recipient.State == "failed"
+    assert recipient.LastError == "550 5.1.1 No such user here"
+    assert recipient.Attempts == 1
+    assert recipient.NextAttemptAt is None
+    assert mails_to(sink, address) == []
+
+
+def drop_after_data(sink: SmtpSink, count: int) -> None:
+    """Make the sink drop the connection instead of answering the next `count` DATAs."""
+    sink.script.drop_after_data = count
+
+
+def test_connection_dropped_after_data_defers_then_sends(outcomes: OutcomeStack) -> None:
+    stack, sink = outcomes.stack, outcomes.sink
+    address = "dropped@example.ch"
+    drop_after_data(sink, 1000)
+    try:
+        message_id = stack.send((address,))
+        [recipient] = stack.wait_for_states(
+            message_id,
+            lambda rs: rs[0].State == "deferred" and rs[0].Attempts >= 1,
+            "deferred after a dropped connection",
+        )
+        assert "dropped the connection" in recipient.LastError
+        assert recipient.NextAttemptAt is not None
+        assert mails_to(sink, address) == []
+    finally:
+        drop_after_data(sink, 0)
+    [recipient] = stack.wait_all(message_id, "sent")
+    [mail] = mails_to(sink, address)
+    assert mail.message_id == expected_message_id(message_id, 1)
+
+
+def test_a_421_for_one_recipient_does_not_invent_an_error_for_the_next(
+    make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+) -> None:
+    stack = make_stack("sqlite")
+    sink = make_sink()
+    sink.script.mail_replies.append("421 4.3.2 Service shutting down")
+    message_id = stack.send(("first-421@example.ch", "second-421@example.ch"))
+    stack.start_worker(sink, "worker", RETRY_MIN_SECONDS="3600", RETRY_MAX_SECONDS="3600")
+    first, second = stack.wait_for_states(
+        message_id, lambda rs: all(r.Attempts >= 1 for r in rs), "one attempt each"
+    )
+    assert (first.State, first.LastError) == ("deferred", "421 4.3.2 Service shutting down")
+    # The server closed the line with its 421: the next recipient gets a new connection,
+    # not an error the client made up ("please run connect() first").
+    assert (second.State, second.Attempts, second.LastError) == ("sent", 1, None)
+    assert mails_to(sink, "first-421@example.ch") == []
+    [mail] = mails_to(sink, "second-421@example.ch")
+    assert mail.message_id == expected_message_id(message_id, 2)
+
+
+# 4. No STARTTLS, or a certificate from an unknown CA: nothing is sent, not even MAIL.
+
+
+@pytest.fixture(scope="module")
+def unknown_ca_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("unknown-ca")
+    server = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "chain.pem"))
+    server.private_key_pem.write_to_path(str(folder / "key.pem"))
+    return folder / "chain.pem", folder / "key.pem"
+
+
+@pytest.mark.parametrize(
+    ("server", "reason"),
+    [("no-starttls", "does not offer STARTTLS"), ("unknown-ca", "does not verify")],
+)
+def test_no_verified_tls_defers_and_sends_nothing(
+    server: str,
+    reason: str,
+    unknown_ca_cert: tuple[Path, Path],
+    make_stack: Callable[[str], Stack],
+    make_sink: Callable[..., SmtpSink],
+) -> None:
+    stack = make_stack("sqlite")
+    if server == "no-starttls":
+        sink = make_sink(cert_chain=None, key=None, starttls=False)
+    else:
+        sink = make_sink(cert_chain=unknown_ca_cert[0], key=unknown_ca_cert[1])
+    message_id = stack.send(("secret@example.ch", "other@example.ch"))
+    # A long retry: the one attempt stays the last.
+    stack.start_worker(sink, "worker", RETRY_MIN_SECONDS="3600", RETRY_MAX_SECONDS="3600")
+
+    recipients = stack.wait_for_states(
+        message_id, lambda rs: all(r.Attempts >= 1 for r in rs), "one attempt each"
+    )
+    for recipient in recipients:
+        assert recipient.State == "deferred"
+        assert recipient.Attempts == 1
+        assert reason in recipient.LastError
+        assert "nothing sent" in recipient.LastError
+        assert recipient.NextAttemptAt is not None
+    assert sink.events == []  # not even MAIL FROM, in plaintext or otherwise
+    assert sink.received == []
+
+
+# 5. PostgreSQL restarted under running workers.
+
+
+def postgres_accepts_connections() -> bool:
+    result = subprocess.run(
+        ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False, timeout=10
+    )
+    return result.returncode == 0
+
+
+def restart_postgresql() -> None:
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+def ensure_postgresql_up() -> None:
+    """Other tests share this cluster: whatever happened, leave it accepting connections."""
+    deadline = time.monotonic() + 30
+    while not postgres_accepts_connections() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not postgres_accepts_connections():
+        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            check=False,
+            timeout=120,
+        )
+    wait_until(postgres_accepts_connections, "PostgreSQL accepting connections", timeout=60)
+
+
+def send_until_accepted(stack: Stack, recipients: tuple[str, ...], *, timeout: float) -> str:
+    """What a client does: retry the same SendMessage while the service is unavailable."""
+    body = stack.envelope(new_reference(), recipients)
+    answers: list[str] = []
+
+    def attempt() -> str | None:
+        response = stack.service.post(body)
+        if response.status_code == 200:
+            return message_id_of(response)
+        code, _ = fault_of(response)
+        assert code == "Server.Unavailable", code
+        answers.append(code)
+        return None
+
+    return wait_until(attempt, "SendMessage accepted", timeout=timeout, why=lambda: str(answers))
+
+
+def test_postgresql_restart_under_running_workers_loses_nothing(
+    make_stack: Callable[[str], Stack],
+    make_sink: Callable[..., SmtpSink],
+    postgres: PostgresDatabases,
+) -> None:
+    stack = make_stack("postgresql")
+    sink = make_sink()
+    sink.script.data_delay = 0.05  # keep deliveries in flight across the restart
+    workers = [stack.start_worker(sink, f"worker-{i}") for i in (1, 2)]
+    sent: dict[str, tuple[str, ...]] = {}
+    for batch in range(3):
+        addresses = tuple(f"before-{batch}-{i}@example.ch" for i in range(4))
+        sent[stack.send(addresses)] = addresses
+    try:
+        restart_postgresql()
+    finally:
+        ensure_postgresql_up()
+    for batch in range(3):
+        addresses = tuple(f"after-{batch}-{i}@example.ch" for i in range(4))
+        sent[send_until_accepted(stack, addresses, timeout=30)] = addresses
+
+    for message_id, addresses in sent.items():
+        recipients = stack.wait_all(message_id, "sent", timeout=LEASE_SECONDS + 30)
+        assert [r.Address for r in recipients] == list(addresses)
+        for position, address in enumerate(addresses, start=1):
+            mails = mails_to(sink, address)
+            assert 1 <= len(mails) <= 2, (address, len(mails))
+            assert {m.message_id for m in mails} == {expected_message_id(message_id, position)}
+    assert all(worker.is_running() for worker in workers), stack.describe([])
+
+
+# 6. Two workers, 2,000 recipients, PostgreSQL: each sent exactly once.
+
+
+def test_two_workers_send_each_of_2000_recipients_exactly_once(
+    make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+) -> None:
+    stack = make_stack("postgresql")
+    sink = make_sink()
+    workers = [stack.start_worker(sink, f"worker-{i}", WORKER_BATCH="50") for i in (1, 2)]
+    expected: dict[str, str] = {}  # Message-ID -> address
+    message_ids = []
+    for batch in range(20):
+        addresses = tuple(f"employee-{batch:02d}-{i:03d}@example.ch" for i in range(100))
+        message_id = stack.send(addresses)
+        message_ids.append(message_id)
+        for position, address in enumerate(addresses, start=1):
+            expected[expected_message_id(message_id, position)] = address
+
+    wait_until(
+        lambda: len(sink.received) >= 2000,
+        "2,000 mails at the SMTP server",
+        timeout=120,
+        why=lambda: f"{len(sink.received)} received\n{stack.describe([])}",
+    )
+    for message_id in message_ids:
+        recipients = stack.wait_all(message_id, "sent", timeout=30)
+        assert [r.Attempts for r in recipients] == [1] * 100
+
+    counts = Counter(mail.message_id for mail in sink.received)
+    assert [mid for mid, n in counts.items() if n > 1] == []
+    assert set(counts) == set(expected)
+    assert len(sink.received) == 2000
+    assert all(mail.recipients == (expected[mail.message_id],) for mail in sink.received)
+    assert stack.journal_kinds() == {"accepted": 20, "queued": 2000, "sent": 2000}
+    for worker in workers:  # both took part: the claims really competed
+        assert worker.is_running()
+        assert re.search(r"delivered \d+", worker.log_text()), f"{worker.name} sent nothing"

@@ -196,7 +196,7 @@ def _delivery_settings(
         retry_max_seconds=retry_max,
         give_up_seconds=_positive_int(get("GIVE_UP_SECONDS", str(5 * 86400)), "GIVE_UP_SECONDS"),
         lease_seconds=_positive_int(get("LEASE_SECONDS", "120"), "LEASE_SECONDS"),
-        batch_size=_positive_int(get("WORKER_BATCH", "100"), "WORKER_BATCH"),
+        batch_size=_positive_int(get("WORKER_BATCH", "250"), "WORKER_BATCH"),
         poll_seconds=_positive_int(get("WORKER_POLL_MS", "500"), "WORKER_POLL_MS") / 1000,
         pickup_base_url=get("PICKUP_BASE_URL", "/".join(origin[:3]) + "/m/"),
         dev_mail_port=dev_mail_port,

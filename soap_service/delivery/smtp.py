@@ -115,6 +115,15 @@ class SmtpSession:
     def is_open(self) -> bool:
         return self._client is not None
 
+    def alive(self) -> bool:
+        """Whether the server still answers on this connection (one NOOP)."""
+        if self._client is None:
+            return False
+        try:
+            return self._client.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
     def _answered(self, code: int, reply: bytes | str) -> Outcome:
         if code == 421 or self._client is None or self._client.sock is None:
             # 421: the server is closing the connection (smtplib has closed it already).

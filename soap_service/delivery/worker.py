@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from soap_service import crypto
@@ -39,6 +39,8 @@ from soap_service.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
+# A connection unused this long is closed (servers drop idle clients after a minute or so).
+IDLE_CONNECTION_SECONDS = 10.0
 # Expired messages are looked for at most this often.
 EXPIRY_SWEEP_SECONDS = 30.0
 EXPIRY_BATCH = 1000
@@ -77,6 +79,10 @@ class DeliveryWorker:
         self._router = Router(settings.smtp.relay)
         self._tls = tls_context(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+        self._recording: Future[None] | None = None
+        # Connections kept open between batches, by destination, with when last used.
+        self._idle: dict[tuple[Route, ...], tuple[SmtpSession, float]] = {}
         self._last_sweep = -float("inf")
 
     def run(self, stop: threading.Event) -> None:
@@ -84,7 +90,9 @@ class DeliveryWorker:
         failures = 0
         while not stop.is_set():
             try:
-                handled = self.run_once()
+                handled = self.run_once(record_in_background=True)
+                if not handled:
+                    self._wait_for_recording()
             except ServiceError as exc:  # the database is away: wait and try again
                 if not failures:
                     log.warning("delivery paused: %s", exc.message)
@@ -103,13 +111,37 @@ class DeliveryWorker:
                 failures = 0
             if not handled:
                 stop.wait(self._settings.poll_seconds)
+        try:
+            self._wait_for_recording()
+        except Exception as exc:
+            log.error("the last batch was not recorded: %s", describe_exception(exc))
         log.info("delivery worker %s stopped", self.name)
 
     def close(self) -> None:
+        self._close_idle_sessions(older_than=-1.0)
         self._writer_thread.shutdown(wait=True, cancel_futures=True)
+        self._recorder.shutdown(wait=True)
 
-    def run_once(self) -> int:
-        """Expire what is due, then deliver one batch; the number of recipients handled."""
+    def _record(self, results: list[DeliveryResult]) -> None:
+        store = self._database.store()
+        try:
+            store.record_results(self.name, results)
+        finally:
+            store.close()
+
+    def _wait_for_recording(self) -> None:
+        """Raises what writing the previous batch raised (its leases then run out, and
+        another attempt follows: at most one duplicate, never a loss)."""
+        if self._recording is not None:
+            recording, self._recording = self._recording, None
+            recording.result()
+
+    def run_once(self, *, record_in_background: bool = False) -> int:
+        """Expire what is due, then deliver one batch; the number of recipients handled.
+
+        In the background, a batch's outcomes are written while the next batch is sent
+        (its recipients stay leased until then); otherwise before this returns.
+        """
         store = self._database.store()
         try:
             if time.monotonic() - self._last_sweep > EXPIRY_SWEEP_SECONDS:
@@ -122,9 +154,14 @@ class DeliveryWorker:
                 self.name, now=now, lease_until=now + self._lease, limit=self._settings.batch_size
             )
             if not jobs:
+                self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
                 return 0
             results = self._deliver(jobs, store.extend_leases)
-            store.record_results(self.name, results)
+            self._wait_for_recording()  # at most one batch waits to be written
+            if record_in_background:
+                self._recording = self._recorder.submit(self._record, results)
+            else:
+                store.record_results(self.name, results)
         finally:
             store.close()
         counts = Counter(result.decision.state.value for result in results)
@@ -140,7 +177,7 @@ class DeliveryWorker:
         batch = [job.recipient_id for job in jobs]
         lease_renewed = self._now()
         for routes, group in self._by_destination(jobs, results).items():
-            session: SmtpSession | None = None
+            session = self._idle_session(routes)
             pending = list(group)
             # The next notifications are written in another thread while this one waits
             # for the server's replies (SSL reads release the GIL).
@@ -164,8 +201,26 @@ class DeliveryWorker:
                     results.append(self._result(job, outcome))
             finally:
                 if session is not None:
-                    session.close()
+                    self._idle[routes] = (session, time.monotonic())
         return results
+
+    def _idle_session(self, routes: tuple[Route, ...]) -> SmtpSession | None:
+        """A connection kept from an earlier batch, if the server still answers on it."""
+        kept = self._idle.pop(routes, None)
+        if kept is None:
+            return None
+        session, _ = kept
+        if session.alive():
+            return session
+        session.close()
+        return None
+
+    def _close_idle_sessions(self, older_than: float) -> None:
+        cutoff = time.monotonic() - older_than
+        for routes, (session, last_used) in list(self._idle.items()):
+            if last_used <= cutoff:
+                del self._idle[routes]
+                session.close()
 
     def _by_destination(
         self, jobs: list[DeliveryJob], results: list[DeliveryResult]

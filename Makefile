@@ -51,9 +51,11 @@ wsdl: $(STAMP)
 wsdl-check: $(STAMP)
 	SOAP_SERVICE_PUBLIC_URL=$(CANONICAL_URL) $(BIN)/soap-service wsdl | diff -u $(WSDL_FILE) -
 
-## Throughput of SendMessage against a bare Spyne baseline, SQLite and PostgreSQL.
+## SendMessage against a bare Spyne baseline (SQLite and PostgreSQL); delivery against a
+## plain smtplib loop, and 10,000 payslips end to end (PostgreSQL).
 bench: $(STAMP) postgres
 	$(BIN)/python -m bench.send_message
+	$(BIN)/python -m bench.delivery
 
 ## Remove the virtual environment and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also accept PasswordDigest; this keeps the password sealed by the master key, "
         "because a digest can only be checked by someone who knows the password",
     )
+    add.add_argument(
+        "--show-subject",
+        action="store_true",
+        help="show the message's subject in notification e-mails (off: only the sender's name)",
+    )
     add.set_defaults(handler=_account_add)
 
     dev = commands.add_parser(
@@ -182,7 +187,11 @@ def _init(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _new_account(
-    settings: Settings, name: str, organisation: str | None, digest: bool
+    settings: Settings,
+    name: str,
+    organisation: str | None,
+    digest: bool,
+    show_subject: bool = False,
 ) -> NewCredentials:
     database = Database(settings.database_url)
     keyring = crypto.Keyring.load_or_create(settings.master_key_file)
@@ -195,6 +204,7 @@ def _new_account(
             organisation=organisation,
             allow_digest=digest,
             now=utc_now,
+            show_subject=show_subject,
         )
     finally:
         store.close()
@@ -203,7 +213,9 @@ def _new_account(
 
 def _account_add(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        credentials = _new_account(settings, args.name, args.organisation, args.allow_digest)
+        credentials = _new_account(
+            settings, args.name, args.organisation, args.allow_digest, args.show_subject
+        )
     except AccountExists as exc:
         print(f"soap-service: {exc}", file=sys.stderr)
         return 1

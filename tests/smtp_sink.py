@@ -102,7 +102,11 @@ class SmtpSink:
         cert_chain: Path | None,
         key: Path | None,
         starttls: bool = True,
+        client_ca: Path | None = None,
+        **server_options: Any,
     ) -> None:
+        """`client_ca`: require a client certificate from this CA. `server_options` go to
+        aiosmtpd's SMTP (e.g. authenticator=..., auth_required=True)."""
         self.port = free_port()
         self.script = Script()
         self.received: list[ReceivedMail] = []
@@ -119,9 +123,12 @@ class SmtpSink:
             assert cert_chain and key
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert_chain, key)
+            if client_ca:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(client_ca)
             kwargs = {"tls_context": context, "require_starttls": True}
         self._controller = Controller(
-            _Handler(self), hostname="127.0.0.1", port=self.port, **kwargs
+            _Handler(self), hostname="127.0.0.1", port=self.port, **kwargs, **server_options
         )
 
     def start(self) -> SmtpSink:

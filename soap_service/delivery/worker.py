@@ -111,10 +111,7 @@ class DeliveryWorker:
                 failures = 0
             if not handled:
                 stop.wait(self._settings.poll_seconds)
-        try:
-            self._wait_for_recording()
-        except Exception as exc:
-            log.error("the last batch was not recorded: %s", describe_exception(exc))
+        self._wait_for_recording()
         log.info("delivery worker %s stopped", self.name)
 
     def close(self) -> None:
@@ -130,11 +127,14 @@ class DeliveryWorker:
             store.close()
 
     def _wait_for_recording(self) -> None:
-        """Raises what writing the previous batch raised (its leases then run out, and
-        another attempt follows: at most one duplicate, never a loss)."""
         if self._recording is not None:
             recording, self._recording = self._recording, None
-            recording.result()
+            try:
+                recording.result()
+            except Exception as exc:
+                # Its recipients stay leased until the lease runs out, then are tried
+                # again: at most one duplicate each, never a loss.
+                log.warning("a batch was not recorded: %s", describe_exception(exc))
 
     def run_once(self, *, record_in_background: bool = False) -> int:
         """Expire what is due, then deliver one batch; the number of recipients handled.

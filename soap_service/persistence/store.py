@@ -197,13 +197,29 @@ class SqlStore:
                 rows = connection.execute(_JOB_DETAILS, {"ids": list(ids)}).all() if ids else []
         return [_job(row) for row in rows]
 
-    def extend_leases(self, worker: str, recipient_ids: list[int], until: datetime) -> None:
+    def extend_leases(self, worker: str, recipient_ids: list[int], until: datetime) -> set[int]:
+        """Renew this worker's leases; the ids it still holds (the others were taken back:
+        expired, or their lease ran out and another worker claimed them)."""
+        if not recipient_ids:
+            return set()
+        with self._transaction() as connection:
+            return set(
+                connection.execute(
+                    _EXTEND_LEASES, {"ids": recipient_ids, "worker": worker, "until": until}
+                ).scalars()
+            )
+
+    def release_leases(self, worker: str, recipient_ids: list[int]) -> None:
+        """Give back recipients claimed but not tried (the worker is stopping): due again
+        at once for any worker, with no attempt counted."""
+        if not recipient_ids:
+            return
         recipients = RecipientRow.__table__
         with self._transaction() as connection:
             connection.execute(
                 update(recipients)
                 .where(recipients.c.id.in_(recipient_ids), recipients.c.lease_owner == worker)
-                .values(leased_until=until)
+                .values(lease_owner=None, leased_until=None)
             )
 
     def record_results(self, worker: str, results: list[DeliveryResult]) -> int:
@@ -232,7 +248,7 @@ class SqlStore:
                     "error": (
                         None
                         if result.decision.state is RecipientState.SENT
-                        else result.decision.detail[:1000]
+                        else _storable(result.decision.detail)
                     ),
                 }
                 for result in results
@@ -252,7 +268,7 @@ class SqlStore:
                             if result.job.recipient_id in held
                             else "late-attempt"
                         ),
-                        "detail": result.decision.detail[:1000],
+                        "detail": _storable(result.decision.detail),
                     }
                     for result in results
                 ],
@@ -260,9 +276,11 @@ class SqlStore:
         return len(updates)
 
     def expire_due(self, *, now: datetime, limit: int) -> int:
-        """Recipients not final when their message expires become expired."""
+        """Recipients not final when their message expires become expired; at most
+        `limit` in one transaction (the caller repeats while it gets a full batch)."""
         with self._transaction() as connection:
-            rows = connection.execute(_EXPIRE, {"now": now, "limit": limit}).all()
+            expire = _EXPIRE_POSTGRESQL if connection.dialect.name == "postgresql" else _EXPIRE
+            rows = connection.execute(expire, {"now": now, "limit": limit}).all()
             if rows:
                 connection.execute(
                     insert(EventRow.__table__),
@@ -596,9 +614,18 @@ _HELD = text(
     f"""
     SELECT id FROM recipients
     WHERE id IN :ids AND lease_owner = :worker AND state IN {_WAITING_STATES}
+    ORDER BY id
     """
 ).bindparams(bindparam("ids", expanding=True))
+# Locked in id order, as every other writer of these rows locks them: no deadlock.
 _HELD_POSTGRESQL = text(_HELD.text + " FOR UPDATE").bindparams(bindparam("ids", expanding=True))
+_EXTEND_LEASES = text(
+    f"""
+    UPDATE recipients SET leased_until = :until
+    WHERE id IN :ids AND lease_owner = :worker AND state IN {_WAITING_STATES}
+    RETURNING id
+    """
+).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=UtcDateTime()))
 _RECORD_ATTEMPT = text(
     """
     UPDATE recipients SET
@@ -609,19 +636,31 @@ _RECORD_ATTEMPT = text(
     WHERE id = :id
     """
 ).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("next", type_=UtcDateTime()))
-_EXPIRE = text(
-    """
+_EXPIRABLE_STATES = "('queued', 'deferred', 'sent')"
+# The outer state test matters: on PostgreSQL a row the subquery chose may have been
+# changed (read, withdrawn) by a commit the UPDATE waited for; it is checked again then.
+_EXPIRE_TEMPLATE = f"""
     UPDATE recipients SET state = 'expired', state_changed_at = :now,
         lease_owner = NULL, leased_until = NULL
-    WHERE id IN (
+    WHERE state IN {_EXPIRABLE_STATES} AND id IN (
         SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE r.state IN ('queued', 'deferred', 'sent') AND m.expires_at <= :now
+        WHERE r.state IN {_EXPIRABLE_STATES} AND m.expires_at <= :now
         ORDER BY r.id
         LIMIT :limit
+        {{lock}}
     )
     RETURNING id, message_id
-    """
-).bindparams(bindparam("now", type_=UtcDateTime()))
+"""
+_EXPIRE = text(_EXPIRE_TEMPLATE.format(lock="")).bindparams(bindparam("now", type_=UtcDateTime()))
+# Rows a worker is recording are skipped, not waited for: the next sweep takes them.
+_EXPIRE_POSTGRESQL = text(_EXPIRE_TEMPLATE.format(lock="FOR UPDATE OF r SKIP LOCKED")).bindparams(
+    bindparam("now", type_=UtcDateTime())
+)
+
+
+def _storable(detail: str) -> str:
+    """A detail fit for a text column: PostgreSQL refuses NUL characters."""
+    return detail.replace("\x00", "")[:1000]
 
 
 def _job(row: Any) -> DeliveryJob:

@@ -360,8 +360,8 @@ def test_extend_leases_only_extends_what_the_worker_holds(
     ids = env.recipient_ids(status.message_id)
     now = env.clock()
     claim(stores(), "worker-a", now)
-    stores().extend_leases("worker-a", ids[:1], now + 3 * LEASE)
-    stores().extend_leases("worker-b", ids[1:], now + 3 * LEASE)
+    assert stores().extend_leases("worker-a", ids[:1], now + 3 * LEASE) == {ids[0]}
+    assert stores().extend_leases("worker-b", ids[1:], now + 3 * LEASE) == set()
     assert env.recipient_row(ids[0]).leased_until == now + 3 * LEASE
     assert env.recipient_row(ids[1]).leased_until == now + LEASE
     later = now + 2 * LEASE
@@ -431,3 +431,66 @@ def test_postgresql_skips_rows_another_transaction_locks(
     thread.join(timeout=30)
     assert not blocked, "the claim waited for locked rows instead of skipping them"
     assert got == [ids[2:]]
+
+
+def test_extend_leases_reports_what_was_taken_back(
+    env: Env, stores: Callable[[], SqlStore]
+) -> None:
+    status = env.send("a@x.ch", "b@x.ch", "c@x.ch")
+    ids = env.recipient_ids(status.message_id)
+    now = env.clock()
+    claim(stores(), "worker-a", now)
+    stores().extend_leases("worker-a", [ids[0], ids[2]], now + 3 * LEASE)
+    set_state(env, ids[2], RecipientState.EXPIRED)
+    later = now + 2 * LEASE
+    assert [job.recipient_id for job in claim(stores(), "worker-b", later)] == [ids[1]]
+    assert stores().extend_leases("worker-a", ids, later + LEASE) == {ids[0]}
+    assert env.recipient_row(ids[1]).lease_owner == "worker-b"
+
+
+def test_release_leases_makes_recipients_due_at_once_without_an_attempt(
+    env: Env, stores: Callable[[], SqlStore]
+) -> None:
+    status = env.send("a@x.ch", "b@x.ch")
+    ids = env.recipient_ids(status.message_id)
+    now = env.clock()
+    claim(stores(), "worker-a", now)
+    stores().release_leases("worker-b", ids)  # not its leases: nothing happens
+    assert claim(stores(), "worker-b", now) == []
+    stores().release_leases("worker-a", ids[:1])
+    row = env.recipient_row(ids[0])
+    assert (row.lease_owner, row.leased_until, row.attempts, row.state) == (None, None, 0, "queued")
+    assert [job.recipient_id for job in claim(stores(), "worker-b", now)] == ids[:1]
+
+
+def test_postgresql_expiry_skips_rows_a_worker_is_recording(
+    env: Env, stores: Callable[[], SqlStore]
+) -> None:
+    """The sweep neither waits for a row locked by a recording worker nor overwrites the
+    state that worker writes: it takes the row at its next sweep, if it is still due."""
+    if env.database.is_sqlite:
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite has one writer at a time")
+    status = env.send("a@x.ch", "b@x.ch", expiry_days=1)
+    ids = env.recipient_ids(status.message_id)
+    after = env.clock() + timedelta(days=1, seconds=1)
+    expired: list[int] = []
+    with env.database.engine.connect() as recorder:
+        transaction = recorder.begin()
+        recorder.execute(
+            text("SELECT id FROM recipients WHERE id = :id FOR UPDATE"), {"id": ids[0]}
+        )
+        recorder.execute(
+            text("UPDATE recipients SET state = 'failed' WHERE id = :id"), {"id": ids[0]}
+        )
+        thread = threading.Thread(
+            target=lambda: expired.append(stores().expire_due(now=after, limit=10))
+        )
+        thread.start()
+        thread.join(timeout=30)
+        blocked = thread.is_alive()
+        transaction.commit()
+    thread.join(timeout=30)
+    assert not blocked, "the sweep waited for a locked row instead of skipping it"
+    assert expired == [1]
+    assert [env.recipient_row(i).state for i in ids] == ["failed", "expired"]
+    assert stores().expire_due(now=after, limit=10) == 0

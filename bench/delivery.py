@@ -50,7 +50,7 @@ from bench.send_message import (
 )
 from soap_service import crypto
 from soap_service.delivery.notification import NotificationWriter
-from soap_service.delivery.smtp import tls_context
+from soap_service.delivery.smtp import TlsContexts
 from soap_service.domain.accounts import create_account
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import (
@@ -225,7 +225,7 @@ def plain_loop(
     if nodelay:
         client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.ehlo()
-    client.starttls(context=tls_context(settings.delivery.smtp))
+    client.starttls(context=TlsContexts.from_settings(settings.delivery.smtp).relay)
     client.ehlo()
     started = time.perf_counter()
     for address, data in notifications:
@@ -398,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
                     r["plain_loop_per_second"] for r in rounds
                 )
                 results["engine"] = {
-                    "per_second": statistics.median(r["per_second"] for r in rounds)
+                    "per_second": statistics.median(r["per_second"] for r in rounds),
+                    # Counting the worker's start and first claim too.
+                    "per_second_with_startup": statistics.median(
+                        r["per_second_with_startup"] for r in rounds
+                    ),
                 }
                 results["engine_ratio"] = statistics.median(ratios)
                 results["engine_ratios"] = ratios
@@ -413,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         f"engine {results['engine']['per_second']:.0f}/s against the plain loop's "  # type: ignore[index]
         f"{results['plain_loop_per_second']:.0f}/s (medians): ratio {results['engine_ratio']:.0%} "
         f"(rounds: {', '.join(f'{r:.0%}' for r in results['engine_ratios'])}; "  # type: ignore[attr-defined]
-        f"goal >= {ENGINE_GOAL:.0%})"
+        f"goal >= {ENGINE_GOAL:.0%}); with the worker's start counted "
+        f"{results['engine']['per_second_with_startup']:.0f}/s"  # type: ignore[index]
     )
     if "end_to_end" in results:
         seconds = results["end_to_end"]["seconds_until_all_sent"]  # type: ignore[index]

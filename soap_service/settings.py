@@ -169,6 +169,14 @@ def _delivery_settings(
         raise ConfigurationError(
             f"set both {PREFIX}SMTP_CLIENT_CERT_FILE and {PREFIX}SMTP_CLIENT_KEY_FILE"
         )
+    username, password = get("SMTP_USERNAME", ""), get("SMTP_PASSWORD", "")
+    if bool(username) != bool(password):
+        raise ConfigurationError(f"set both {PREFIX}SMTP_USERNAME and {PREFIX}SMTP_PASSWORD")
+    if (username or client_cert) and relay is None:
+        # Credentials are for a relay; a recipient's own mail server must never see them.
+        raise ConfigurationError(
+            f"{PREFIX}SMTP_USERNAME and {PREFIX}SMTP_CLIENT_CERT_FILE need {PREFIX}SMTP_RELAY"
+        )
     hostname = urlsplit(public_url).hostname or "localhost"
     retry_min = _positive_int(get("RETRY_MIN_SECONDS", "300"), "RETRY_MIN_SECONDS")
     retry_max = _positive_int(get("RETRY_MAX_SECONDS", "4000"), "RETRY_MAX_SECONDS")
@@ -186,8 +194,8 @@ def _delivery_settings(
             ),
             client_cert_file=Path(client_cert) if client_cert else None,
             client_key_file=Path(client_key) if client_key else None,
-            username=get("SMTP_USERNAME", "") or None,
-            password=get("SMTP_PASSWORD", "") or None,
+            username=username or None,
+            password=password or None,
             timeout_seconds=float(_positive_int(get("SMTP_TIMEOUT", "30"), "SMTP_TIMEOUT")),
             mail_from=get("MAIL_FROM", f"no-reply@{hostname}"),
             hostname=hostname,

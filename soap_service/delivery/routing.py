@@ -22,13 +22,15 @@ class RouteUnknown(Exception):
 
 class Router:
     def __init__(self, relay: tuple[str, int] | None) -> None:
-        self._relay = Route(*relay) if relay else None
+        self._relay = Route(relay[0], relay[1], relay=True) if relay else None
 
     def routes(self, address: str) -> list[Route]:
         """The servers to try, best first."""
+        return self.routes_for_domain(address.rpartition("@")[2])
+
+    def routes_for_domain(self, domain: str) -> list[Route]:
         if self._relay is not None:
             return [self._relay]
-        domain = address.rpartition("@")[2]
         try:
             ascii_domain = idna.encode(domain).decode("ascii")
         except idna.IDNAError as exc:

@@ -3,16 +3,17 @@ several mails, each recipient's answer kept apart.
 
 A server that offers no STARTTLS, or shows a certificate that does not verify, gets
 nothing: not even the envelope. Only hosts an operator names in the insecure-hosts
-setting may be spoken to without verified TLS.
+setting may be spoken to without verified TLS. The relay's login and client certificate
+go to the relay only, never to a recipient's own mail server, and never without TLS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+import unicodedata
 from dataclasses import dataclass
 
 from soap_service.delivery.addresses import smtp_address
@@ -21,22 +22,55 @@ from soap_service.settings import SmtpSettings
 
 
 class TransportError(Exception):
-    """Talking to the server failed before a mail could be handed over: every mail still
-    waiting for this connection gets the same temporary outcome."""
+    """The connection failed or was lost before the mail was handed over: the mail is
+    deferred, and the next one opens a new connection."""
+
+
+class DestinationBusy(TransportError):
+    """The server will take nothing now (421, or it refused our sender): every mail still
+    waiting for it is deferred, as Postfix does, instead of knocking again for each."""
 
 
 @dataclass(frozen=True)
 class Route:
     host: str
     port: int
+    relay: bool = False  # the configured relay: the only server that gets our credentials
 
 
-def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+@dataclass(frozen=True)
+class TlsContexts:
+    """Built once per worker: the relay's carry the client certificate, if configured."""
+
+    relay: ssl.SSLContext
+    other: ssl.SSLContext
+    relay_unverified: ssl.SSLContext  # for hosts named in insecure-hosts
+    other_unverified: ssl.SSLContext
+
+    @classmethod
+    def from_settings(cls, settings: SmtpSettings) -> TlsContexts:
+        return cls(
+            relay=_context(settings, client_certificate=True, verify=True),
+            other=_context(settings, client_certificate=False, verify=True),
+            relay_unverified=_context(settings, client_certificate=True, verify=False),
+            other_unverified=_context(settings, client_certificate=False, verify=False),
+        )
+
+    def for_route(self, route: Route, *, insecure: bool) -> ssl.SSLContext:
+        if route.relay:
+            return self.relay_unverified if insecure else self.relay
+        return self.other_unverified if insecure else self.other
+
+
+def _context(settings: SmtpSettings, *, client_certificate: bool, verify: bool) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     if settings.ca_file:
         context.load_default_certs()  # the extra CA comes on top of the system's
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.client_cert_file and settings.client_key_file:
+    if not verify:  # encrypted, but any certificate will do
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if client_certificate and settings.client_cert_file and settings.client_key_file:
         context.load_cert_chain(settings.client_cert_file, settings.client_key_file)
     return context
 
@@ -44,48 +78,59 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 class SmtpSession:
     """One open connection to one server."""
 
-    def __init__(self, route: Route, settings: SmtpSettings, context: ssl.SSLContext) -> None:
+    def __init__(self, route: Route, settings: SmtpSettings, contexts: TlsContexts) -> None:
         self.route = route
         self._settings = settings
-        self._context = context
+        self._contexts = contexts
         self._client: smtplib.SMTP | None = None
 
     def open(self) -> None:
-        insecure = self.route.host.lower() in self._settings.insecure_hosts
+        settings = self._settings
+        insecure = self.route.host.lower() in settings.insecure_hosts
+        client = None
         try:
             # Given the host here (not to connect()), smtplib checks the certificate
             # against this name in STARTTLS.
             client = smtplib.SMTP(
                 self.route.host,
                 self.route.port,
-                local_hostname=self._settings.hostname,
-                timeout=self._settings.timeout_seconds,
+                local_hostname=settings.hostname,
+                timeout=settings.timeout_seconds,
             )
             # Without TCP_NODELAY each mail waits ~40 ms for a delayed ACK (Nagle).
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client.ehlo(self._settings.hostname)
-            if client.has_extn("starttls"):
-                client.starttls(context=_unverified() if insecure else self._context)
-                client.ehlo(self._settings.hostname)
+            client.ehlo(settings.hostname)
+            encrypted = client.has_extn("starttls")
+            if encrypted:
+                client.starttls(context=self._contexts.for_route(self.route, insecure=insecure))
+                client.ehlo(settings.hostname)
             elif not insecure:
-                client.close()
                 raise TransportError(f"{self.route.host} does not offer STARTTLS; nothing sent")
-            if self._settings.username and self._settings.password:
-                client.login(self._settings.username, self._settings.password)
+            if self.route.relay and settings.username and settings.password:
+                if not encrypted:
+                    raise TransportError(
+                        f"{self.route.host} offers no STARTTLS: the relay password is not sent"
+                    )
+                client.login(settings.username, settings.password)
+        except TransportError:
+            _close(client)
+            raise
         except ssl.SSLCertVerificationError as exc:
+            _close(client)
             raise TransportError(
                 f"{self.route.host} showed a certificate that does not verify "
                 f"({exc.verify_message}); nothing sent"
             ) from exc
         except (OSError, ValueError, smtplib.SMTPException) as exc:
+            _close(client)
             raise TransportError(f"{self.route.host}: {_describe(exc)}") from exc
         self._client = client
 
     def send(self, mail_from: str, recipient: str, data: bytes) -> Outcome:
         """Hand over one mail for one recipient; the outcome for that recipient.
 
-        Raises TransportError when the connection itself is lost: the caller opens a new
-        one for the mails that remain.
+        Raises TransportError when the connection is lost (the caller opens a new one for
+        the next mail) and DestinationBusy when the server takes nothing now.
         """
         client = self._client
         assert client is not None, "open() first"
@@ -98,10 +143,16 @@ class SmtpSession:
             )
         try:
             client.sendmail(mail_from, [address], data, mail_options=options)
+        except smtplib.SMTPSenderRefused as exc:
+            # About us, not this recipient: permanent for nobody, temporary for all.
+            self.close()
+            raise DestinationBusy(
+                f"{self.route.host} refused the sender: {_reply(exc.smtp_code, exc.smtp_error)}"
+            ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients[address]
             return self._answered(code, reply)
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        except smtplib.SMTPDataError as exc:
             return self._answered(exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPServerDisconnected as exc:
             self.close()
@@ -125,10 +176,12 @@ class SmtpSession:
             return False
 
     def _answered(self, code: int, reply: bytes | str) -> Outcome:
-        if code == 421 or self._client is None or self._client.sock is None:
-            # 421: the server is closing the connection (smtplib has closed it already).
+        if code == 421:
+            # The server is closing the connection (smtplib has closed it already).
             self.close()
-        return _reply_outcome(code, reply)
+            raise DestinationBusy(f"{self.route.host}: {_reply(code, reply)}")
+        kind = OutcomeKind.PERMANENT if 500 <= code < 600 else OutcomeKind.TEMPORARY
+        return Outcome(kind=kind, detail=_reply(code, reply))
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -139,35 +192,27 @@ class SmtpSession:
                 client.close()
 
 
-@contextmanager
-def session(route: Route, settings: SmtpSettings, context: ssl.SSLContext) -> Iterator[SmtpSession]:
-    smtp = SmtpSession(route, settings, context)
-    smtp.open()
-    try:
-        yield smtp
-    finally:
-        smtp.close()
+def _close(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        with contextlib.suppress(OSError):
+            client.close()
 
 
-def _unverified() -> ssl.SSLContext:
-    """For a host the operator named as insecure: encrypted, but any certificate will do."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _reply_outcome(code: int, reply: bytes | str) -> Outcome:
+def _reply(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    detail = f"{code} {' '.join(text.split())}"[:900]
-    if 500 <= code < 600:
-        return Outcome(kind=OutcomeKind.PERMANENT, detail=detail)
-    return Outcome(kind=OutcomeKind.TEMPORARY, detail=detail)
+    return clean(f"{code} {text}")
+
+
+def clean(text: str) -> str:
+    """What a server said, fit for the journal and GetStatus: one line, no control
+    characters (a NUL from a hostile server would make PostgreSQL refuse the record)."""
+    printable = "".join(" " if unicodedata.category(char)[0] == "C" else char for char in text)
+    return " ".join(printable.split())[:900]
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        return f"{exc.smtp_code} {exc.smtp_error!r}"
-    if isinstance(exc, TimeoutError | socket.timeout):
+        return _reply(exc.smtp_code, exc.smtp_error)
+    if isinstance(exc, TimeoutError):
         return "timed out"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return clean(f"{type(exc).__name__}: {exc}")[:300]

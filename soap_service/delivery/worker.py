@@ -14,15 +14,22 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from soap_service import crypto
+from soap_service.delivery.leases import LeaseKeeper
 from soap_service.delivery.notification import Notification, NotificationWriter
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
-from soap_service.delivery.smtp import Route, SmtpSession, TransportError, tls_context
+from soap_service.delivery.smtp import (
+    DestinationBusy,
+    Route,
+    SmtpSession,
+    TlsContexts,
+    TransportError,
+)
 from soap_service.domain import sealing
 from soap_service.domain.delivery import (
     DeliveryJob,
@@ -32,22 +39,29 @@ from soap_service.domain.delivery import (
     RetryPolicy,
 )
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import ServiceError
+from soap_service.errors import ServiceError, SoapServiceError, Unavailable
 from soap_service.logs import describe_exception
 from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
 from soap_service.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
 # A connection unused this long is closed (servers drop idle clients after a minute or so).
 IDLE_CONNECTION_SECONDS = 10.0
-# Expired messages are looked for at most this often.
+# At most this many connections are kept open between batches (the most recently used).
+MAX_IDLE_CONNECTIONS = 32
+# Expired messages are looked for at most this often, this many per transaction.
 EXPIRY_SWEEP_SECONDS = 30.0
 EXPIRY_BATCH = 1000
+# recipients.lease_owner is 64 characters.
+WORKER_NAME_LENGTH = 64
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """Host, process and a random part: unique, and telling an operator where it runs."""
+    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return socket.gethostname()[: WORKER_NAME_LENGTH - len(suffix)] + suffix
 
 
 class DeliveryWorker:
@@ -71,22 +85,30 @@ class DeliveryWorker:
             give_up=timedelta(seconds=settings.give_up_seconds),
         )
         self._lease = timedelta(seconds=settings.lease_seconds)
+        self._leases = LeaseKeeper(database=database, worker=self.name, lease=self._lease, now=now)
         self._writer = NotificationWriter(
             mail_from=settings.smtp.mail_from,
             hostname=settings.smtp.hostname,
             pickup_base_url=settings.pickup_base_url,
         )
         self._router = Router(settings.smtp.relay)
-        self._tls = tls_context(settings.smtp)
+        self._tls = TlsContexts.from_settings(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._recording: Future[None] | None = None
+        # Set when the worker is asked to stop: nothing more is sent, retries end.
+        self._stop = threading.Event()
         # Connections kept open between batches, by destination, with when last used.
         self._idle: dict[tuple[Route, ...], tuple[SmtpSession, float]] = {}
         self._last_sweep = -float("inf")
 
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self._leases
+
     def run(self, stop: threading.Event) -> None:
         log.info("delivery worker %s started", self.name)
+        self._stop = stop
         failures = 0
         while not stop.is_set():
             try:
@@ -118,91 +140,149 @@ class DeliveryWorker:
         self._close_idle_sessions(older_than=-1.0)
         self._writer_thread.shutdown(wait=True, cancel_futures=True)
         self._recorder.shutdown(wait=True)
-
-    def _record(self, results: list[DeliveryResult]) -> None:
-        store = self._database.store()
-        try:
-            store.record_results(self.name, results)
-        finally:
-            store.close()
-
-    def _wait_for_recording(self) -> None:
-        if self._recording is not None:
-            recording, self._recording = self._recording, None
-            try:
-                recording.result()
-            except Exception as exc:
-                # Its recipients stay leased until the lease runs out, then are tried
-                # again: at most one duplicate each, never a loss.
-                log.warning("a batch was not recorded: %s", describe_exception(exc))
+        self._leases.close()
 
     def run_once(self, *, record_in_background: bool = False) -> int:
-        """Expire what is due, then deliver one batch; the number of recipients handled.
+        """Expire what is due, then deliver one batch; the number of recipients tried.
 
         In the background, a batch's outcomes are written while the next batch is sent
         (its recipients stay leased until then); otherwise before this returns.
         """
         store = self._database.store()
         try:
-            if time.monotonic() - self._last_sweep > EXPIRY_SWEEP_SECONDS:
-                self._last_sweep = time.monotonic()
-                expired = store.expire_due(now=self._now(), limit=EXPIRY_BATCH)
-                if expired:
-                    log.info("expired %d recipient(s)", expired)
+            self._expire_due(store)
             now = self._now()
             jobs = store.claim_due(
                 self.name, now=now, lease_until=now + self._lease, limit=self._settings.batch_size
             )
-            if not jobs:
-                self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
-                return 0
-            results = self._deliver(jobs, store.extend_leases)
-            self._wait_for_recording()  # at most one batch waits to be written
-            if record_in_background:
-                self._recording = self._recorder.submit(self._record, results)
-            else:
-                store.record_results(self.name, results)
         finally:
             store.close()
+        if not jobs:
+            self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
+            return 0
+        batch = [job.recipient_id for job in jobs]
+        self._leases.hold(batch)
+        try:
+            results, untried = self._deliver(jobs)
+            if untried:
+                self._release(untried)
+        except BaseException:
+            self._leases.forget(batch)  # tried again when the leases run out
+            raise
+        finally:
+            self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
+        self._wait_for_recording()  # at most one batch waits to be written
+        if record_in_background:
+            self._recording = self._recorder.submit(self._record, results, batch)
+        else:
+            self._record(results, batch)
         counts = Counter(result.decision.state.value for result in results)
         log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
         return len(results)
 
-    def _deliver(
-        self, jobs: list[DeliveryJob], extend_leases: Callable[[str, list[int], datetime], None]
-    ) -> list[DeliveryResult]:
+    # Expiry.
+
+    def _expire_due(self, store: SqlStore) -> None:
+        if time.monotonic() - self._last_sweep < EXPIRY_SWEEP_SECONDS:
+            return
+        self._last_sweep = time.monotonic()
+        total = 0
+        while True:  # a transaction per thousand: never one huge one
+            expired = store.expire_due(now=self._now(), limit=EXPIRY_BATCH)
+            total += expired
+            if expired < EXPIRY_BATCH:
+                break
+        if total:
+            log.info("expired %d recipient(s)", total)
+
+    # Sending.
+
+    def _deliver(self, jobs: list[DeliveryJob]) -> tuple[list[DeliveryResult], list[int]]:
+        """The outcome of each job tried, and the jobs not tried because the worker is
+        stopping. A job whose lease was taken back is neither: another worker has it."""
         results: list[DeliveryResult] = []
-        # Every job of the batch stays held until the batch is recorded, sent ones too:
-        # a lapsed lease would let another worker send them again.
-        batch = [job.recipient_id for job in jobs]
-        lease_renewed = self._now()
+        untried: list[int] = []
         for routes, group in self._by_destination(jobs, results).items():
+            if self._stop.is_set():
+                untried += [job.recipient_id for job in group]
+                continue
             session = self._idle_session(routes)
-            pending = list(group)
+            waiting = deque(group)
             # The next notifications are written in another thread while this one waits
             # for the server's replies (SSL reads release the GIL).
             written = self._writer_thread.map(self._notification_or_error, group)
             try:
                 for notification in written:
-                    now = self._now()
-                    if now - lease_renewed > self._lease / 2:
-                        extend_leases(self.name, batch, now + self._lease)
-                        lease_renewed = now
-                    job = pending.pop(0)
-                    if session is None:
-                        try:
-                            session = self._open(list(routes))
-                        except TransportError as exc:
-                            # Nobody to talk to: the same answer for the whole group.
-                            for waiting in (job, *pending):
-                                results.append(self._result(waiting, _temporary(str(exc))))
+                    job = waiting.popleft()
+                    if self._stop.is_set():
+                        untried += [job.recipient_id, *(other.recipient_id for other in waiting)]
+                        break
+                    if self._leases.lost(job.recipient_id):
+                        continue
+                    if notification is None:
+                        results.append(
+                            self._result(job, _temporary("the notification could not be written"))
+                        )
+                        continue
+                    try:
+                        if session is None:
+                            session = self._open(routes)
+                        outcome = session.send(
+                            self._settings.smtp.mail_from, job.address, notification.data
+                        )
+                    except TransportError as exc:
+                        session = None
+                        if isinstance(exc, DestinationBusy) or not _was_open(exc):
+                            # Nobody to talk to, or it asked us to go away: the same answer
+                            # for the whole group, without knocking again for each.
+                            for deferred in (job, *waiting):
+                                if not self._leases.lost(deferred.recipient_id):
+                                    results.append(self._result(deferred, _temporary(str(exc))))
                             break
-                    outcome, session = self._send(session, job, notification)
+                        outcome = _temporary(str(exc))  # the next mail opens a new connection
                     results.append(self._result(job, outcome))
+                    if session is not None and not session.is_open:
+                        session = None
             finally:
                 if session is not None:
                     self._idle[routes] = (session, time.monotonic())
-        return results
+        return results, untried
+
+    def _open(self, routes: tuple[Route, ...]) -> SmtpSession:
+        failures = []
+        for route in routes:
+            session = SmtpSession(route, self._settings.smtp, self._tls)
+            try:
+                session.open()
+                return session
+            except TransportError as exc:
+                failures.append(str(exc))
+        raise _OpenFailed("; ".join(failures))
+
+    def _by_destination(
+        self, jobs: list[DeliveryJob], results: list[DeliveryResult]
+    ) -> dict[tuple[Route, ...], list[DeliveryJob]]:
+        groups: dict[tuple[Route, ...], list[DeliveryJob]] = defaultdict(list)
+        # One DNS lookup per domain and batch: a payroll run is mostly one or two domains.
+        known: dict[str, tuple[Route, ...] | Exception] = {}
+        for job in jobs:
+            domain = job.address.rpartition("@")[2]
+            key = domain.lower()
+            if key not in known:
+                try:
+                    known[key] = tuple(self._router.routes_for_domain(domain))
+                except (NoRoute, RouteUnknown) as exc:
+                    known[key] = exc
+            found = known[key]
+            if isinstance(found, NoRoute):
+                results.append(
+                    self._result(job, Outcome(kind=OutcomeKind.PERMANENT, detail=str(found)))
+                )
+            elif isinstance(found, Exception):
+                results.append(self._result(job, _temporary(str(found))))
+            else:
+                groups[found].append(job)
+        return groups
 
     def _idle_session(self, routes: tuple[Route, ...]) -> SmtpSession | None:
         """A connection kept from an earlier batch, if the server still answers on it."""
@@ -217,48 +297,11 @@ class DeliveryWorker:
 
     def _close_idle_sessions(self, older_than: float) -> None:
         cutoff = time.monotonic() - older_than
-        for routes, (session, last_used) in list(self._idle.items()):
-            if last_used <= cutoff:
+        by_age = sorted(self._idle.items(), key=lambda item: item[1][1], reverse=True)
+        for rank, (routes, (session, last_used)) in enumerate(by_age):
+            if last_used <= cutoff or rank >= MAX_IDLE_CONNECTIONS:
                 del self._idle[routes]
                 session.close()
-
-    def _by_destination(
-        self, jobs: list[DeliveryJob], results: list[DeliveryResult]
-    ) -> dict[tuple[Route, ...], list[DeliveryJob]]:
-        groups: dict[tuple[Route, ...], list[DeliveryJob]] = defaultdict(list)
-        for job in jobs:
-            try:
-                groups[tuple(self._router.routes(job.address))].append(job)
-            except NoRoute as exc:
-                results.append(
-                    self._result(job, Outcome(kind=OutcomeKind.PERMANENT, detail=str(exc)))
-                )
-            except RouteUnknown as exc:
-                results.append(self._result(job, _temporary(str(exc))))
-        return groups
-
-    def _open(self, routes: list[Route]) -> SmtpSession:
-        failures = []
-        for route in routes:
-            session = SmtpSession(route, self._settings.smtp, self._tls)
-            try:
-                session.open()
-                return session
-            except TransportError as exc:
-                failures.append(str(exc))
-        raise TransportError("; ".join(failures))
-
-    def _send(
-        self, session: SmtpSession, job: DeliveryJob, notification: Notification | None
-    ) -> tuple[Outcome, SmtpSession | None]:
-        if notification is None:
-            return _temporary("the notification could not be written"), session
-        mail_from = self._settings.smtp.mail_from
-        try:
-            outcome = session.send(mail_from, job.address, notification.data)
-            return outcome, session if session.is_open else None
-        except TransportError as exc:
-            return _temporary(str(exc)), None  # the next mail opens a new connection
 
     def _notification_or_error(self, job: DeliveryJob) -> Notification | None:
         try:
@@ -284,6 +327,79 @@ class DeliveryWorker:
             outcome, attempts=job.attempts + 1, accepted_at=job.accepted_at, now=now
         )
         return DeliveryResult(job=job, decision=decision, attempted_at=now)
+
+    # Recording.
+
+    def _record(self, results: list[DeliveryResult], batch: list[int]) -> None:
+        try:
+            self._record_batch(results)
+        finally:
+            self._leases.forget(batch)
+
+    def _record_batch(self, results: list[DeliveryResult]) -> None:
+        """Record the batch; while the database is away, try again until a lease has
+        passed or the worker stops. A batch the database refuses for another reason is
+        recorded one result at a time, so that one bad row costs only itself."""
+        deadline = time.monotonic() + self._lease.total_seconds()
+        pause = 0.5
+        while True:
+            store = self._database.store()
+            try:
+                store.record_results(self.name, results)
+                return
+            except Unavailable:
+                if time.monotonic() + pause > deadline or self._stop.wait(pause):
+                    raise
+                pause = min(pause * 2, 10.0)
+            except SoapServiceError:
+                break
+            finally:
+                store.close()
+        unrecorded = 0
+        for result in results:
+            store = self._database.store()
+            try:
+                store.record_results(self.name, [result])
+            except SoapServiceError:
+                unrecorded += 1
+            finally:
+                store.close()
+        if unrecorded:
+            raise RecordingFailed(f"{unrecorded} of {len(results)} outcomes were not recorded")
+
+    def _wait_for_recording(self) -> None:
+        if self._recording is not None:
+            recording, self._recording = self._recording, None
+            try:
+                recording.result()
+            except RecordingFailed as exc:
+                log.warning("a batch was not recorded: %s; tried again after its leases", exc)
+            except Exception as exc:
+                # Its recipients are tried again when their leases run out: at most one
+                # duplicate each, never a loss.
+                log.warning("a batch was not recorded: %s", describe_exception(exc))
+
+    def _release(self, recipient_ids: list[int]) -> None:
+        store = self._database.store()
+        try:
+            store.release_leases(self.name, recipient_ids)
+        except SoapServiceError as exc:
+            log.warning("leases not released, they run out instead: %s", exc)
+        finally:
+            store.close()
+            self._leases.forget(recipient_ids)
+
+
+class RecordingFailed(Exception):
+    pass
+
+
+class _OpenFailed(TransportError):
+    """No server of the destination could be reached."""
+
+
+def _was_open(exc: TransportError) -> bool:
+    return not isinstance(exc, _OpenFailed)
 
 
 def _temporary(detail: str) -> Outcome:

@@ -14,8 +14,9 @@ import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
-from soap_service.delivery.smtp import Route
+from soap_service.delivery.smtp import Route, SmtpSession, TlsContexts, TransportError
 from soap_service.domain.model import RecipientState
+from soap_service.settings import SmtpSettings, load_settings
 from tests.delivery.conftest import Env, SmtpSink, worker_for
 from tests.support import TlsFiles
 
@@ -127,6 +128,60 @@ def test_without_the_client_certificate_nothing_is_sent(
     assert sink.events == []
 
 
+def smtp_settings(sink: SmtpSink, folder: Path, ca: Path, **extra: str) -> SmtpSettings:
+    environ = {
+        "SOAP_SERVICE_DATA_DIR": str(folder),
+        "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+        "SOAP_SERVICE_SMTP_CA_FILE": str(ca),
+        **{f"SOAP_SERVICE_{name}": value for name, value in extra.items()},
+    }
+    return load_settings(environ).delivery.smtp
+
+
+def test_a_recipients_own_server_is_never_offered_the_relay_login(
+    start_sink: Callable[..., SmtpSink], tls: TlsFiles, tmp_path: Path
+) -> None:
+    offered: list[Any] = []
+
+    def record(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        offered.append(data)
+        return AuthResult(success=True, handled=False)
+
+    sink = start_sink(cert_chain=tls.server_cert, key=tls.server_key, authenticator=record)
+    settings = smtp_settings(
+        sink, tmp_path, tls.ca_cert, SMTP_USERNAME="relay-user", SMTP_PASSWORD="relay-secret"
+    )
+    contexts = TlsContexts.from_settings(settings)
+    # The same server, once as a recipient's MX and once as the relay.
+    as_mx = SmtpSession(Route("127.0.0.1", sink.port), settings, contexts)
+    as_mx.open()
+    as_mx.close()
+    assert offered == []
+    as_relay = SmtpSession(Route("127.0.0.1", sink.port, relay=True), settings, contexts)
+    as_relay.open()
+    as_relay.close()
+    assert [(data.login, data.password) for data in offered] == [(b"relay-user", b"relay-secret")]
+
+
+def test_a_recipients_own_server_is_never_shown_the_client_certificate(
+    start_sink: Callable[..., SmtpSink],
+    tls: TlsFiles,
+    tmp_path: Path,
+    client_certificate: tuple[Path, Path, Path],
+) -> None:
+    client_ca, chain, key = client_certificate
+    sink = start_sink(cert_chain=tls.server_cert, key=tls.server_key, client_ca=client_ca)
+    settings = smtp_settings(
+        sink, tmp_path, tls.ca_cert, SMTP_CLIENT_CERT_FILE=str(chain), SMTP_CLIENT_KEY_FILE=str(key)
+    )
+    contexts = TlsContexts.from_settings(settings)
+    with pytest.raises(TransportError):
+        SmtpSession(Route("127.0.0.1", sink.port), settings, contexts).open()
+    as_relay = SmtpSession(Route("127.0.0.1", sink.port, relay=True), settings, contexts)
+    as_relay.open()  # as the relay, the same server gets the certificate
+    as_relay.close()
+
+
 # Routing by MX: DNS is the one outside part here, so it is replaced by answers we choose.
 
 
@@ -149,7 +204,7 @@ def resolving(monkeypatch: pytest.MonkeyPatch, answer: Any) -> list[str]:
 
 def test_a_relay_takes_every_mail() -> None:
     assert Router(("relay.example.ch", 587)).routes("anna@bücher.ch") == [
-        Route("relay.example.ch", 587)
+        Route("relay.example.ch", 587, relay=True)
     ]
 
 

@@ -70,6 +70,36 @@ def test_wrong_settings_are_refused_at_start(name: str, value: str, complaint: s
         load_settings({f"SOAP_SERVICE_{name}": value})
 
 
+PUBLIC = {
+    "SOAP_SERVICE_BIND": "0.0.0.0:443",
+    "SOAP_SERVICE_PUBLIC_URL": "https://soap.example.ch/soap/v1",
+    "SOAP_SERVICE_TLS_CERT_FILE": "/etc/soap/cert.pem",
+    "SOAP_SERVICE_TLS_KEY_FILE": "/etc/soap/key.pem",
+}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"SMTP_USERNAME": "relay-user", "SMTP_PASSWORD": "secret"},
+        {"SMTP_CLIENT_CERT_FILE": "/etc/soap/c.pem", "SMTP_CLIENT_KEY_FILE": "/etc/soap/k.pem"},
+    ],
+)
+def test_relay_credentials_without_a_relay_are_refused(credentials: dict[str, str]) -> None:
+    """Without a relay every mail goes to the recipient's own MX, which must never be
+    offered our login or certificate."""
+    given = {f"SOAP_SERVICE_{name}": value for name, value in credentials.items()}
+    with pytest.raises(ConfigurationError, match="need SOAP_SERVICE_SMTP_RELAY"):
+        load_settings({**PUBLIC, **given})
+    relayed = load_settings({**PUBLIC, **given, "SOAP_SERVICE_SMTP_RELAY": "relay.example:587"})
+    assert relayed.delivery.smtp.relay == ("relay.example", 587)
+
+
+def test_a_relay_username_needs_its_password() -> None:
+    with pytest.raises(ConfigurationError, match="both SOAP_SERVICE_SMTP_USERNAME"):
+        load_settings({"SOAP_SERVICE_SMTP_USERNAME": "relay-user"})
+
+
 def test_spyne_cannot_log_a_request_it_failed_to_parse(caplog: pytest.LogCaptureFixture) -> None:
     configure_logging("DEBUG")
     # configure_logging replaced the root handlers, caplog's too: put it back.

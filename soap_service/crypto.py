@@ -156,9 +156,7 @@ class Keyring:
     def fingerprint(self, key_id: str, parts: Iterable[bytes]) -> bytes:
         mac_key = self._mac_keys.get(key_id)
         if mac_key is None:
-            mac_key = HKDF(
-                algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"fingerprint"
-            ).derive(self._key(key_id))
+            mac_key = derive_key(self._key(key_id), b"fingerprint")
             self._mac_keys[key_id] = mac_key
         mac = hmac.new(mac_key, digestmod=hashlib.sha256)
         for part in parts:
@@ -278,6 +276,11 @@ def sha256(data: bytes) -> bytes:
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def derive_key(key: bytes, purpose: bytes) -> bytes:
+    """A key for one purpose, from a key meant for another (HKDF-SHA256, RFC 5869)."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(key)
 
 
 def token_text(token: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -40,7 +41,6 @@ _ATTACHMENT = _TEMPLATES.get_template("attachment.html.j2")
 
 @dataclass(frozen=True, kw_only=True)
 class Notification:
-    recipient: str
     message_id: str  # the Message-ID header: the same for every attempt at one recipient
     data: bytes  # the whole RFC 5322 message, CRLF line ends
 
@@ -57,7 +57,9 @@ class NotificationWriter:
     def write(
         self, job: DeliveryJob, *, token: str, subject: str | None, now: datetime
     ) -> Notification:
-        title, text, html, attachment = _bodies(
+        # A shown subject is the message's own: rendered for it alone, never cached.
+        render = _bodies if subject is None else _render_bodies
+        title, text, html, attachment = render(
             job.language,
             job.type,
             job.organisation,
@@ -94,7 +96,6 @@ class NotificationWriter:
             "",
         ]
         return Notification(
-            recipient=job.address,
             message_id=self.message_id(job),
             # ASCII but for a non-ASCII local part, which only goes to SMTPUTF8 servers.
             data=CRLF.join(parts).encode("utf-8"),
@@ -106,8 +107,7 @@ class NotificationWriter:
 _URL = "@@PICKUP-URL@@"
 
 
-@functools.lru_cache(maxsize=512)
-def _bodies(
+def _render_bodies(
     language: Language,
     message_type: MessageType,
     organisation: str,
@@ -133,6 +133,9 @@ def _bodies(
     return title, _TEXT.render(values), _HTML.render(values), _ATTACHMENT.render(values)
 
 
+_bodies = functools.lru_cache(maxsize=512)(_render_bodies)
+
+
 def _part(content_type: str, text: str, *, filename: str | None = None) -> str:
     lines = [f"Content-Type: {content_type}; charset=utf-8"]
     if filename:
@@ -150,10 +153,14 @@ def _from_header(organisation: str, address: str) -> str:
     return f"{encoded_words(f'{organisation} (soap-service)')} <{address}>"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def encoded_words(text: str) -> str:
     """RFC 2047 B-encoded words, folded: any header text, safe in any header. (The `email`
-    package's Header does the same at twenty times the cost.)"""
-    data = text.encode("utf-8")
+    package's Header does the same at twenty times the cost.) Line breaks and other
+    control characters become spaces: a decoded header is one line."""
+    data = " ".join(_CONTROL.sub(" ", text).split()).encode("utf-8")
     words = []
     start = 0
     while start < len(data):

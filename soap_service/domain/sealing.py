@@ -25,6 +25,7 @@ class MessageCipher:
     def __init__(self, data_key: bytes, message_id: str) -> None:
         self._data_key = data_key
         self._context = message_id.encode("ascii")
+        self._token_key: bytes | None = None
 
     @classmethod
     def create(
@@ -49,8 +50,12 @@ class MessageCipher:
     def pickup_token(self, position: int) -> str:
         """The recipient's 256-bit pickup token, derived from the message's own key: the
         same at every delivery attempt (a resent notification carries the same link),
-        readable only by whoever can unwrap the key, and stored only as its hash."""
-        return crypto.token_text(crypto.hmac_sha256(self._data_key, b"pickup-token:%d" % position))
+        readable only by whoever can unwrap the key, and stored only as its hash. Made
+        with a key of its own, derived from the data key, so that the key that seals
+        the content is never used for anything else."""
+        if self._token_key is None:
+            self._token_key = crypto.derive_key(self._data_key, b"pickup-token:" + self._context)
+        return crypto.token_text(crypto.hmac_sha256(self._token_key, b"%d" % position))
 
     def _part_context(self, part: str) -> bytes:
         return self._context + b":" + part.encode("ascii")

@@ -7,6 +7,7 @@ import email
 import email.policy
 import html
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -14,6 +15,7 @@ from email.message import EmailMessage
 import pytest
 
 from soap_service.crypto import WrappedKey
+from soap_service.delivery import notification as notification_module
 from soap_service.delivery.notification import Notification, NotificationWriter
 from soap_service.delivery.texts import KINDS, TEXTS
 from soap_service.domain.delivery import DeliveryJob
@@ -179,6 +181,35 @@ def test_a_subject_with_line_breaks_cannot_add_headers(writer: NotificationWrite
     assert message["Bcc"] is None
     assert b"\r\nBcc:" not in notification.data
     assert all(part.defects == [] for part in message.walk())
+    assert str(message["Subject"]).endswith(": Lohn Bcc: evil@example.org")
+
+
+def test_an_organisation_with_line_breaks_cannot_add_headers(
+    writer: NotificationWriter,
+) -> None:
+    organisation = "Acme AG\r\nBcc: evil@example.org"
+    notification = writer.write(job(organisation=organisation), token=TOKEN, subject=None, now=NOW)
+    message = parse(notification)
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in notification.data
+    assert all(part.defects == [] for part in message.walk())
+    assert "Acme AG" in str(message["From"])
+    assert message["From"].addresses[0].addr_spec == "no-reply@soap.example.ch"
+
+
+def test_a_shown_subject_is_not_kept_in_memory_after_the_mail(writer: NotificationWriter) -> None:
+    organisation = f"Cache {uuid.uuid4().hex} AG"  # a kind of notification not cached yet
+    before = notification_module._bodies.cache_info()
+    writer.write(
+        job(organisation=organisation, show_subject=True), token=TOKEN, subject="Lohn", now=NOW
+    )
+    after = notification_module._bodies.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
+    # Without a subject, the same kind is rendered once and then reused.
+    writer.write(job(organisation=organisation), token=TOKEN, subject=None, now=NOW)
+    writer.write(job(organisation=organisation), token=TOKEN, subject=None, now=NOW)
+    cached = notification_module._bodies.cache_info()
+    assert (cached.hits, cached.misses) == (after.hits + 1, after.misses + 1)
 
 
 def test_the_same_job_gets_the_same_message_id_and_link_every_time(

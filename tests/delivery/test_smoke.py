@@ -63,7 +63,9 @@ def test_a_message_is_delivered_over_starttls(tmp_path: Path, tls: TlsFiles) -> 
         assert mail.recipients == ("anna@example.ch",)
         assert mail.message_id == f"<{status.message_id}.1@localhost>"
         assert "ACME AG" in str(mail.message["Subject"])
-        assert b"Hallo" not in mail.data
+        bodies = [part.get_content() for part in mail.message.walk() if not part.is_multipart()]
+        assert len(bodies) == 3
+        assert all("Hallo" not in body and "Lohn" not in body for body in bodies)
         database.dispose()
     finally:
         sink.stop()

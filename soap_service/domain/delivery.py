@@ -49,7 +49,8 @@ class RetryPolicy:
         # maximum has been reached.
         doublings = min(max(0, attempts - 1), 32)
         seconds = self.minimum.total_seconds() * 2.0**doublings
-        return min(timedelta(seconds=min(seconds, self.maximum.total_seconds())), self.maximum)
+        # Clamped as seconds: a timedelta of the unclamped value could overflow.
+        return timedelta(seconds=min(seconds, self.maximum.total_seconds()))
 
     def decide(
         self, outcome: Outcome, *, attempts: int, accepted_at: datetime, now: datetime

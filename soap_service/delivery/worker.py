@@ -232,7 +232,7 @@ class DeliveryWorker:
                         )
                     except TransportError as exc:
                         session = None
-                        if isinstance(exc, DestinationBusy) or not _was_open(exc):
+                        if isinstance(exc, DestinationBusy | _OpenFailed):
                             # Nobody to talk to, or it asked us to go away: the same answer
                             # for the whole group, without knocking again for each.
                             for deferred in (job, *waiting):
@@ -391,15 +391,11 @@ class DeliveryWorker:
 
 
 class RecordingFailed(Exception):
-    pass
+    """Some outcomes of a batch could not be written; their leases run out instead."""
 
 
 class _OpenFailed(TransportError):
     """No server of the destination could be reached."""
-
-
-def _was_open(exc: TransportError) -> bool:
-    return not isinstance(exc, _OpenFailed)
 
 
 def _temporary(detail: str) -> Outcome:

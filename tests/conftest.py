@@ -1,16 +1,19 @@
-"""Shared fixtures: TLS material from a test CA, PostgreSQL databases, running services."""
+"""Shared fixtures: TLS material from test CAs, PostgreSQL databases, running services,
+SMTP sinks."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from sqlalchemy import create_engine, text
 
+from tests.smtp_sink import SmtpSink
 from tests.support import ServiceProcess, TlsFiles
 
 PG_ADMIN_URL = os.environ.get(
@@ -19,9 +22,8 @@ PG_ADMIN_URL = os.environ.get(
 BACKENDS = ("sqlite", "postgresql")
 
 
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    folder = tmp_path_factory.mktemp("tls")
+def new_ca_files(folder: Path) -> TlsFiles:
+    """A new CA and a server certificate from it for 127.0.0.1 and localhost."""
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     ca.cert_pem.write_to_path(str(folder / "ca.pem"))
@@ -32,6 +34,36 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
         server_cert=folder / "server-chain.pem",
         server_key=folder / "server-key.pem",
     )
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """The test CA: the service's HTTPS certificate, and the SMTP sinks' unless told."""
+    return new_ca_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def foreign_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A server certificate for 127.0.0.1 from a CA the service does not trust."""
+    return new_ca_files(tmp_path_factory.mktemp("foreign-tls"))
+
+
+@pytest.fixture
+def start_sink(tls: TlsFiles) -> Iterator[Callable[..., SmtpSink]]:
+    """Start SMTP sinks (STARTTLS with the test CA's certificate unless `cert_chain` and
+    `key` say otherwise; other arguments as SmtpSink's); every one is stopped at the end."""
+    sinks: list[SmtpSink] = []
+
+    def start(**kwargs: Any) -> SmtpSink:
+        kwargs.setdefault("cert_chain", tls.server_cert)
+        kwargs.setdefault("key", tls.server_key)
+        sink = SmtpSink(**kwargs).start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()
 
 
 class PostgresDatabases:

@@ -37,8 +37,53 @@ class TlsFiles:
     server_key: Path
 
 
+class _ProcessGroup:
+    """What a `soap-service` subprocess in its own process group has in common: started
+    with its output in `log_path`, stopped (or killed) with everything it forked."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def _spawn(self, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "soap_service", command],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.process
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the whole process group and wait; SIGKILL it if it outlasts 30 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean-up of any kind."""
+        self.stop(signal.SIGKILL)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 @dataclass
-class ServiceProcess:
+class ServiceProcess(_ProcessGroup):
     """A `soap-service serve` process on a free port, with its own data folder."""
 
     data_dir: Path
@@ -98,15 +143,7 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "soap_service", "serve"],
-            env=self.env(),
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._spawn("serve", self.env())
         self.wait_healthy()
         return self
 
@@ -121,23 +158,6 @@ class ServiceProcess:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"server did not become healthy:\n{self.log_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def worker(self, name: str = "worker", **extra_env: str) -> WorkerProcess:
         """A delivery worker (not started yet) with this service's environment, its
@@ -170,7 +190,7 @@ class ServiceProcess:
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(_ProcessGroup):
     """A `soap-service worker` process in its own process group (SIGKILL it with `kill()`),
     logging to `<data_dir>/<name>.log`."""
 
@@ -195,44 +215,15 @@ class WorkerProcess:
         assert not self.is_running(), f"{self.name} runs already"
         self.service.data_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "soap_service", "worker"],
-                env=self.env(),
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = self._spawn("worker", self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited:\n{self.log_text()}")
             if re.search(rf"{self.STARTED} \S+ started", self.log_text()[offset:]):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"worker {self.name} did not start:\n{self.log_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole process group: no clean-up of any kind."""
-        self.stop(signal.SIGKILL)
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def count_messages(database_url: str) -> int:

@@ -1,5 +1,6 @@
 """Fixtures for the delivery tests: a clock the test moves, a database with an account and
-a way to send messages, SMTP sinks that also tell which connection each command came on."""
+a way to send messages, a worker sending through an SMTP sink (`start_sink`, `foreign_tls`:
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from sqlalchemy import select
 
 from soap_service import crypto
@@ -30,7 +30,6 @@ from soap_service.persistence.store import SqlStore
 from soap_service.persistence.tables import EventRow, RecipientRow
 from soap_service.settings import load_settings
 from tests.smtp_sink import SmtpSink
-from tests.support import TlsFiles
 
 # A fixed start: every time in these tests comes from the Clock, none from the wall.
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -48,36 +47,6 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
-
-
-@pytest.fixture
-def start_sink() -> Iterator[Callable[..., SmtpSink]]:
-    sinks: list[SmtpSink] = []
-
-    def start(**kwargs: Any) -> SmtpSink:
-        sink = SmtpSink(**kwargs).start()
-        sinks.append(sink)
-        return sink
-
-    yield start
-    for sink in sinks:
-        sink.stop()
-
-
-@pytest.fixture(scope="session")
-def foreign_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A server certificate for 127.0.0.1 from a CA the service does not trust."""
-    folder = tmp_path_factory.mktemp("foreign-tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    server.private_key_pem.write_to_path(str(folder / "server-key.pem"))
-    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "server-chain.pem"))
-    return TlsFiles(
-        ca_cert=folder / "ca.pem",
-        server_cert=folder / "server-chain.pem",
-        server_key=folder / "server-key.pem",
-    )
 
 
 @dataclass

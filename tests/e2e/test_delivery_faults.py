@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 import zeep
 from lxml import etree
 from sqlalchemy import create_engine, func, select
@@ -89,6 +88,23 @@ def mails_to(sink: SmtpSink, address: str) -> list[ReceivedMail]:
     return [mail for mail in list(sink.received) if mail.recipients == (address,)]
 
 
+def wait_sent_once_or_twice(
+    stack: Stack, sink: SmtpSink, message_id: str, addresses: tuple[str, ...]
+) -> list[list[ReceivedMail]]:
+    """Wait until every recipient of `message_id` is sent; the mails each address received,
+    in order: one, or two where a crash or an outage lost the record of the first, all
+    with the recipient's own Message-ID."""
+    recipients = stack.wait_all(message_id, "sent", timeout=LEASE_SECONDS + 30)
+    assert [r.Address for r in recipients] == list(addresses)
+    received = []
+    for position, address in enumerate(addresses, start=1):
+        mails = mails_to(sink, address)
+        assert 1 <= len(mails) <= 2, (address, len(mails))
+        assert {mail.message_id for mail in mails} == {expected_message_id(message_id, position)}
+        received.append(mails)
+    return received
+
+
 @dataclass
 class Stack:
     """A running SOAP server with one sender account, and the workers a test starts."""
@@ -120,6 +136,17 @@ class Stack:
         worker = self.service.worker(name, **env)
         self.workers.append(worker)
         return worker.start()
+
+    def one_attempt_each(self, sink: SmtpSink, addresses: tuple[str, ...]) -> tuple[str, list[Any]]:
+        """Send to `addresses`, start a worker that retries only after an hour (so the
+        first attempt stays the last), and wait until each recipient had it: the message
+        id and the recipients' states."""
+        message_id = self.send(addresses)
+        self.start_worker(sink, "worker", RETRY_MIN_SECONDS="3600", RETRY_MAX_SECONDS="3600")
+        recipients = self.wait_for_states(
+            message_id, lambda rs: all(r.Attempts >= 1 for r in rs), "one attempt each"
+        )
+        return message_id, recipients
 
     def envelope(self, reference: str, recipients: tuple[str, ...]) -> bytes:
         return envelope(
@@ -210,24 +237,6 @@ class Stack:
         self.service.stop()
 
 
-@pytest.fixture
-def make_sink(tls: TlsFiles) -> Iterator[Callable[..., SmtpSink]]:
-    """Start SMTP sinks (STARTTLS with the test CA's certificate unless told otherwise);
-    every one is stopped at the end."""
-    sinks: list[SmtpSink] = []
-
-    def make(**kwargs: Any) -> SmtpSink:
-        kwargs.setdefault("cert_chain", tls.server_cert)
-        kwargs.setdefault("key", tls.server_key)
-        sink = SmtpSink(**kwargs).start()
-        sinks.append(sink)
-        return sink
-
-    yield make
-    for sink in sinks:
-        sink.stop()
-
-
 def start_stack(folder: Path, database_url: str, tls: TlsFiles) -> Stack:
     service = ServiceProcess(
         data_dir=folder / "var", database_url=database_url, tls=tls, workers=1
@@ -265,10 +274,10 @@ def make_stack(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_worker_killed_mid_transaction_another_worker_delivers_after_the_lease(
-    backend: str, make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+    backend: str, make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
 ) -> None:
     stack = make_stack(backend)
-    sink = make_sink()
+    sink = start_sink()
     # Every DATA is answered only after a pause: the first mail is accepted (250), and the
     # worker is killed while it waits for the answer to the second. The worker records a
     # batch's outcomes after the batch, so the first mail is sent again: a duplicate.
@@ -289,13 +298,7 @@ def test_worker_killed_mid_transaction_another_worker_delivers_after_the_lease(
     sink.script.data_delay = 0.0
 
     stack.start_worker(sink, "second")
-    recipients = stack.wait_all(message_id, "sent", timeout=LEASE_SECONDS + 30)
-
-    assert [r.Address for r in recipients] == list(addresses)
-    for position, address in enumerate(addresses, start=1):
-        mails = mails_to(sink, address)
-        assert 1 <= len(mails) <= 2, (address, len(mails))
-        assert {mail.message_id for mail in mails} == {expected_message_id(message_id, position)}
+    for mails in wait_sent_once_or_twice(stack, sink, message_id, addresses):
         assert all(mail.tls for mail in mails)
         # A duplicate is the same notification (same pickup link); only its Date differs.
         assert len({without_date(mail.data) for mail in mails}) == 1
@@ -307,14 +310,14 @@ def test_worker_killed_mid_transaction_another_worker_delivers_after_the_lease(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_server_killed_after_commit_retry_gets_same_message_id_and_it_is_delivered(
-    backend: str, make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+    backend: str, make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
 ) -> None:
     stack = make_stack(backend)
-    sink = make_sink()
+    sink = start_sink()
     body = stack.envelope(new_reference(), ("after-crash@example.ch",))
 
     message_id = message_id_of(stack.service.post(body))
-    stack.service.stop(signal.SIGKILL)  # the 200 arrived: the commit happened
+    stack.service.kill()  # the 200 arrived: the commit happened
     assert not stack.service.is_running()
 
     stack.service.start()
@@ -359,18 +362,35 @@ def deferred_with(reply: str) -> Callable[[list[Any]], bool]:
 
 
 @pytest.mark.parametrize(
-    ("stage", "reply"),
-    [("mail", "421 4.3.2 Service shutting down"), ("data", "451 4.3.0 Try again later")],
+    ("stage", "reply", "error"),
+    [
+        # Any answer but 250 to MAIL FROM is about the sender, not the recipient: the whole
+        # destination is deferred, even for a 5xx.
+        (
+            "mail",
+            "421 4.3.2 Service shutting down",
+            "127.0.0.1 refused the sender: 421 4.3.2 Service shutting down",
+        ),
+        (
+            "mail",
+            "550 5.7.1 Sender not allowed",
+            "127.0.0.1 refused the sender: 550 5.7.1 Sender not allowed",
+        ),
+        ("data", "421 4.3.2 Service shutting down", "127.0.0.1: 421 4.3.2 Service shutting down"),
+        ("data", "451 4.3.0 Try again later", "451 4.3.0 Try again later"),
+    ],
 )
-def test_temporary_reply_defers_then_sends(outcomes: OutcomeStack, stage: str, reply: str) -> None:
+def test_temporary_reply_defers_then_sends(
+    outcomes: OutcomeStack, stage: str, reply: str, error: str
+) -> None:
     stack, sink = outcomes.stack, outcomes.sink
-    address = f"temporary-{stage}@example.ch"
-    # The server keeps answering 4xx until the test has seen `deferred`, then 250.
+    address = f"temporary-{stage}-{reply[:3]}@example.ch"
+    # The server keeps answering `reply` until the test has seen `deferred`, then 250.
     replies = sink.script.mail_replies if stage == "mail" else sink.script.data_replies
     replies.extend([reply] * 1000)
     try:
         message_id = stack.send((address,))
-        stack.wait_for_states(message_id, deferred_with(reply), f"deferred with {reply!r}")
+        stack.wait_for_states(message_id, deferred_with(error), f"deferred with {error!r}")
         assert mails_to(sink, address) == []
     finally:
         replies.clear()
@@ -384,7 +404,7 @@ def test_temporary_reply_defers_then_sends(outcomes: OutcomeStack, stage: str, r
     assert journal[0] == "queued" and journal[-1] == "sent"
     assert set(journal[1:-1]) == {"deferred"}
     assert {detail for kind, detail in stack.journal(message_id, 1) if kind == "deferred"} == {
-        reply
+        error
     }
 
 
@@ -433,36 +453,72 @@ def test_connection_dropped_after_data_defers_then_sends(outcomes: OutcomeStack)
     assert mail.message_id == expected_message_id(message_id, 1)
 
 
-def test_a_421_for_one_recipient_does_not_invent_an_error_for_the_next(
-    make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+@pytest.mark.parametrize(
+    ("stage", "error"),
+    [
+        ("mail", "127.0.0.1 refused the sender: 421 4.3.2 Service shutting down"),
+        ("data", "127.0.0.1: 421 4.3.2 Service shutting down"),
+    ],
+)
+def test_a_421_defers_the_whole_destination_without_a_new_connection(
+    stage: str,
+    error: str,
+    make_stack: Callable[[str], Stack],
+    start_sink: Callable[..., SmtpSink],
 ) -> None:
     stack = make_stack("sqlite")
-    sink = make_sink()
-    sink.script.mail_replies.append("421 4.3.2 Service shutting down")
-    message_id = stack.send(("first-421@example.ch", "second-421@example.ch"))
-    stack.start_worker(sink, "worker", RETRY_MIN_SECONDS="3600", RETRY_MAX_SECONDS="3600")
-    first, second = stack.wait_for_states(
-        message_id, lambda rs: all(r.Attempts >= 1 for r in rs), "one attempt each"
-    )
-    assert (first.State, first.LastError) == ("deferred", "421 4.3.2 Service shutting down")
-    # The server closed the line with its 421: the next recipient gets a new connection,
-    # not an error the client made up ("please run connect() first").
-    assert (second.State, second.Attempts, second.LastError) == ("sent", 1, None)
-    assert mails_to(sink, "first-421@example.ch") == []
-    [mail] = mails_to(sink, "second-421@example.ch")
-    assert mail.message_id == expected_message_id(message_id, 2)
+    sink = start_sink()
+    # Only the first answer is a 421: a new connection would have been served.
+    replies = sink.script.mail_replies if stage == "mail" else sink.script.data_replies
+    replies.append("421 4.3.2 Service shutting down")
+    addresses = ("first-421@example.ch", "second-421@example.ch", "third-421@example.ch")
+    message_id, recipients = stack.one_attempt_each(sink, addresses)
+
+    # The server asked to be left alone: every recipient of the destination gets its 421
+    # (not an error the client made up, such as "please run connect() first"), one attempt
+    # counted each, and no one knocks again in this batch.
+    for recipient in recipients:
+        assert (recipient.State, recipient.Attempts, recipient.LastError) == (
+            "deferred",
+            1,
+            error,
+        )
+        assert recipient.NextAttemptAt is not None
+    for position in range(1, len(addresses) + 1):
+        assert stack.journal(message_id, position)[1:] == [("deferred", error)]
+    assert sink.mail_connections() == 1
+    assert sink.events == [("MAIL", True)]
+    assert sink.received == []
+    assert list(replies) == []
+
+
+def test_a_dropped_connection_defers_only_that_mail_and_the_next_gets_a_new_one(
+    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
+) -> None:
+    stack = make_stack("sqlite")
+    sink = start_sink()
+    drop_after_data(sink, 1)  # only the first DATA: the line goes dead after it
+    addresses = ("first-drop@example.ch", "second-drop@example.ch", "third-drop@example.ch")
+    message_id, (first, *others) = stack.one_attempt_each(sink, addresses)
+
+    assert (first.State, first.Attempts) == ("deferred", 1)
+    assert first.LastError.startswith("127.0.0.1 dropped the connection"), first.LastError
+    assert first.NextAttemptAt is not None
+    for recipient in others:
+        assert (recipient.State, recipient.Attempts, recipient.LastError) == ("sent", 1, None)
+    [dropped] = sink.dropped
+    assert expected_message_id(message_id, 1).encode() in dropped
+    assert [mail.recipients for mail in sink.received] == [(address,) for address in addresses[1:]]
+    assert sink.message_ids() == [
+        expected_message_id(message_id, 2),
+        expected_message_id(message_id, 3),
+    ]
+    # The first connection died with the first mail; the other two shared a new one.
+    assert sink.mail_connections() == 2
+    assert [tls for _, tls in sink.events] == [True, True, True]
 
 
 # 4. No STARTTLS, or a certificate from an unknown CA: nothing is sent, not even MAIL.
-
-
-@pytest.fixture(scope="module")
-def unknown_ca_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("unknown-ca")
-    server = trustme.CA().issue_cert("127.0.0.1", "localhost")
-    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "chain.pem"))
-    server.private_key_pem.write_to_path(str(folder / "key.pem"))
-    return folder / "chain.pem", folder / "key.pem"
 
 
 @pytest.mark.parametrize(
@@ -472,22 +528,16 @@ def unknown_ca_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 def test_no_verified_tls_defers_and_sends_nothing(
     server: str,
     reason: str,
-    unknown_ca_cert: tuple[Path, Path],
+    foreign_tls: TlsFiles,
     make_stack: Callable[[str], Stack],
-    make_sink: Callable[..., SmtpSink],
+    start_sink: Callable[..., SmtpSink],
 ) -> None:
     stack = make_stack("sqlite")
     if server == "no-starttls":
-        sink = make_sink(cert_chain=None, key=None, starttls=False)
+        sink = start_sink(cert_chain=None, key=None, starttls=False)
     else:
-        sink = make_sink(cert_chain=unknown_ca_cert[0], key=unknown_ca_cert[1])
-    message_id = stack.send(("secret@example.ch", "other@example.ch"))
-    # A long retry: the one attempt stays the last.
-    stack.start_worker(sink, "worker", RETRY_MIN_SECONDS="3600", RETRY_MAX_SECONDS="3600")
-
-    recipients = stack.wait_for_states(
-        message_id, lambda rs: all(r.Attempts >= 1 for r in rs), "one attempt each"
-    )
+        sink = start_sink(cert_chain=foreign_tls.server_cert, key=foreign_tls.server_key)
+    _, recipients = stack.one_attempt_each(sink, ("secret@example.ch", "other@example.ch"))
     for recipient in recipients:
         assert recipient.State == "deferred"
         assert recipient.Attempts == 1
@@ -508,11 +558,12 @@ def postgres_accepts_connections() -> bool:
     return result.returncode == 0
 
 
-def restart_postgresql() -> None:
+def pg_ctlcluster(action: str, *, check: bool = True) -> None:
+    """Start, stop or restart the machine's PostgreSQL cluster (the newest version)."""
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=check,
         timeout=120,
         capture_output=True,
     )
@@ -520,16 +571,8 @@ def restart_postgresql() -> None:
 
 def ensure_postgresql_up() -> None:
     """Other tests share this cluster: whatever happened, leave it accepting connections."""
-    deadline = time.monotonic() + 30
-    while not postgres_accepts_connections() and time.monotonic() < deadline:
-        time.sleep(0.2)
     if not postgres_accepts_connections():
-        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            check=False,
-            timeout=120,
-        )
+        pg_ctlcluster("start", check=False)  # fails harmlessly if it is starting already
     wait_until(postgres_accepts_connections, "PostgreSQL accepting connections", timeout=60)
 
 
@@ -550,13 +593,28 @@ def send_until_accepted(stack: Stack, recipients: tuple[str, ...], *, timeout: f
     return wait_until(attempt, "SendMessage accepted", timeout=timeout, why=lambda: str(answers))
 
 
+def wait_for_log(worker: WorkerProcess, text: str, *, timeout: float) -> str:
+    """The worker's log output once it contains `text`."""
+
+    def logged() -> str:
+        log = worker.log_text()
+        return log if text in log else ""
+
+    return wait_until(
+        logged,
+        f"{text!r} in the log of {worker.name}",
+        timeout=timeout,
+        why=worker.log_text,
+    )
+
+
 def test_postgresql_restart_under_running_workers_loses_nothing(
     make_stack: Callable[[str], Stack],
-    make_sink: Callable[..., SmtpSink],
+    start_sink: Callable[..., SmtpSink],
     postgres: PostgresDatabases,
 ) -> None:
     stack = make_stack("postgresql")
-    sink = make_sink()
+    sink = start_sink()
     sink.script.data_delay = 0.05  # keep deliveries in flight across the restart
     workers = [stack.start_worker(sink, f"worker-{i}") for i in (1, 2)]
     sent: dict[str, tuple[str, ...]] = {}
@@ -564,7 +622,15 @@ def test_postgresql_restart_under_running_workers_loses_nothing(
         addresses = tuple(f"before-{batch}-{i}@example.ch" for i in range(4))
         sent[stack.send(addresses)] = addresses
     try:
-        restart_postgresql()
+        pg_ctlcluster("stop")
+        # Down until every worker has found it so, whether it was sending or idle: each
+        # tries again and again meanwhile.
+        for worker in workers:
+            wait_for_log(worker, "delivery paused", timeout=30)
+        # Then down a while longer: with 50 ms polls each worker tries several more times
+        # (backing off 0.1, 0.2, 0.4 s ...), whatever moment the first failure came.
+        time.sleep(2)
+        pg_ctlcluster("start")
     finally:
         ensure_postgresql_up()
     for batch in range(3):
@@ -572,23 +638,29 @@ def test_postgresql_restart_under_running_workers_loses_nothing(
         sent[send_until_accepted(stack, addresses, timeout=30)] = addresses
 
     for message_id, addresses in sent.items():
-        recipients = stack.wait_all(message_id, "sent", timeout=LEASE_SECONDS + 30)
-        assert [r.Address for r in recipients] == list(addresses)
-        for position, address in enumerate(addresses, start=1):
-            mails = mails_to(sink, address)
-            assert 1 <= len(mails) <= 2, (address, len(mails))
-            assert {m.message_id for m in mails} == {expected_message_id(message_id, position)}
+        wait_sent_once_or_twice(stack, sink, message_id, addresses)
     assert all(worker.is_running() for worker in workers), stack.describe([])
+    for worker in workers:
+        # Each worker said it paused once for the whole outage, however often it tried,
+        # and that it resumed once the database was back (it may still be backing off).
+        log = wait_for_log(worker, "delivery resumed", timeout=60)
+        assert log.count("delivery paused") == 1, log
+        assert log.count("delivery resumed") == 1, log
+        assert log.index("delivery paused") < log.index("delivery resumed"), log
+        tries = re.search(r"delivery resumed after (\d+) failed tries", log)
+        # More than one failed try (the database stayed down while it started again), so
+        # that "once" above is not by chance.
+        assert tries and int(tries.group(1)) >= 2, log
 
 
 # 6. Two workers, 2,000 recipients, PostgreSQL: each sent exactly once.
 
 
 def test_two_workers_send_each_of_2000_recipients_exactly_once(
-    make_stack: Callable[[str], Stack], make_sink: Callable[..., SmtpSink]
+    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
 ) -> None:
     stack = make_stack("postgresql")
-    sink = make_sink()
+    sink = start_sink()
     workers = [stack.start_worker(sink, f"worker-{i}", WORKER_BATCH="50") for i in (1, 2)]
     expected: dict[str, str] = {}  # Message-ID -> address
     message_ids = []

@@ -197,7 +197,7 @@ def _delivery_settings(
             username=username or None,
             password=password or None,
             timeout_seconds=float(_positive_int(get("SMTP_TIMEOUT", "30"), "SMTP_TIMEOUT")),
-            mail_from=get("MAIL_FROM", f"no-reply@{hostname}"),
+            mail_from=_bare_address(get("MAIL_FROM", f"no-reply@{hostname}"), "MAIL_FROM"),
             hostname=hostname,
         ),
         retry_min_seconds=retry_min,
@@ -210,6 +210,14 @@ def _delivery_settings(
         dev_mail_port=dev_mail_port,
         dev_mail_dir=data_dir / "mail",
     )
+
+
+def _bare_address(value: str, name: str) -> str:
+    """An address as SMTP's MAIL FROM carries it: local@domain, nothing around it."""
+    local, _, domain = value.rpartition("@")
+    if not local or not domain or not value.isascii() or any(c in value for c in " <>\t\r\n"):
+        raise ConfigurationError(f"{PREFIX}{name} must be a plain address such as a@b.ch")
+    return value
 
 
 def _host_port(value: str, name: str) -> tuple[str, int]:

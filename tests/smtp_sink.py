@@ -55,6 +55,7 @@ class _Handler:
     ) -> str:
         sink = self._sink
         sink.events.append(("MAIL", session.ssl is not None))
+        sink.mail_options.append(list(options))
         sink.mail_sessions.append(session)
         if sink.on_mail is not None:
             sink.on_mail(len(sink.mail_sessions))
@@ -111,6 +112,7 @@ class SmtpSink:
         self.script = Script()
         self.received: list[ReceivedMail] = []
         self.events: list[tuple[str, bool]] = []  # (command, TLS on) as the server saw them
+        self.mail_options: list[list[str]] = []  # the parameters of each MAIL FROM
         # The SMTP session (one per TCP connection) each MAIL came on; kept alive, so that
         # their identities are not reused within a test.
         self.mail_sessions: list[Any] = []

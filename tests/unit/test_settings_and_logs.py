@@ -100,6 +100,23 @@ def test_a_relay_username_needs_its_password() -> None:
         load_settings({"SOAP_SERVICE_SMTP_USERNAME": "relay-user"})
 
 
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        "Payroll <no-reply@example.ch>",
+        "no-reply@example.ch\r\nRCPT TO:<x@y.ch>",
+        "no-reply",
+        "@x.ch",
+    ],
+)
+def test_the_sender_address_must_be_plain(mail_from: str) -> None:
+    """It goes into MAIL FROM as it is: no display name, no line breaks."""
+    with pytest.raises(ConfigurationError, match="SOAP_SERVICE_MAIL_FROM must be a plain"):
+        load_settings({"SOAP_SERVICE_MAIL_FROM": mail_from})
+    plain = load_settings({"SOAP_SERVICE_MAIL_FROM": "payroll@example.ch"})
+    assert plain.delivery.smtp.mail_from == "payroll@example.ch"
+
+
 def test_spyne_cannot_log_a_request_it_failed_to_parse(caplog: pytest.LogCaptureFixture) -> None:
     configure_logging("DEBUG")
     # configure_logging replaced the root handlers, caplog's too: put it back.

@@ -10,6 +10,7 @@ from soap_service import crypto
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account
+from soap_service.domain.pickup import PickupService
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.settings import Settings
@@ -68,6 +69,11 @@ class RequestScope:
             default_language=container.settings.default_language,
             now=container.now,
         )
+
+    @cached_property
+    def pickup(self) -> PickupService:
+        container = self._container
+        return PickupService(store=self.store, keyring=container.keyring, now=container.now)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Protocol
 
 from soap_service.crypto import WrappedKey
-from soap_service.domain.model import Account, Language, MessageStatus, MessageType
+from soap_service.domain.model import (
+    Account,
+    Language,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +75,34 @@ class ReferenceRecord:
     fingerprint: bytes
 
 
+@dataclass(frozen=True, kw_only=True)
+class PickupAttachment:
+    position: int
+    sealed_filename: bytes
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PickupRecord:
+    """A recipient found by its pickup token's hash, with what its page shows (sealed)."""
+
+    recipient_id: int
+    message_id: str
+    position: int
+    state: RecipientState
+    type: MessageType
+    language: Language
+    organisation: str
+    accepted_at: datetime
+    expires_at: datetime
+    data_key: WrappedKey
+    sealed_subject: bytes
+    sealed_text_body: bytes
+    sealed_html_body: bytes | None
+    attachments: tuple[PickupAttachment, ...]
+
+
 class Store(Protocol):
     def known_master_keys(self) -> dict[str, bytes]:
         """Key id -> check value of every master key the database knows."""
@@ -97,3 +131,14 @@ class Store(Protocol):
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
     ) -> MessageStatus | None: ...
+
+    def find_pickup(self, token_hash: bytes) -> PickupRecord | None: ...
+
+    def attachment_content(self, message_id: str, position: int) -> bytes | None:
+        """The sealed content of one attachment."""
+        ...
+
+    def mark_opened(self, recipient_id: int, message_id: str, now: datetime) -> bool:
+        """`opened` and a journal event, if the recipient is not final yet; False if it was
+        (opened meanwhile, expired, withdrawn): states never move backwards."""
+        ...

@@ -33,7 +33,14 @@ from soap_service.domain.model import (
     RecipientState,
     RecipientStatus,
 )
-from soap_service.domain.ports import AccountRecord, NewAccount, NewMessage, ReferenceRecord
+from soap_service.domain.ports import (
+    AccountRecord,
+    NewAccount,
+    NewMessage,
+    PickupAttachment,
+    PickupRecord,
+    ReferenceRecord,
+)
 from soap_service.errors import (
     AccountExists,
     InternalError,
@@ -43,6 +50,7 @@ from soap_service.errors import (
 from soap_service.logs import describe_exception
 from soap_service.persistence.tables import (
     AccountRow,
+    AttachmentRow,
     EventRow,
     MasterKeyRow,
     MessageRow,
@@ -366,6 +374,100 @@ class SqlStore:
             ),
         )
 
+    # Pickup.
+
+    def find_pickup(self, token_hash: bytes) -> PickupRecord | None:
+        messages, recipients = MessageRow.__table__, RecipientRow.__table__
+        accounts, attachments = AccountRow.__table__, AttachmentRow.__table__
+        query = (
+            select(
+                recipients.c.id.label("recipient_id"),
+                recipients.c.position,
+                recipients.c.state,
+                messages.c.id.label("message_id"),
+                messages.c.type,
+                messages.c.language,
+                messages.c.accepted_at,
+                messages.c.expires_at,
+                messages.c.key_id,
+                messages.c.wrapped_key,
+                messages.c.sealed_subject,
+                messages.c.sealed_text_body,
+                messages.c.sealed_html_body,
+                accounts.c.organisation,
+            )
+            .join(messages, messages.c.id == recipients.c.message_id)
+            .join(accounts, accounts.c.id == messages.c.account_id)
+            .where(recipients.c.token_hash == token_hash)
+        )
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(query).first()
+            if row is None:
+                return None
+            files = connection.execute(
+                select(
+                    attachments.c.position,
+                    attachments.c.sealed_filename,
+                    attachments.c.content_type,
+                    attachments.c.size,
+                )
+                .where(attachments.c.message_id == row.message_id)
+                .order_by(attachments.c.position)
+            ).all()
+        return PickupRecord(
+            recipient_id=row.recipient_id,
+            message_id=row.message_id,
+            position=row.position,
+            state=RecipientState(row.state),
+            type=MessageType(row.type),
+            language=Language(row.language),
+            organisation=row.organisation,
+            accepted_at=row.accepted_at,
+            expires_at=row.expires_at,
+            data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+            sealed_subject=bytes(row.sealed_subject),
+            sealed_text_body=bytes(row.sealed_text_body),
+            sealed_html_body=(
+                bytes(row.sealed_html_body) if row.sealed_html_body is not None else None
+            ),
+            attachments=tuple(
+                PickupAttachment(
+                    position=file.position,
+                    sealed_filename=bytes(file.sealed_filename),
+                    content_type=file.content_type,
+                    size=file.size,
+                )
+                for file in files
+            ),
+        )
+
+    def attachment_content(self, message_id: str, position: int) -> bytes | None:
+        attachments = AttachmentRow.__table__
+        with self._transaction(read_only=True) as connection:
+            content = connection.execute(
+                select(attachments.c.sealed_content).where(
+                    attachments.c.message_id == message_id, attachments.c.position == position
+                )
+            ).scalar()
+        return bytes(content) if content is not None else None
+
+    def mark_opened(self, recipient_id: int, message_id: str, now: datetime) -> bool:
+        with self._transaction() as connection:
+            opened = connection.execute(_MARK_OPENED, {"id": recipient_id, "now": now}).first()
+            if opened is None:
+                return False
+            connection.execute(
+                insert(EventRow.__table__),
+                {
+                    "message_id": message_id,
+                    "recipient_id": recipient_id,
+                    "at": now,
+                    "kind": RecipientState.OPENED.value,
+                    "detail": "opened on the pickup page",
+                },
+            )
+        return True
+
 
 @dataclass(frozen=True)
 class _Statements:
@@ -656,6 +758,17 @@ _EXPIRE = text(_EXPIRE_TEMPLATE.format(lock="")).bindparams(bindparam("now", typ
 _EXPIRE_POSTGRESQL = text(_EXPIRE_TEMPLATE.format(lock="FOR UPDATE OF r SKIP LOCKED")).bindparams(
     bindparam("now", type_=UtcDateTime())
 )
+
+
+# PostgreSQL checks the state again on a row it waited for (a worker recording it).
+_MARK_OPENED = text(
+    f"""
+    UPDATE recipients SET state = 'opened', state_changed_at = :now,
+        lease_owner = NULL, leased_until = NULL
+    WHERE id = :id AND state IN {_EXPIRABLE_STATES}
+    RETURNING id
+    """
+).bindparams(bindparam("now", type_=UtcDateTime()))
 
 
 def _storable(detail: str) -> str:

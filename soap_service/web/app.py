@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from soap_service.container import Container
 from soap_service.errors import InternalError, MessageTooLarge, ServiceError
@@ -16,6 +17,7 @@ from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fault
 from soap_service.soap.protocol import ENVELOPE_KEY, SCOPE_KEY
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
+from soap_service.web.pickup import PickupPages
 
 log = logging.getLogger("soap_service.requests")
 
@@ -33,6 +35,10 @@ class WebApp:
             max_request_bytes=container.settings.max_request_bytes,
             max_binary_bytes=container.settings.limits.max_attachment_bytes,
             binary_tags=endpoint.schema.binary_tags,
+        )
+        self._pickup = PickupPages(
+            path=urlsplit(container.settings.delivery.pickup_base_url).path,
+            default_language=container.settings.default_language,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -54,6 +60,12 @@ class WebApp:
             )
         if path == "/health" and method in ("GET", "HEAD"):
             return self._health(start_response)
+        if self._pickup.handles(path):
+            scope = self._container.open_scope()
+            try:
+                return self._pickup(environ, start_response, lambda: scope.pickup)
+            finally:
+                scope.close()
         return _respond(
             start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
         )

@@ -19,6 +19,7 @@ from soap_service.domain.accounts import create_account
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import (
     Account,
+    AttachmentDraft,
     Language,
     MessageDraft,
     MessageLimits,
@@ -69,6 +70,8 @@ class Env:
         subject: str = "Lohnabrechnung März",
         text_body: str = "Ihr Nettolohn beträgt CHF 6'543.21",
         expiry_days: int | None = None,
+        html_body: str | None = None,
+        attachments: tuple[AttachmentDraft, ...] = (),
     ) -> MessageStatus:
         self._references += 1
         return self.service.send(
@@ -81,6 +84,8 @@ class Env:
                 text_body=text_body,
                 language=language,
                 expiry_days=expiry_days,
+                html_body=html_body,
+                attachments=attachments,
             ),
         )
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import zeep
 
-from tests.support import ServiceProcess
+from tests.conftest import PostgresDatabases, database_url_for
+from tests.e2e.stack import Stack, start_stack
+from tests.support import ServiceProcess, TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -29,3 +33,23 @@ def sender(service: ServiceProcess) -> Sender:
 def other_sender(service: ServiceProcess) -> Sender:
     username, password = service.add_account()
     return Sender(username, password, service.client(username, password))
+
+
+@pytest.fixture
+def make_stack(
+    tmp_path: Path, tls: TlsFiles, postgres: PostgresDatabases
+) -> Iterator[Callable[[str], Stack]]:
+    """Start a SOAP server on a fresh database of the given backend; the server and every
+    worker started through the stack are stopped at the end."""
+    stacks: list[Stack] = []
+
+    def make(backend: str) -> Stack:
+        folder = tmp_path / f"{backend}-{len(stacks)}"
+        folder.mkdir()
+        stack = start_stack(folder, database_url_for(backend, folder, postgres), tls)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

@@ -1,0 +1,196 @@
+"""The pickup page in a real browser (Debian's chromium, headless, driven by Playwright):
+send through SOAP, let a real worker deliver to a real SMTP server, take the link from the
+notification that arrived, and open the message as a recipient does."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from lxml import html as lxml_html
+
+from tests.e2e.stack import Stack, new_reference
+from tests.smtp_sink import SmtpSink
+from tests.support import TlsFiles
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PDF = b"%PDF-1.4\n% a payslip\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+CSV = b"Lohnart;Betrag\nGrundlohn;7'000.00\n"
+
+
+def spki_pin(certificate_chain: Path) -> str:
+    """The server certificate's public key hash, which chromium is told to trust: the
+    test CA is trusted for this one certificate only, not with a blanket exception."""
+    certificate = x509.load_pem_x509_certificate(certificate_chain.read_bytes())
+    key = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(key).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def browser(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--ignore-certificate-errors-spki-list={spki_pin(tls.server_cert)}",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def read_link(mail: EmailMessage) -> str:
+    html_part = mail.get_body(preferencelist=("html",))
+    assert html_part is not None
+    links = lxml_html.fromstring(html_part.get_content()).xpath("//a/@href")
+    assert len(set(links)) == 1, links
+    return links[0]
+
+
+def attachment_page(mail: EmailMessage) -> str:
+    [part] = [p for p in mail.iter_attachments() if p.get_content_type() == "text/html"]
+    return part.get_content()
+
+
+@pytest.fixture
+def delivered(
+    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
+) -> tuple[Stack, SmtpSink]:
+    stack = make_stack("sqlite")
+    sink = start_sink()
+    stack.start_worker(sink, "worker")
+    return stack, sink
+
+
+def send_payslip(stack: Stack) -> str:
+    result = stack.client.service.SendMessage(
+        Message={
+            "Reference": new_reference(),
+            "Type": "confidential",
+            "Recipients": {"Recipient": [{"Address": "anna.muster@example.ch"}]},
+            "Subject": "Lohnabrechnung November",
+            "TextBody": "Guten Tag\nIhre Lohnabrechnung liegt bei.",
+            "HtmlBody": '<p>Guten Tag</p><img src="https://tracker.example/p.gif">'
+            "<p><b>Nettolohn:</b> CHF 6'543.21</p>",
+            "Attachments": {
+                "Attachment": [
+                    {
+                        "FileName": "Lohn-2026-11.pdf",
+                        "ContentType": "application/pdf",
+                        "Content": PDF,
+                    },
+                    {"FileName": "Lohnarten.csv", "ContentType": "text/csv", "Content": CSV},
+                ]
+            },
+            "Language": "de",
+        }
+    )
+    return result.MessageId
+
+
+def test_a_recipient_opens_the_message_from_the_notification_and_downloads_its_attachments(
+    delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
+) -> None:
+    stack, sink = delivered
+    message_id = send_payslip(stack)
+    [recipient] = stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    link = read_link(mail.message)
+    assert link.startswith(f"{stack.service.url.rsplit('/soap/', 1)[0]}/m/")
+
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    remote: list[str] = []
+    page.on(
+        "request", lambda request: remote.append(request.url) if "tracker" in request.url else None
+    )
+    response = page.goto(link)
+    assert response is not None and response.status == 200
+    assert page.locator("#subject").inner_text() == "Lohnabrechnung November"
+    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    assert "Nettolohn: CHF 6'543.21" in page.locator("#html-body").inner_text()
+    assert page.locator("#html-body img").count() == 0
+    assert remote == []  # nothing was loaded from the sender's tracker
+
+    downloads = {}
+    for name in ("Lohn-2026-11.pdf", "Lohnarten.csv"):
+        with page.expect_download() as waiting:
+            page.get_by_text(name, exact=True).click()
+        download = waiting.value
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        downloads[download.suggested_filename] = target.read_bytes()
+    assert downloads == {"Lohn-2026-11.pdf": PDF, "Lohnarten.csv": CSV}
+
+    # GetStatus tells the sender: opened, and when.
+    status = stack.client.service.GetStatus(MessageId=message_id)
+    [opened] = status.Recipients.Recipient
+    assert opened.State == "opened"
+    assert isinstance(opened.StateChangedAt, datetime)
+    assert opened.StateChangedAt >= recipient.StateChangedAt
+    assert [kind for kind, _ in stack.journal(message_id, 1)] == ["queued", "sent", "opened"]
+    context.close()
+
+
+def test_the_notifications_html_attachment_opens_the_same_page(
+    delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
+) -> None:
+    stack, sink = delivered
+    message_id = send_payslip(stack)
+    stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    saved = tmp_path / "Nachricht.html"
+    saved.write_text(attachment_page(mail.message), encoding="utf-8")
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(saved.as_uri())  # the recipient opens the attachment from the mail program
+    with page.expect_navigation():
+        page.locator("a").first.click()
+    assert page.url == read_link(mail.message)
+    assert page.locator("#subject").inner_text() == "Lohnabrechnung November"
+    assert stack.wait_all(message_id, "opened")
+    context.close()
+
+
+def test_a_tampered_link_shows_a_plain_page_in_the_readers_language(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    message_id = send_payslip(stack)
+    stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    link = read_link(mail.message)
+    tampered = link[:-1] + ("A" if link[-1] != "A" else "B")
+
+    context = browser.new_context(locale="fr-CH")
+    page = context.new_page()
+    response = page.goto(tampered)
+    assert response is not None and response.status == 404
+    assert page.locator("#notice").inner_text() == "Lien non valable"
+    assert "Lohnabrechnung" not in page.content()
+    context.close()
+    assert [r.State for r in stack.recipients(message_id)] == ["sent"]

@@ -66,6 +66,17 @@ class MessageService:
             raise NotFound("no message with this " + ("MessageId" if message_id else "Reference"))
         return status
 
+    def cancel(
+        self, account: Account, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus:
+        """Withdraw a message: every recipient who has not opened it yet (queued, deferred,
+        sent) becomes `cancelled` and its link says so; final recipients keep their state.
+        Withdrawing again changes nothing."""
+        status = self.status(account, message_id=message_id, reference=reference)
+        if self._store.cancel_message(status.message_id, self._now()):
+            status = self.status(account, message_id=status.message_id)
+        return status
+
     def _resend(
         self, account: Account, existing: ReferenceRecord, message: ValidMessage
     ) -> MessageStatus:

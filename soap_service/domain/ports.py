@@ -142,3 +142,7 @@ class Store(Protocol):
         """`opened` and a journal event, if the recipient is not final yet; False if it was
         (opened meanwhile, expired, withdrawn): states never move backwards."""
         ...
+
+    def cancel_message(self, message_id: str, now: datetime) -> int:
+        """Recipients not final yet become `cancelled`, each with a journal event; how many."""
+        ...

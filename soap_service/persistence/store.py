@@ -374,6 +374,25 @@ class SqlStore:
             ),
         )
 
+    def cancel_message(self, message_id: str, now: datetime) -> int:
+        with self._transaction() as connection:
+            rows = connection.execute(_CANCEL, {"message_id": message_id, "now": now}).all()
+            if rows:
+                connection.execute(
+                    insert(EventRow.__table__),
+                    [
+                        {
+                            "message_id": message_id,
+                            "recipient_id": row.id,
+                            "at": now,
+                            "kind": RecipientState.CANCELLED.value,
+                            "detail": "withdrawn by the sender",
+                        }
+                        for row in rows
+                    ],
+                )
+        return len(rows)
+
     # Pickup.
 
     def find_pickup(self, token_hash: bytes) -> PickupRecord | None:
@@ -761,6 +780,14 @@ _EXPIRE_POSTGRESQL = text(_EXPIRE_TEMPLATE.format(lock="FOR UPDATE OF r SKIP LOC
 
 
 # PostgreSQL checks the state again on a row it waited for (a worker recording it).
+_CANCEL = text(
+    f"""
+    UPDATE recipients SET state = 'cancelled', state_changed_at = :now,
+        lease_owner = NULL, leased_until = NULL
+    WHERE message_id = :message_id AND state IN {_EXPIRABLE_STATES}
+    RETURNING id
+    """
+).bindparams(bindparam("now", type_=UtcDateTime()))
 _MARK_OPENED = text(
     f"""
     UPDATE recipients SET state = 'opened', state_changed_at = :now,

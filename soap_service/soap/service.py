@@ -43,6 +43,20 @@ class MessagingService(ServiceBase):
         status = scope.messages.status(scope.account, message_id=MessageId, reference=Reference)
         return convert.status_to_soap(status)
 
+    @rpc(
+        optional(Unicode, "The MessageId returned by SendMessage."),
+        optional(Unicode, "Or the sender's Reference."),
+        _returns=required(MessageStatus, "The message and every recipient's state after it."),
+    )
+    def CancelMessage(ctx: Any, MessageId: Any, Reference: Any) -> Any:
+        """Withdraw a message, by MessageId or by Reference (give exactly one). Every
+        recipient who has not opened it yet becomes cancelled, and the link in its
+        notification says the message was withdrawn; recipients in a final state keep it.
+        Calling it again changes nothing. Another sender's message answers Client.NotFound."""
+        scope = ctx.transport.req_env[SCOPE_KEY]
+        status = scope.messages.cancel(scope.account, message_id=MessageId, reference=Reference)
+        return convert.status_to_soap(status)
+
     @classmethod
     def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
         """Every error of an operation leaves as a fault with our code and words."""

@@ -316,6 +316,20 @@ def test_an_expired_message_is_expired_not_sent(
     assert sink.received == []
 
 
+def test_a_withdrawn_message_is_not_sent(
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
+) -> None:
+    status = env.send("anna@example.ch", "bert@example.ch")
+    env.service.cancel(env.account, message_id=status.message_id)
+    worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
+
+    assert worker.run_once() == 0
+    assert [r.state for r in env.status(status.message_id).recipients] == [
+        RecipientState.CANCELLED
+    ] * 2
+    assert sink.events == []
+
+
 def test_the_notification_links_to_the_token_whose_hash_is_stored(
     env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path
 ) -> None:

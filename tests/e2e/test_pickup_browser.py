@@ -8,7 +8,7 @@ import base64
 import hashlib
 import shutil
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import html as lxml_html
+from sqlalchemy import create_engine, update
 
+from soap_service.persistence.tables import MessageRow
 from tests.e2e.stack import Stack, new_reference
 from tests.smtp_sink import SmtpSink
 from tests.support import TlsFiles
@@ -194,3 +196,55 @@ def test_a_tampered_link_shows_a_plain_page_in_the_readers_language(
     assert "Lohnabrechnung" not in page.content()
     context.close()
     assert [r.State for r in stack.recipients(message_id)] == ["sent"]
+
+
+def test_a_withdrawn_message_shows_that_it_was_withdrawn(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    message_id = send_payslip(stack)
+    stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    cancelled = stack.client.service.CancelMessage(MessageId=message_id)
+    assert [r.State for r in cancelled.Recipients.Recipient] == ["cancelled"]
+
+    context = browser.new_context(locale="de-CH")
+    page = context.new_page()
+    response = page.goto(read_link(mail.message))
+    assert response is not None and response.status == 410
+    assert page.locator("#notice").inner_text() == "Nachricht zurückgezogen"
+    assert "Lohnabrechnung" not in page.content()
+    context.close()
+    assert [r.State for r in stack.recipients(message_id)] == ["cancelled"]
+
+
+def test_an_expired_link_shows_that_the_message_expired(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    message_id = send_payslip(stack)
+    stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    # A week passes: the message's expiry moves into the past (the one thing a test
+    # cannot wait for); the worker's expiry sweep then finds it.
+    engine = create_engine(stack.service.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(MessageRow)
+                .where(MessageRow.id == message_id)
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+    finally:
+        engine.dispose()
+
+    context = browser.new_context(locale="it-CH")
+    page = context.new_page()
+    response = page.goto(read_link(mail.message))
+    assert response is not None and response.status == 410
+    # A genuine link speaks the message's language, whatever the browser prefers.
+    assert page.locator("#notice").inner_text() == "Nachricht abgelaufen"
+    assert "Lohnabrechnung" not in page.content()
+    context.close()
+    stack.start_worker(sink, "sweeper")  # a worker sweeps for expired messages as it starts
+    assert stack.wait_all(message_id, "expired")

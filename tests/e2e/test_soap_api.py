@@ -262,3 +262,63 @@ def test_a_30_mib_message_is_accepted_and_one_byte_more_is_refused(
     assert code == "Client.MessageTooLarge"
     assert "31457281" in text
     assert count_messages(service.database_url) == count
+
+
+# CancelMessage.
+
+
+def test_cancel_message_withdraws_every_recipient_once(
+    service: ServiceProcess, sender: Sender
+) -> None:
+    reference = new_reference()
+    sent = sender.client.service.SendMessage(Message=payslip(reference))
+    before = datetime.now(UTC)
+
+    cancelled = sender.client.service.CancelMessage(MessageId=sent.MessageId)
+    assert cancelled.MessageId == sent.MessageId
+    assert cancelled.State == "cancelled"
+    assert [r.State for r in cancelled.Recipients.Recipient] == ["cancelled", "cancelled"]
+    assert all(
+        r.StateChangedAt >= before - timedelta(seconds=1) for r in cancelled.Recipients.Recipient
+    )
+
+    # Again, and by reference: nothing changes, no second event.
+    again = sender.client.service.CancelMessage(Reference=reference)
+    assert [(r.State, r.StateChangedAt) for r in again.Recipients.Recipient] == [
+        (r.State, r.StateChangedAt) for r in cancelled.Recipients.Recipient
+    ]
+    status = sender.client.service.GetStatus(MessageId=sent.MessageId)
+    assert status.State == "cancelled"
+    engine = create_engine(service.database_url)
+    try:
+        with engine.connect() as connection:
+            kinds = connection.execute(
+                select(EventRow.kind, EventRow.detail).where(
+                    EventRow.message_id == sent.MessageId, EventRow.kind == "cancelled"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(k) for k in kinds] == [("cancelled", "withdrawn by the sender")] * 2
+
+
+def test_cancel_message_of_another_sender_is_not_found_and_changes_nothing(
+    sender: Sender, other_sender: Sender
+) -> None:
+    sent = sender.client.service.SendMessage(Message=payslip(new_reference()))
+    with pytest.raises(zeep.exceptions.Fault) as foreign:
+        other_sender.client.service.CancelMessage(MessageId=sent.MessageId)
+    with pytest.raises(zeep.exceptions.Fault) as unknown:
+        other_sender.client.service.CancelMessage(MessageId=str(uuid.uuid4()))
+    assert fault_code(foreign.value) == fault_code(unknown.value) == "Client.NotFound"
+    assert foreign.value.message == unknown.value.message
+    status = sender.client.service.GetStatus(MessageId=sent.MessageId)
+    assert [r.State for r in status.Recipients.Recipient] == ["queued", "queued"]
+
+
+def test_cancel_message_needs_exactly_one_key(sender: Sender) -> None:
+    with pytest.raises(zeep.exceptions.Fault) as neither:
+        sender.client.service.CancelMessage()
+    with pytest.raises(zeep.exceptions.Fault) as both:
+        sender.client.service.CancelMessage(MessageId=str(uuid.uuid4()), Reference="r")
+    assert fault_code(neither.value) == fault_code(both.value) == "Client.ValidationError"

@@ -79,6 +79,8 @@ def test_required_fields_are_plain_and_optional_fields_not_nillable(
         ("OutgoingMessage", "ExpiryDays"),
         ("GetStatus", "MessageId"),
         ("GetStatus", "Reference"),
+        ("CancelMessage", "MessageId"),
+        ("CancelMessage", "Reference"),
     ]:
         assert elements[optional].get("minOccurs") == "0", optional
     assert elements[("OutgoingMessage", "ExpiryDays")].get("type") == "xs:int"
@@ -93,6 +95,7 @@ def test_operations_are_documented(service: ServiceProcess) -> None:
         for operation in root.iter(f"{{{WSDL}}}operation")
         if operation.getparent().tag == f"{{{WSDL}}}portType"
     }
-    assert set(docs) == {"SendMessage", "GetStatus"}
+    assert set(docs) == {"SendMessage", "GetStatus", "CancelMessage"}
     assert "Reference" in docs["SendMessage"]
     assert "exactly one" in docs["GetStatus"]
+    assert "withdrawn" in docs["CancelMessage"]

@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 
 from soap_service.domain.model import AttachmentDraft, Language, MessageType, RecipientState
-from soap_service.persistence.tables import RecipientRow
 from soap_service.web.app import WebApp
 from tests.delivery.conftest import Env
 from tests.pickup.conftest import get, token_for
@@ -147,13 +145,26 @@ def test_an_opened_message_is_no_longer_shown_after_it_expires(env: Env, app: We
     assert states(env, sent.message_id) == [RecipientState.OPENED]
 
 
-def test_a_withdrawn_message_says_so(env: Env, app: WebApp) -> None:
-    sent = env.send("anna@example.ch", language=Language.EN)
-    with env.database.engine.begin() as connection:  # CancelMessage, as the store does it
-        connection.execute(update(RecipientRow).values(state="cancelled"))
-    page = get(app, f"/m/{token_for(env, sent.message_id)}")
+def test_a_withdrawn_message_says_so_and_who_opened_it_before_keeps_opened(
+    env: Env, app: WebApp
+) -> None:
+    sent = env.send("anna@example.ch", "bert@example.ch", language=Language.EN)
+    first, second = (token_for(env, sent.message_id, n) for n in (1, 2))
+    assert get(app, f"/m/{first}").status == 200
+    env.clock.now += timedelta(minutes=5)
+    cancelled = env.service.cancel(env.account, message_id=sent.message_id)
+    assert [r.state for r in cancelled.recipients] == [
+        RecipientState.OPENED,
+        RecipientState.CANCELLED,
+    ]
+    assert cancelled.recipients[1].state_changed_at == env.clock.now
+    page = get(app, f"/m/{second}")
     assert page.status == 410
     assert '<h1 id="notice" data-reason="withdrawn">Message withdrawn</h1>' in page.text
+    assert "Lohnabrechnung" not in page.text
+    assert get(app, f"/m/{second}/1").status == 410
+    # Who read it before may still read it.
+    assert get(app, f"/m/{first}").status == 200
 
 
 @pytest.mark.parametrize("message_type", [MessageType.PERSONAL, MessageType.REGISTERED])

@@ -22,8 +22,9 @@ PUBLIC_URL = "https://pickup.example.ch/soap/v1"
 
 
 @pytest.fixture
-def env(env_factory: Callable[..., Env]) -> Env:  # noqa: F811
-    return env_factory()
+def env(env_factory: Callable[..., Env], database_url: str) -> Env:  # noqa: F811
+    """On SQLite and on PostgreSQL (`database_url` is parametrised in tests/conftest.py)."""
+    return env_factory(database_url)
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ class PickupService:
         """The message behind the link; the recipient is `opened` from the first time on."""
         record, cipher = self._readable(token)
         if record.state is not RecipientState.OPENED:
-            self._store.mark_opened(record.recipient_id, record.message_id, self._now())
+            self._store.mark_opened(record.recipient_id, self._now())
         return OpenedMessage(
             message_id=record.message_id,
             organisation=record.organisation,
@@ -111,7 +111,7 @@ class PickupService:
         if found is None or sealed is None:
             raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
         if record.state is not RecipientState.OPENED:
-            self._store.mark_opened(record.recipient_id, record.message_id, self._now())
+            self._store.mark_opened(record.recipient_id, self._now())
         return AttachmentFile(
             filename=_text(cipher.open(sealing.attachment_name(position), found.sealed_filename)),
             content_type=found.content_type,

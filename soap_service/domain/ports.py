@@ -138,7 +138,7 @@ class Store(Protocol):
         """The sealed content of one attachment."""
         ...
 
-    def mark_opened(self, recipient_id: int, message_id: str, now: datetime) -> bool:
+    def mark_opened(self, recipient_id: int, now: datetime) -> bool:
         """`opened` and a journal event, if the recipient is not final yet; False if it was
         (opened meanwhile, expired, withdrawn): states never move backwards."""
         ...

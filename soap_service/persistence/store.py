@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -289,20 +289,7 @@ class SqlStore:
         with self._transaction() as connection:
             expire = _EXPIRE_POSTGRESQL if connection.dialect.name == "postgresql" else _EXPIRE
             rows = connection.execute(expire, {"now": now, "limit": limit}).all()
-            if rows:
-                connection.execute(
-                    insert(EventRow.__table__),
-                    [
-                        {
-                            "message_id": row.message_id,
-                            "recipient_id": row.id,
-                            "at": now,
-                            "kind": RecipientState.EXPIRED.value,
-                            "detail": "the message expired",
-                        }
-                        for row in rows
-                    ],
-                )
+            _journal(connection, rows, RecipientState.EXPIRED, "the message expired", now)
         return len(rows)
 
     # Messages.
@@ -377,20 +364,7 @@ class SqlStore:
     def cancel_message(self, message_id: str, now: datetime) -> int:
         with self._transaction() as connection:
             rows = connection.execute(_CANCEL, {"message_id": message_id, "now": now}).all()
-            if rows:
-                connection.execute(
-                    insert(EventRow.__table__),
-                    [
-                        {
-                            "message_id": message_id,
-                            "recipient_id": row.id,
-                            "at": now,
-                            "kind": RecipientState.CANCELLED.value,
-                            "detail": "withdrawn by the sender",
-                        }
-                        for row in rows
-                    ],
-                )
+            _journal(connection, rows, RecipientState.CANCELLED, "withdrawn by the sender", now)
         return len(rows)
 
     # Pickup.
@@ -470,22 +444,11 @@ class SqlStore:
             ).scalar()
         return bytes(content) if content is not None else None
 
-    def mark_opened(self, recipient_id: int, message_id: str, now: datetime) -> bool:
+    def mark_opened(self, recipient_id: int, now: datetime) -> bool:
         with self._transaction() as connection:
-            opened = connection.execute(_MARK_OPENED, {"id": recipient_id, "now": now}).first()
-            if opened is None:
-                return False
-            connection.execute(
-                insert(EventRow.__table__),
-                {
-                    "message_id": message_id,
-                    "recipient_id": recipient_id,
-                    "at": now,
-                    "kind": RecipientState.OPENED.value,
-                    "detail": "opened on the pickup page",
-                },
-            )
-        return True
+            rows = connection.execute(_MARK_OPENED, {"id": recipient_id, "now": now}).all()
+            _journal(connection, rows, RecipientState.OPENED, "opened on the pickup page", now)
+        return bool(rows)
 
 
 @dataclass(frozen=True)
@@ -785,7 +748,7 @@ _CANCEL = text(
     UPDATE recipients SET state = 'cancelled', state_changed_at = :now,
         lease_owner = NULL, leased_until = NULL
     WHERE message_id = :message_id AND state IN {_EXPIRABLE_STATES}
-    RETURNING id
+    RETURNING id, message_id
     """
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 _MARK_OPENED = text(
@@ -793,9 +756,29 @@ _MARK_OPENED = text(
     UPDATE recipients SET state = 'opened', state_changed_at = :now,
         lease_owner = NULL, leased_until = NULL
     WHERE id = :id AND state IN {_EXPIRABLE_STATES}
-    RETURNING id
+    RETURNING id, message_id
     """
 ).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+def _journal(
+    connection: Connection, rows: Sequence[Any], state: RecipientState, detail: str, at: datetime
+) -> None:
+    """One journal event for each recipient row (id, message_id) that just took `state`."""
+    if rows:
+        connection.execute(
+            insert(EventRow.__table__),
+            [
+                {
+                    "message_id": row.message_id,
+                    "recipient_id": row.id,
+                    "at": at,
+                    "kind": state.value,
+                    "detail": detail,
+                }
+                for row in rows
+            ],
+        )
 
 
 def _storable(detail: str) -> str:

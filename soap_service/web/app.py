@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +18,10 @@ from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fa
 from soap_service.soap.protocol import ENVELOPE_KEY, SCOPE_KEY
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.pickup import PickupPages
+from soap_service.web.responses import StartResponse, respond
 
 log = logging.getLogger("soap_service.requests")
 
-StartResponse = Callable[..., Any]
 WSDL_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 
@@ -50,8 +50,8 @@ class WebApp:
             if method in ("GET", "HEAD") and (
                 path.endswith(".wsdl") or environ.get("QUERY_STRING", "").lower() == "wsdl"
             ):
-                return _respond(start_response, "200 OK", WSDL_CONTENT_TYPE, self._endpoint.wsdl)
-            return _respond(
+                return respond(start_response, "200 OK", WSDL_CONTENT_TYPE, self._endpoint.wsdl)
+            return respond(
                 start_response,
                 "405 Method Not Allowed",
                 "text/plain; charset=utf-8",
@@ -66,17 +66,15 @@ class WebApp:
                 return self._pickup(environ, start_response, lambda: scope.pickup)
             finally:
                 scope.close()
-        return _respond(
-            start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
-        )
+        return respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         try:
             self._container.database.ping()
         except ServiceError:
             body = json.dumps({"status": "unavailable", "database": "unreachable"}).encode()
-            return _respond(start_response, "503 Service Unavailable", "application/json", body)
-        return _respond(start_response, "200 OK", "application/json", b'{"status": "ok"}')
+            return respond(start_response, "503 Service Unavailable", "application/json", body)
+        return respond(start_response, "200 OK", "application/json", b'{"status": "ok"}')
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -132,16 +130,4 @@ def _fault(
     start_response: StartResponse, error: ServiceError, *, close: bool = False
 ) -> list[bytes]:
     extra = [("Connection", "close")] if close else []
-    return _respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, render_fault(error), extra)
-
-
-def _respond(
-    start_response: StartResponse,
-    status: str,
-    content_type: str,
-    body: bytes,
-    extra_headers: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(status, headers + (extra_headers or []))
-    return [body]
+    return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, render_fault(error), extra)

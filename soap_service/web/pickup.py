@@ -28,11 +28,11 @@ from soap_service.domain.model import Language
 from soap_service.domain.pickup import OpenedMessage, PickupRefused, PickupService
 from soap_service.errors import ServiceError
 from soap_service.logs import describe_exception
+from soap_service.web.responses import StartResponse, respond
 from soap_service.web.texts import TEXTS
 
 log = logging.getLogger("soap_service.pickup")
 
-StartResponse = Callable[..., Any]
 HTML = "text/html; charset=utf-8"
 # Times as the recipients (Swiss payslips) read clocks.
 DISPLAY_ZONE = ZoneInfo("Europe/Zurich")
@@ -220,6 +220,6 @@ def _respond(
     body: bytes,
     extra_headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(status, headers + SECURITY_HEADERS + (extra_headers or []))
-    return [body]
+    return respond(
+        start_response, status, content_type, body, SECURITY_HEADERS + (extra_headers or [])
+    )

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, update
 
 from soap_service.persistence.tables import MessageRow
 from tests.e2e.stack import Stack, new_reference
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import ReceivedMail, SmtpSink
 from tests.support import TlsFiles
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +113,14 @@ def send_payslip(stack: Stack) -> str:
     return result.MessageId
 
 
+def payslip_delivered(stack: Stack, sink: SmtpSink) -> tuple[str, ReceivedMail]:
+    """Send a payslip and wait until it is sent: its message id and the mail that arrived."""
+    message_id = send_payslip(stack)
+    stack.wait_all(message_id, "sent")
+    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    return message_id, mail
+
+
 def test_a_recipient_opens_the_message_from_the_notification_and_downloads_its_attachments(
     delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
 ) -> None:
@@ -161,9 +169,7 @@ def test_the_notifications_html_attachment_opens_the_same_page(
     delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
 ) -> None:
     stack, sink = delivered
-    message_id = send_payslip(stack)
-    stack.wait_all(message_id, "sent")
-    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    message_id, mail = payslip_delivered(stack, sink)
     saved = tmp_path / "Nachricht.html"
     saved.write_text(attachment_page(mail.message), encoding="utf-8")
 
@@ -182,9 +188,7 @@ def test_a_tampered_link_shows_a_plain_page_in_the_readers_language(
     delivered: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
     stack, sink = delivered
-    message_id = send_payslip(stack)
-    stack.wait_all(message_id, "sent")
-    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    message_id, mail = payslip_delivered(stack, sink)
     link = read_link(mail.message)
     tampered = link[:-1] + ("A" if link[-1] != "A" else "B")
 
@@ -202,9 +206,7 @@ def test_a_withdrawn_message_shows_that_it_was_withdrawn(
     delivered: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
     stack, sink = delivered
-    message_id = send_payslip(stack)
-    stack.wait_all(message_id, "sent")
-    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    message_id, mail = payslip_delivered(stack, sink)
     cancelled = stack.client.service.CancelMessage(MessageId=message_id)
     assert [r.State for r in cancelled.Recipients.Recipient] == ["cancelled"]
 
@@ -222,9 +224,7 @@ def test_an_expired_link_shows_that_the_message_expired(
     delivered: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
     stack, sink = delivered
-    message_id = send_payslip(stack)
-    stack.wait_all(message_id, "sent")
-    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    message_id, mail = payslip_delivered(stack, sink)
     # A week passes: the message's expiry moves into the past (the one thing a test
     # cannot wait for); the worker's expiry sweep then finds it.
     engine = create_engine(stack.service.database_url)

@@ -218,6 +218,11 @@ def generate_password() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_secret_token() -> str:
+    """256 random bits as URL- and cookie-safe text (sessions, CSRF)."""
+    return secrets.token_urlsafe(32)
+
+
 def hash_password(password: str) -> str:
     salt = os.urandom(16)
     digest = _scrypt(password, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)

@@ -20,7 +20,10 @@ TABLES = {
     "events",
     "used_nonces",
     "master_keys",
+    "recipient_accounts",
+    "pickup_sessions",
 }
+HEAD = "0002"
 
 
 def tables(database: Database) -> set[str]:
@@ -34,8 +37,11 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
 
         database.upgrade()
         assert tables(database) == TABLES
-        assert database.current_revision() == "0001"
+        assert database.current_revision() == HEAD
 
+        database.downgrade("0001")  # one step back, then all the way
+        assert "recipient_accounts" not in tables(database)
+        assert database.current_revision() == "0001"
         database.downgrade("base")
         assert tables(database) == set()
         assert database.current_revision() is None
@@ -54,7 +60,7 @@ def test_upgrade_twice_is_harmless(database_url: str) -> None:
     try:
         database.upgrade()
         database.upgrade()
-        assert database.current_revision() == "0001"
+        assert database.current_revision() == HEAD
     finally:
         database.dispose()
 

@@ -2,7 +2,14 @@
 
 The link's token is looked up by its hash, then checked against the token the message's
 own key derives for that recipient, in constant time. A link works until the message
-expires or is withdrawn; the first reading makes the recipient `opened`, once.
+expires or is withdrawn.
+
+- Confidential: whoever holds the link reads it; the first reading makes it `opened`.
+- Personal: only the registered recipient, logged in. The first time, the link proves
+  the address: the recipient sets a password and gives consent, once. Then `opened`.
+- Registered: as personal, and the recipient first sees sender and subject and accepts
+  (`accepted`, then the content) or refuses (`refused`); an account may accept every
+  registered message automatically.
 """
 
 from __future__ import annotations
@@ -10,36 +17,66 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from soap_service import crypto
 from soap_service.domain import sealing
 from soap_service.domain.model import Language, MessageType, RecipientState
-from soap_service.domain.ports import PickupAttachment, PickupRecord, Store
+from soap_service.domain.ports import PickupAttachment, PickupRecord, RecipientAccount, Store
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import SoapServiceError
+from soap_service.errors import AccountExists, SoapServiceError
 
 # 256 bits in base64url without padding.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 # States in which the link opens the message (a mail may arrive before its `sent` is
 # recorded: a crash between the server's 250 and the record).
-_READABLE = frozenset(
-    {RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.SENT, RecipientState.OPENED}
-)
+_WAITING = frozenset({RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.SENT})
+_READABLE = _WAITING | {RecipientState.OPENED, RecipientState.ACCEPTED}
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
+# After this many wrong passwords in a row an account is locked for a while; every
+# further wrong password locks it again.
+MAX_FAILED_LOGINS = 5
+LOGIN_LOCK = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(minutes=30)
 
 
 class PickupRefused(SoapServiceError):
-    """The link does not open the message; `reason` says which page the recipient sees."""
+    """The link does not show the message; `reason` says which page the recipient sees."""
 
     UNKNOWN = "unknown"  # no such link (mistyped, tampered with)
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
-    NEEDS_ACCOUNT = "needs-account"  # personal and registered messages
+    REFUSED = "refused"  # the recipient refused this registered message
+    LOGIN = "login"  # personal or registered: log in first
+    REGISTER = "register"  # personal or registered, no account yet: register first
 
     def __init__(self, reason: str, *, language: Language | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.language = language  # the message's, when the link was genuine
+
+
+class RegistrationRefused(SoapServiceError):
+    EXISTS = "exists"
+    PASSWORD_SHORT = "password-short"
+    PASSWORD_LONG = "password-long"
+    PASSWORDS_DIFFER = "passwords-differ"
+    NO_CONSENT = "no-consent"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LoginRefused(SoapServiceError):
+    WRONG = "wrong"  # a wrong password, or no account: the same answer
+    LOCKED = "locked"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +90,7 @@ class AttachmentView:
 @dataclass(frozen=True, kw_only=True)
 class OpenedMessage:
     message_id: str
+    type: MessageType
     organisation: str
     language: Language
     subject: str
@@ -61,6 +99,27 @@ class OpenedMessage:
     attachments: tuple[AttachmentView, ...]
     accepted_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionNeeded:
+    """A registered message waiting for accept or refuse: only sender and subject."""
+
+    organisation: str
+    language: Language
+    subject: str
+    accepted_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkIdentity:
+    """Who a genuine link is for, for the registration and login pages."""
+
+    address: str
+    organisation: str
+    language: Language
+    has_account: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,30 +137,35 @@ class PickupService:
         self._keyring = keyring
         self._now = now
 
-    def open(self, token: str) -> OpenedMessage:
-        """The message behind the link; the recipient is `opened` from the first time on."""
-        record, cipher = self._readable(token)
-        if record.state is not RecipientState.OPENED:
-            self._store.mark_opened(record.recipient_id, self._now())
-        return OpenedMessage(
-            message_id=record.message_id,
-            organisation=record.organisation,
-            language=record.language,
-            subject=_text(cipher.open(sealing.SUBJECT, record.sealed_subject)),
-            text_body=_text(cipher.open(sealing.TEXT_BODY, record.sealed_text_body)),
-            html_body=(
-                _text(cipher.open(sealing.HTML_BODY, record.sealed_html_body))
-                if record.sealed_html_body is not None
-                else None
-            ),
-            attachments=tuple(_attachment_view(cipher, a) for a in record.attachments),
-            accepted_at=record.accepted_at,
-            expires_at=record.expires_at,
-        )
+    # Reading.
 
-    def attachment(self, token: str, position: int) -> AttachmentFile:
-        """One attachment, for a link that opens the message (reading it opens it too)."""
-        record, cipher = self._readable(token)
+    def view(self, token: str, session: str | None = None) -> OpenedMessage | DecisionNeeded:
+        """What the link shows now. Confidential and personal: the message (the first time
+        makes the recipient `opened`). Registered: the decision, until it is accepted."""
+        record, cipher = self._genuine(token)
+        account = self._reader(record, session)
+        if record.type is MessageType.REGISTERED and record.state is not RecipientState.ACCEPTED:
+            if account is None or not account.auto_accept:
+                return DecisionNeeded(
+                    organisation=record.organisation,
+                    language=record.language,
+                    subject=_text(cipher.open(sealing.SUBJECT, record.sealed_subject)),
+                    accepted_at=record.accepted_at,
+                    expires_at=record.expires_at,
+                )
+            self._store.decide(
+                record.recipient_id, RecipientState.ACCEPTED, "accepted automatically", self._now()
+            )
+        elif record.state in _WAITING:
+            self._store.mark_opened(record.recipient_id, self._now())
+        return _opened(record, cipher)
+
+    def attachment(self, token: str, position: int, session: str | None = None) -> AttachmentFile:
+        """One attachment, for a reader the message page would show it to."""
+        record, cipher = self._genuine(token)
+        self._reader(record, session)
+        if record.type is MessageType.REGISTERED and record.state is not RecipientState.ACCEPTED:
+            raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
         found = next((a for a in record.attachments if a.position == position), None)
         sealed = (
             self._store.attachment_content(record.message_id, position)
@@ -110,7 +174,7 @@ class PickupService:
         )
         if found is None or sealed is None:
             raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
-        if record.state is not RecipientState.OPENED:
+        if record.state in _WAITING:
             self._store.mark_opened(record.recipient_id, self._now())
         return AttachmentFile(
             filename=_text(cipher.open(sealing.attachment_name(position), found.sealed_filename)),
@@ -118,7 +182,101 @@ class PickupService:
             content=cipher.open(sealing.attachment_content(position), sealed),
         )
 
-    def _readable(self, token: str) -> tuple[PickupRecord, MessageCipher]:
+    def identity(self, token: str) -> LinkIdentity:
+        """Whom a genuine link is for, and whether that address has an account."""
+        record, _ = self._genuine(token)
+        address = record.address.lower()
+        return LinkIdentity(
+            address=address,
+            organisation=record.organisation,
+            language=record.language,
+            has_account=self._store.find_recipient_account(address) is not None,
+        )
+
+    # Deciding (registered messages).
+
+    def decide(
+        self, token: str, session: str | None, *, accept: bool, always_accept: bool = False
+    ) -> None:
+        record, _ = self._genuine(token)
+        account = self._reader(record, session)
+        if record.type is not MessageType.REGISTERED or account is None:
+            raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
+        if accept and always_accept:
+            self._store.set_auto_accept(account.id, True)
+        if record.state in _WAITING:
+            state = RecipientState.ACCEPTED if accept else RecipientState.REFUSED
+            detail = "accepted by the recipient" if accept else "refused by the recipient"
+            self._store.decide(record.recipient_id, state, detail, self._now())
+
+    # Accounts and sessions.
+
+    def register(self, token: str, password: str, repeated: str, *, consent: bool) -> str:
+        """Create the account of the link's address (the link proves it), with consent;
+        the new session's token."""
+        record, _ = self._genuine(token)
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise RegistrationRefused(RegistrationRefused.PASSWORD_SHORT)
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise RegistrationRefused(RegistrationRefused.PASSWORD_LONG)
+        if not crypto.constant_time_equal(password, repeated):
+            raise RegistrationRefused(RegistrationRefused.PASSWORDS_DIFFER)
+        if not consent:
+            raise RegistrationRefused(RegistrationRefused.NO_CONSENT)
+        address = record.address.lower()
+        if self._store.find_recipient_account(address) is not None:
+            raise RegistrationRefused(RegistrationRefused.EXISTS)
+        try:
+            account = self._store.add_recipient_account(
+                address=address, password_hash=crypto.hash_password(password), now=self._now()
+            )
+        except AccountExists:  # registered meanwhile, through another link
+            raise RegistrationRefused(RegistrationRefused.EXISTS) from None
+        return self._new_session(account)
+
+    def login(self, token: str, password: str) -> str:
+        """Log in as the link's address; the new session's token."""
+        record, _ = self._genuine(token)
+        found = self._store.find_recipient_account(record.address.lower())
+        if found is None:
+            crypto.verify_password(password, crypto.dummy_password_hash())  # same time
+            raise LoginRefused(LoginRefused.WRONG)
+        now = self._now()
+        if found.locked_until is not None and found.locked_until > now:
+            raise LoginRefused(LoginRefused.LOCKED)
+        if len(password) > MAX_PASSWORD_LENGTH or not crypto.verify_password(
+            password, found.password_hash
+        ):
+            self._store.login_failed(
+                found.account.id, lock_after=MAX_FAILED_LOGINS, lock_until=now + LOGIN_LOCK
+            )
+            raise LoginRefused(LoginRefused.WRONG)
+        self._store.login_succeeded(found.account.id)
+        return self._new_session(found.account)
+
+    def session_address(self, session: str) -> str | None:
+        """The address logged in with this session, while it lasts."""
+        account = self._store.find_pickup_session(_session_hash(session), self._now())
+        return account.address if account is not None else None
+
+    def logout(self, session: str) -> None:
+        self._store.delete_pickup_session(_session_hash(session))
+
+    def _new_session(self, account: RecipientAccount) -> str:
+        session = crypto.new_secret_token()
+        now = self._now()
+        self._store.add_pickup_session(
+            _session_hash(session),
+            account.id,
+            now=now,
+            expires_at=now + SESSION_LIFETIME,
+        )
+        return session
+
+    # Checks.
+
+    def _genuine(self, token: str) -> tuple[PickupRecord, MessageCipher]:
+        """The recipient and message of a link that works now."""
         if not _TOKEN.fullmatch(token):
             raise PickupRefused(PickupRefused.UNKNOWN)
         record = self._store.find_pickup(sealing.token_hash(token))
@@ -133,11 +291,49 @@ class PickupService:
             raise PickupRefused(PickupRefused.WITHDRAWN, language=language)
         if record.state is RecipientState.EXPIRED or self._now() >= record.expires_at:
             raise PickupRefused(PickupRefused.EXPIRED, language=language)
+        if record.state is RecipientState.REFUSED:
+            raise PickupRefused(PickupRefused.REFUSED, language=language)
         if record.state not in _READABLE:
             raise PickupRefused(PickupRefused.UNKNOWN, language=language)
-        if record.type is not MessageType.CONFIDENTIAL:
-            raise PickupRefused(PickupRefused.NEEDS_ACCOUNT, language=language)
         return record, cipher
+
+    def _reader(self, record: PickupRecord, session: str | None) -> RecipientAccount | None:
+        """The logged-in account, where the message type asks for one (it must be the
+        recipient's own); None for a confidential message."""
+        if record.type is MessageType.CONFIDENTIAL:
+            return None
+        address = record.address.lower()
+        account = (
+            self._store.find_pickup_session(_session_hash(session), self._now())
+            if session
+            else None
+        )
+        if account is not None and account.address == address:
+            return account
+        has_account = self._store.find_recipient_account(address) is not None
+        raise PickupRefused(
+            PickupRefused.LOGIN if has_account else PickupRefused.REGISTER,
+            language=record.language,
+        )
+
+
+def _opened(record: PickupRecord, cipher: MessageCipher) -> OpenedMessage:
+    return OpenedMessage(
+        message_id=record.message_id,
+        type=record.type,
+        organisation=record.organisation,
+        language=record.language,
+        subject=_text(cipher.open(sealing.SUBJECT, record.sealed_subject)),
+        text_body=_text(cipher.open(sealing.TEXT_BODY, record.sealed_text_body)),
+        html_body=(
+            _text(cipher.open(sealing.HTML_BODY, record.sealed_html_body))
+            if record.sealed_html_body is not None
+            else None
+        ),
+        attachments=tuple(_attachment_view(cipher, a) for a in record.attachments),
+        accepted_at=record.accepted_at,
+        expires_at=record.expires_at,
+    )
 
 
 def _attachment_view(cipher: MessageCipher, attachment: PickupAttachment) -> AttachmentView:
@@ -149,6 +345,10 @@ def _attachment_view(cipher: MessageCipher, attachment: PickupAttachment) -> Att
         content_type=attachment.content_type,
         size=attachment.size,
     )
+
+
+def _session_hash(session: str) -> bytes:
+    return crypto.sha256(session.encode("utf-8"))
 
 
 def _text(data: bytes) -> str:

@@ -84,12 +84,28 @@ class PickupAttachment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecipientAccount:
+    id: int
+    address: str
+    auto_accept: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipientAccountRecord:
+    account: RecipientAccount
+    password_hash: str
+    failed_logins: int
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class PickupRecord:
     """A recipient found by its pickup token's hash, with what its page shows (sealed)."""
 
     recipient_id: int
     message_id: str
     position: int
+    address: str
     state: RecipientState
     type: MessageType
     language: Language
@@ -146,3 +162,36 @@ class Store(Protocol):
     def cancel_message(self, message_id: str, now: datetime) -> int:
         """Recipients not final yet become `cancelled`, each with a journal event; how many."""
         ...
+
+    def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
+        """A registered message accepted or refused, with a journal event, if the recipient
+        is not final yet; False if it was."""
+        ...
+
+    # Recipient accounts. Addresses are given in lower case.
+
+    def find_recipient_account(self, address: str) -> RecipientAccountRecord | None: ...
+
+    def add_recipient_account(
+        self, *, address: str, password_hash: str, now: datetime
+    ) -> RecipientAccount:
+        """With consent given now. Raises AccountExists if the address has an account."""
+        ...
+
+    def login_failed(self, account_id: int, *, lock_after: int, lock_until: datetime) -> None:
+        """Count a wrong password; from the `lock_after`th on, lock the account until then."""
+        ...
+
+    def login_succeeded(self, account_id: int) -> None: ...
+
+    def set_auto_accept(self, account_id: int, auto_accept: bool) -> None: ...
+
+    def add_pickup_session(
+        self, token_hash: bytes, account_id: int, *, now: datetime, expires_at: datetime
+    ) -> None:
+        """Also forgets the account's expired sessions."""
+        ...
+
+    def find_pickup_session(self, token_hash: bytes, now: datetime) -> RecipientAccount | None: ...
+
+    def delete_pickup_session(self, token_hash: bytes) -> None: ...

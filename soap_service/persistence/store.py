@@ -39,6 +39,8 @@ from soap_service.domain.ports import (
     NewMessage,
     PickupAttachment,
     PickupRecord,
+    RecipientAccount,
+    RecipientAccountRecord,
     ReferenceRecord,
 )
 from soap_service.errors import (
@@ -54,6 +56,8 @@ from soap_service.persistence.tables import (
     EventRow,
     MasterKeyRow,
     MessageRow,
+    PickupSessionRow,
+    RecipientAccountRow,
     RecipientRow,
     UsedNonceRow,
     UtcDateTime,
@@ -376,6 +380,7 @@ class SqlStore:
             select(
                 recipients.c.id.label("recipient_id"),
                 recipients.c.position,
+                recipients.c.address,
                 recipients.c.state,
                 messages.c.id.label("message_id"),
                 messages.c.type,
@@ -411,6 +416,7 @@ class SqlStore:
             recipient_id=row.recipient_id,
             message_id=row.message_id,
             position=row.position,
+            address=row.address,
             state=RecipientState(row.state),
             type=MessageType(row.type),
             language=Language(row.language),
@@ -449,6 +455,107 @@ class SqlStore:
             rows = connection.execute(_MARK_OPENED, {"id": recipient_id, "now": now}).all()
             _journal(connection, rows, RecipientState.OPENED, "opened on the pickup page", now)
         return bool(rows)
+
+    def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
+        with self._transaction() as connection:
+            rows = connection.execute(
+                _DECIDE, {"id": recipient_id, "state": state.value, "now": now}
+            ).all()
+            _journal(connection, rows, state, detail, now)
+        return bool(rows)
+
+    # Recipient accounts.
+
+    def find_recipient_account(self, address: str) -> RecipientAccountRecord | None:
+        accounts = RecipientAccountRow.__table__
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(select(accounts).where(accounts.c.address == address)).first()
+        if row is None:
+            return None
+        return RecipientAccountRecord(
+            account=_recipient_account(row),
+            password_hash=row.password_hash,
+            failed_logins=row.failed_logins,
+            locked_until=row.locked_until,
+        )
+
+    def add_recipient_account(
+        self, *, address: str, password_hash: str, now: datetime
+    ) -> RecipientAccount:
+        accounts = RecipientAccountRow.__table__
+        try:
+            with self._transaction() as connection:
+                account_id = connection.execute(
+                    insert(accounts)
+                    .values(
+                        address=address,
+                        password_hash=password_hash,
+                        consent_at=now,
+                        auto_accept=False,
+                        failed_logins=0,
+                        created_at=now,
+                    )
+                    .returning(accounts.c.id)
+                ).scalar_one()
+        except IntegrityError as exc:
+            raise AccountExists("this address has an account") from exc
+        return RecipientAccount(id=account_id, address=address, auto_accept=False)
+
+    def login_failed(self, account_id: int, *, lock_after: int, lock_until: datetime) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                _LOGIN_FAILED, {"id": account_id, "lock_after": lock_after, "until": lock_until}
+            )
+
+    def login_succeeded(self, account_id: int) -> None:
+        accounts = RecipientAccountRow.__table__
+        with self._transaction() as connection:
+            connection.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(failed_logins=0, locked_until=None)
+            )
+
+    def set_auto_accept(self, account_id: int, auto_accept: bool) -> None:
+        accounts = RecipientAccountRow.__table__
+        with self._transaction() as connection:
+            connection.execute(
+                update(accounts).where(accounts.c.id == account_id).values(auto_accept=auto_accept)
+            )
+
+    def add_pickup_session(
+        self, token_hash: bytes, account_id: int, *, now: datetime, expires_at: datetime
+    ) -> None:
+        sessions = PickupSessionRow.__table__
+        with self._transaction() as connection:
+            connection.execute(
+                delete(sessions).where(
+                    sessions.c.account_id == account_id, sessions.c.expires_at <= now
+                )
+            )
+            connection.execute(
+                insert(sessions).values(
+                    token_hash=token_hash,
+                    account_id=account_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    def find_pickup_session(self, token_hash: bytes, now: datetime) -> RecipientAccount | None:
+        sessions, accounts = PickupSessionRow.__table__, RecipientAccountRow.__table__
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(accounts)
+                .join(sessions, sessions.c.account_id == accounts.c.id)
+                .where(sessions.c.token_hash == token_hash, sessions.c.expires_at > now)
+            ).first()
+        return _recipient_account(row) if row is not None else None
+
+    def delete_pickup_session(self, token_hash: bytes) -> None:
+        sessions = PickupSessionRow.__table__
+        with self._transaction() as connection:
+            connection.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
 
 
 @dataclass(frozen=True)
@@ -751,6 +858,22 @@ _CANCEL = text(
     RETURNING id, message_id
     """
 ).bindparams(bindparam("now", type_=UtcDateTime()))
+_DECIDE = text(
+    f"""
+    UPDATE recipients SET state = :state, state_changed_at = :now,
+        lease_owner = NULL, leased_until = NULL
+    WHERE id = :id AND state IN {_EXPIRABLE_STATES}
+    RETURNING id, message_id
+    """
+).bindparams(bindparam("now", type_=UtcDateTime()))
+_LOGIN_FAILED = text(
+    """
+    UPDATE recipient_accounts SET failed_logins = failed_logins + 1,
+        locked_until = CASE WHEN failed_logins + 1 >= :lock_after THEN :until
+                       ELSE locked_until END
+    WHERE id = :id
+    """
+).bindparams(bindparam("until", type_=UtcDateTime()))
 _MARK_OPENED = text(
     f"""
     UPDATE recipients SET state = 'opened', state_changed_at = :now,
@@ -779,6 +902,10 @@ def _journal(
                 for row in rows
             ],
         )
+
+
+def _recipient_account(row: Any) -> RecipientAccount:
+    return RecipientAccount(id=row.id, address=row.address, auto_accept=bool(row.auto_accept))
 
 
 def _storable(detail: str) -> str:

@@ -167,3 +167,32 @@ class MasterKeyRow(Base):
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     check_value: Mapped[bytes] = mapped_column(LargeBinary(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RecipientAccountRow(Base):
+    """A recipient who registered (through a link sent to the address, which proves it)
+    and gave consent: personal and registered messages open after logging in."""
+
+    __tablename__ = "recipient_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Lower case: one account per mailbox, however a sender spells the address.
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    consent_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PickupSessionRow(Base):
+    """A logged-in recipient's browser session; only the hash of its cookie is kept."""
+
+    __tablename__ = "pickup_sessions"
+    __table_args__ = (Index("ix_pickup_sessions_expires_at", "expires_at"),)
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("recipient_accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

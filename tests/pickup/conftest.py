@@ -3,9 +3,12 @@ the WSGI application serving it on the env's clock."""
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -60,6 +63,7 @@ def token_for(env: Env, message_id: str, position: int = 1) -> str:
 class Response:
     def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         self.status = int(status.split()[0])
+        self.header_list = headers
         self.headers = {name.lower(): value for name, value in headers}
         self.body = body
 
@@ -67,18 +71,77 @@ class Response:
     def text(self) -> str:
         return self.body.decode("utf-8")
 
+    @property
+    def cookies(self) -> list[str]:
+        return [value for name, value in self.header_list if name.lower() == "set-cookie"]
 
-def get(app: WebApp, path: str, *, method: str = "GET", **headers: str) -> Response:
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.text)
+        assert found, self.text
+        return found[1]
+
+
+def get(
+    app: WebApp,
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    content_type: str = "",
+    **headers: str,
+) -> Response:
     path, _, query = path.partition("?")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "QUERY_STRING": query,
-        "wsgi.input": None,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
         **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
     }
     captured: list[Any] = []
-    body = b"".join(
-        app(environ, lambda status, headers, exc_info=None: captured.extend([status, headers]))
-    )
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured[:] = [status, headers]
+
+    body = b"".join(app(environ, start_response))
     return Response(captured[0], captured[1], body)
+
+
+class Browser:
+    """A WSGI client that keeps cookies as a browser does (by name; deletes on Max-Age=0)."""
+
+    def __init__(self, app: WebApp) -> None:
+        self.app = app
+        self.cookies: dict[str, str] = {}
+
+    def _header(self) -> dict[str, str]:
+        jar = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return {"cookie": jar} if jar else {}
+
+    def _keep(self, response: Response) -> Response:
+        for cookie in response.cookies:
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";")[0]
+            if "Max-Age=0" in cookie:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return response
+
+    def get(self, path: str, **headers: str) -> Response:
+        return self._keep(get(self.app, path, **self._header(), **headers))
+
+    def post(self, path: str, fields: dict[str, str], **headers: str) -> Response:
+        return self._keep(
+            get(
+                self.app,
+                path,
+                method="POST",
+                body=urlencode(fields).encode(),
+                content_type="application/x-www-form-urlencoded",
+                **self._header(),
+                **headers,
+            )
+        )

@@ -168,12 +168,14 @@ def test_a_withdrawn_message_says_so_and_who_opened_it_before_keeps_opened(
 
 
 @pytest.mark.parametrize("message_type", [MessageType.PERSONAL, MessageType.REGISTERED])
-def test_personal_and_registered_messages_are_not_shown_to_whoever_holds_the_link(
+def test_personal_and_registered_messages_ask_to_register_and_show_nothing(
     env: Env, app: WebApp, message_type: MessageType
 ) -> None:
-    sent = env.send("anna@example.ch", type=message_type)
+    sent = env.send("Anna@Example.ch", type=message_type)
     page = get(app, f"/m/{token_for(env, sent.message_id)}")
-    assert page.status == 403
+    assert page.status == 200
+    assert '<h1 id="register">Registrieren</h1>' in page.text
+    assert "Diese Nachricht ist nur für anna@example.ch bestimmt." in page.text
     assert "Lohnabrechnung" not in page.text and "Nettolohn" not in page.text
     assert states(env, sent.message_id) == [RecipientState.QUEUED]
 

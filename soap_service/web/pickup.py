@@ -163,7 +163,9 @@ class PickupPages:
                     form.get("csrf", ""), request.cookies.get(CSRF_COOKIE) or "\0"
                 ):
                     log.info("pickup form refused: CSRF token missing or wrong")
-                    return self._notice(start_response, request, "csrf", None)
+                    return self._notice(
+                        start_response, request, "csrf", _language_of(service, token)
+                    )
                 return self._post(start_response, request, service(), token, action, form)
             if matched["position"]:
                 file = service().attachment(token, int(matched["position"]), request.session)
@@ -365,7 +367,8 @@ class PickupPages:
             "t": TEXTS[language],
             "css": Markup(_CSS),
             "languages": LANGUAGE_NAMES,
-            "token": token,
+            # Absolute: a form page is also shown at <link>/login after a wrong password.
+            "link": f"{self.path}{token}" if token else "",
             "csrf": request.csrf,
             "account": account,
         }
@@ -381,6 +384,14 @@ class PickupPages:
         headers = [("Location", f"{self.path}{token}")]
         headers += [("Set-Cookie", cookie) for cookie in request.set_cookies]
         return _respond(start_response, "303 See Other", HTML, b"", headers)
+
+
+def _language_of(service: Callable[[], PickupService], token: str) -> Language | None:
+    """The language of a genuine link's message, for a page about a refused form."""
+    try:
+        return service().identity(token).language
+    except Exception:  # any link, any state: the page falls back to the reader's
+        return None
 
 
 def _session_address(service: PickupService, request: _Request) -> str | None:

@@ -87,13 +87,13 @@ def delivered(
     return stack, sink
 
 
-def send_payslip(stack: Stack) -> str:
+def send_payslip(stack: Stack, message_type: str = "confidential", subject: str = "") -> str:
     result = stack.client.service.SendMessage(
         Message={
             "Reference": new_reference(),
-            "Type": "confidential",
+            "Type": message_type,
             "Recipients": {"Recipient": [{"Address": "anna.muster@example.ch"}]},
-            "Subject": "Lohnabrechnung November",
+            "Subject": subject or "Lohnabrechnung November",
             "TextBody": "Guten Tag\nIhre Lohnabrechnung liegt bei.",
             "HtmlBody": '<p>Guten Tag</p><img src="https://tracker.example/p.gif">'
             "<p><b>Nettolohn:</b> CHF 6'543.21</p>",
@@ -113,11 +113,18 @@ def send_payslip(stack: Stack) -> str:
     return result.MessageId
 
 
-def payslip_delivered(stack: Stack, sink: SmtpSink) -> tuple[str, ReceivedMail]:
+def payslip_delivered(
+    stack: Stack, sink: SmtpSink, message_type: str = "confidential", subject: str = ""
+) -> tuple[str, ReceivedMail]:
     """Send a payslip and wait until it is sent: its message id and the mail that arrived."""
-    message_id = send_payslip(stack)
+    message_id = send_payslip(stack, message_type, subject)
     stack.wait_all(message_id, "sent")
-    [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
+    [mail] = [
+        m
+        for m in sink.received
+        if m.recipients == ("anna.muster@example.ch",)
+        and m.message_id.startswith(f"<{message_id}.")
+    ]
     return message_id, mail
 
 
@@ -248,3 +255,123 @@ def test_an_expired_link_shows_that_the_message_expired(
     context.close()
     stack.start_worker(sink, "sweeper")  # a worker sweeps for expired messages as it starts
     assert stack.wait_all(message_id, "expired")
+
+
+# Personal and registered messages.
+
+PASSWORD = "Sommer im Engadin 2026"
+
+
+def register_in(page: Any, password: str = PASSWORD) -> None:
+    assert page.locator("#register").count() == 1
+    page.fill("#password", password)
+    page.fill("#repeated", password)
+    page.check("#consent")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Registrieren und öffnen").click()
+
+
+def log_in(page: Any, password: str = PASSWORD) -> None:
+    assert page.locator("#login").count() == 1
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Anmelden").click()
+
+
+def test_personal_messages_register_once_then_log_in(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    first_id, first = payslip_delivered(stack, sink, "personal", "Lohnabrechnung Oktober")
+    second_id, second = payslip_delivered(stack, sink, "personal", "Lohnabrechnung November")
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(read_link(first.message))
+    assert "Lohnabrechnung" not in page.content()  # nothing before registering
+    register_in(page)
+    assert page.locator("#subject").inner_text() == "Lohnabrechnung Oktober"
+    assert page.locator("#account").inner_text() == "Angemeldet als anna.muster@example.ch"
+    cookies = {c["name"]: c for c in context.cookies()}
+    session = cookies["__Host-pickup-session"]
+    assert (session["secure"], session["httpOnly"], session["sameSite"]) == (True, True, "Lax")
+    context.close()
+
+    # Another day, another browser: the second message asks to log in.
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(read_link(second.message))
+    page.fill("#password", "not my password")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Anmelden").click()
+    assert page.locator("#error").inner_text() == "Das Passwort ist falsch."
+    log_in(page)
+    assert page.locator("#subject").inner_text() == "Lohnabrechnung November"
+    # A second registration through this link is refused, and the password stays.
+    response = page.goto(read_link(second.message) + "/register")
+    assert response is not None and response.status == 409
+    assert page.locator("#notice").inner_text() == "Bereits registriert"
+    context.close()
+
+    for message_id in (first_id, second_id):
+        [recipient] = stack.recipients(message_id)
+        assert recipient.State == "opened"
+
+
+def test_a_registered_message_is_accepted_or_refused_in_the_browser(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    accept_id, to_accept = payslip_delivered(stack, sink, "registered", "Kündigung")
+    refuse_id, to_refuse = payslip_delivered(stack, sink, "registered", "Mahnung")
+
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.goto(read_link(to_accept.message))
+    register_in(page)
+    assert page.locator("#decide").inner_text() == "Eingeschriebene Nachricht"
+    assert page.locator("#subject").inner_text() == "Kündigung"
+    assert "Lohnabrechnung liegt bei" not in page.content()  # no content before accepting
+    with page.expect_navigation():
+        page.get_by_role("button", name="Annehmen und öffnen").click()
+    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    with page.expect_download() as waiting:
+        page.get_by_text("Lohn-2026-11.pdf", exact=True).click()
+    assert Path(waiting.value.path()).read_bytes() == PDF
+
+    page.goto(read_link(to_refuse.message))
+    assert page.locator("#subject").inner_text() == "Mahnung"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Ablehnen").click()
+    assert page.locator("#notice").inner_text() == "Nachricht abgelehnt"
+    context.close()
+
+    [accepted] = stack.recipients(accept_id)
+    [refused] = stack.recipients(refuse_id)
+    assert (accepted.State, refused.State) == ("accepted", "refused")
+    assert isinstance(accepted.StateChangedAt, datetime)
+    assert [kind for kind, _ in stack.journal(refuse_id, 1)] == ["queued", "sent", "refused"]
+
+
+def test_a_form_whose_csrf_token_was_removed_is_refused(
+    delivered: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivered
+    message_id, mail = payslip_delivered(stack, sink, "personal")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(read_link(mail.message))
+    page.locator("input[name=csrf]").evaluate("field => field.remove()")
+    page.fill("#password", PASSWORD)
+    page.fill("#repeated", PASSWORD)
+    page.check("#consent")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Registrieren und öffnen").click()
+    assert page.locator("#notice").inner_text() == "Formular abgelaufen"
+    context.close()
+    # Nothing was registered: the link still asks to register.
+    page = browser.new_context().new_page()
+    page.goto(read_link(mail.message))
+    assert page.locator("#register").count() == 1
+    page.context.close()
+    assert [r.State for r in stack.recipients(message_id)] == ["sent"]

@@ -38,7 +38,7 @@ def test_the_link_opens_the_message_and_the_first_opening_is_recorded_once(
     assert "Nachricht von ACME Treuhand AG" in page.text
     assert '<h1 id="subject">Lohnabrechnung März</h1>' in page.text
     assert "Ihr Nettolohn beträgt CHF 6&#39;543.21" in page.text
-    assert f'<a href="{token}/1" download="Lohn März.pdf">Lohn März.pdf</a>' in page.text
+    assert f'<a href="/m/{token}/1" download="Lohn März.pdf">Lohn März.pdf</a>' in page.text
     # Only this recipient is opened, with one journal event, however often it reads.
     assert states(env, sent.message_id) == [RecipientState.OPENED, RecipientState.QUEUED]
     first, second = env.recipient_ids(sent.message_id)
@@ -182,10 +182,11 @@ def test_personal_and_registered_messages_ask_to_register_and_show_nothing(
 
 def test_the_reader_can_choose_the_language(env: Env, app: WebApp) -> None:
     sent = env.send("anna@example.ch")
-    page = get(app, f"/m/{token_for(env, sent.message_id)}?lang=fr")
+    token = token_for(env, sent.message_id)
+    page = get(app, f"/m/{token}?lang=fr")
     assert '<html lang="fr">' in page.text
     assert "Message de ACME Treuhand AG" in page.text
-    assert '<a href="?lang=de" hreflang="de" lang="de">Deutsch</a>' in page.text
+    assert f'<a href="/m/{token}?lang=de" hreflang="de" lang="de">Deutsch</a>' in page.text
 
 
 def test_only_get_is_answered(env: Env, app: WebApp) -> None:

@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     wsdl.add_argument("--output", type=Path, help="file to write (default: standard output)")
     wsdl.set_defaults(handler=_wsdl)
 
+    receipts = commands.add_parser(
+        "receipt-certificate",
+        help="print the certificate that signs receipts (for senders to trust)",
+    )
+    receipts.set_defaults(handler=_receipt_certificate)
+
     keys = commands.add_parser("keys", help="master keys").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -246,6 +252,13 @@ def _dev_account(settings: Settings, args: argparse.Namespace) -> None:
     print(f"  username: {values['username']}")
     print(f"  password: {values['password']}")
     print(f"  (kept in {saved})")
+
+
+def _receipt_certificate(settings: Settings, args: argparse.Namespace) -> None:
+    from soap_service.server import prepare
+
+    prepare(settings)  # generated on first start
+    print(settings.receipt_cert_file.read_text(), end="")
 
 
 def _wsdl(settings: Settings, args: argparse.Namespace) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from urllib.parse import urlsplit
 
 from soap_service import crypto
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account
 from soap_service.domain.pickup import PickupService
+from soap_service.domain.receipts import ReceiptKind, ReceiptService
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.settings import Settings
@@ -27,6 +29,17 @@ class Container:
         self.keyring = crypto.Keyring.load_or_create(settings.master_key_file)
         self.verified_passwords = VerifiedPasswords()
         self.now = utc_now
+
+    @cached_property
+    def receipt_signer(self) -> crypto.PdfSigner:
+        """Loaded at the first receipt: most requests never need it."""
+        return crypto.PdfSigner(self.settings.receipt_cert_file, self.settings.receipt_key_file)
+
+    def sign_receipt(self, pdf: bytes, kind: ReceiptKind) -> bytes:
+        from soap_service.documents.receipt_pdf import TITLES
+
+        location = urlsplit(self.settings.public_url).hostname or "soap-service"
+        return self.receipt_signer.sign(pdf, reason=TITLES[kind], location=location)
 
     def open_scope(self) -> RequestScope:
         return RequestScope(self)
@@ -74,6 +87,19 @@ class RequestScope:
     def pickup(self) -> PickupService:
         container = self._container
         return PickupService(store=self.store, keyring=container.keyring, now=container.now)
+
+    @cached_property
+    def receipts(self) -> ReceiptService:
+        from soap_service.documents.receipt_pdf import render_receipt
+
+        container = self._container
+        return ReceiptService(
+            store=self.store,
+            keyring=container.keyring,
+            render=render_receipt,
+            sign=container.sign_receipt,
+            now=container.now,
+        )
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -346,3 +346,86 @@ def generate_self_signed_certificate(
     # Key first, certificate last: a certificate on disk always has its key beside it.
     _replace_atomically(key_path, key_pem)
     _replace_atomically(cert_path, cert_pem)
+
+
+# Receipts: PDF documents signed with the service's own key (PAdES, by pyHanko).
+
+
+def generate_receipt_signing_certificate(
+    cert_path: Path, key_path: Path, *, organisation: str = "soap-service"
+) -> None:
+    """Write a self-signed RSA-3072 certificate (10 years) for signing receipts, replacing
+    what is there; the caller keeps two processes from doing it at once. Senders who
+    check receipts trust this certificate (`soap-service receipt-certificate` prints it);
+    an operator may give a certificate from a CA instead."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} receipts"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        ]
+    )
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,  # non-repudiation: what a receipt is for
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _replace_atomically(key_path, key_pem)
+    _replace_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
+
+
+class PdfSigner:
+    """Signs PDF documents with a key and certificate from files, loaded once."""
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        from pyhanko.sign import signers
+
+        try:
+            self._signer = signers.SimpleSigner.load(str(key_path), str(cert_path))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                "the receipt signing key or certificate is unreadable"
+            ) from exc
+        if self._signer is None:
+            raise ConfigurationError("the receipt signing key or certificate is unreadable")
+
+    def sign(self, pdf: bytes, *, reason: str, location: str) -> bytes:
+        import io
+
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import signers
+
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        signed = signers.sign_pdf(
+            writer,
+            signers.PdfSignatureMetadata(field_name="Receipt", reason=reason, location=location),
+            signer=self._signer,
+        )
+        return signed.getvalue()

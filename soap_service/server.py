@@ -33,6 +33,11 @@ def prepare(settings: Settings) -> None:
     for path in (settings.tls_cert_file, settings.tls_key_file):
         if not path.is_file():
             raise ConfigurationError(f"TLS file {path.name} does not exist")
+    if settings.receipt_generate_cert:
+        _ensure_receipt_certificate(settings.receipt_cert_file, settings.receipt_key_file)
+    for path in (settings.receipt_cert_file, settings.receipt_key_file):
+        if not path.is_file():
+            raise ConfigurationError(f"receipt signing file {path.name} does not exist")
     database = Database(settings.database_url)
     try:
         database.upgrade()
@@ -62,6 +67,16 @@ def _ensure_dev_certificate(cert_file: Path, key_file: Path) -> None:
             return
         crypto.generate_self_signed_certificate(cert_file, key_file)
         log.info("generated a self-signed development certificate")
+
+
+def _ensure_receipt_certificate(cert_file: Path, key_file: Path) -> None:
+    cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(cert_file.parent / ".receipts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cert_file.is_file() and key_file.is_file():
+            return
+        crypto.generate_receipt_signing_certificate(cert_file, key_file)
+        log.info("generated the receipt signing certificate %s", cert_file)
 
 
 def build_wsgi_app(settings: Settings) -> WebApp:

@@ -76,6 +76,11 @@ class Settings:
     # True when the certificate paths are the defaults: `serve` then generates a
     # self-signed development certificate if none exists yet.
     tls_generate_dev_cert: bool
+    # Receipts of registered messages are signed with this key and certificate; generated
+    # (self-signed) on first start when the defaults are used.
+    receipt_cert_file: Path
+    receipt_key_file: Path
+    receipt_generate_cert: bool
     # Largest request body read. 30 MiB of attachments is 40 MiB of base64 (41 MiB with
     # line breaks); two 1 MiB bodies can grow several times when XML-escaped.
     max_request_bytes: int
@@ -124,6 +129,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if language not in {item.value for item in Language}:
         raise ConfigurationError(f"{PREFIX}DEFAULT_LANGUAGE must be one of de, fr, it, en")
 
+    receipt_cert, receipt_key = get("RECEIPT_CERT_FILE", ""), get("RECEIPT_KEY_FILE", "")
+    if bool(receipt_cert) != bool(receipt_key):
+        raise ConfigurationError(
+            f"set both {PREFIX}RECEIPT_CERT_FILE and {PREFIX}RECEIPT_KEY_FILE, or neither"
+        )
     return Settings(
         data_dir=data_dir,
         database_url=normalise_database_url(
@@ -138,6 +148,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_cert_file=Path(cert) if cert else data_dir / "tls" / "dev-cert.pem",
         tls_key_file=Path(key) if key else data_dir / "tls" / "dev-key.pem",
         tls_generate_dev_cert=not cert,
+        receipt_cert_file=Path(receipt_cert)
+        if receipt_cert
+        else data_dir / "keys" / "receipts.pem",
+        receipt_key_file=(
+            Path(receipt_key) if receipt_key else data_dir / "keys" / "receipts-key.pem"
+        ),
+        receipt_generate_cert=not receipt_cert,
         max_request_bytes=_positive_int(
             get("MAX_REQUEST_BYTES", str(56 * 1024 * 1024)), "MAX_REQUEST_BYTES"
         ),

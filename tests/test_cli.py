@@ -56,6 +56,23 @@ def test_keys_rotate_adds_a_current_key_and_keeps_the_old_one(
     assert set(document["keys"]) == {first, document["current"]}
 
 
+def test_receipt_certificate_prints_the_key_files_certificate(
+    tmp_path: Path, tls: TlsFiles
+) -> None:
+    from cryptography import x509
+
+    cli = cli_for(tmp_path, tls)
+    printed = cli.cli("receipt-certificate").stdout
+    stored = tmp_path / "var" / "keys" / "receipts.pem"
+    assert printed == stored.read_text()
+    certificate = x509.load_pem_x509_certificate(printed.encode())
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.content_commitment
+    key = tmp_path / "var" / "keys" / "receipts-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert cli.cli("receipt-certificate").stdout == printed  # made once, then kept
+
+
 def test_wsdl_command_writes_the_served_document(tmp_path: Path, tls: TlsFiles) -> None:
     cli = cli_for(tmp_path, tls)
     target = tmp_path / "out.wsdl"

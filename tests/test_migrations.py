@@ -22,6 +22,7 @@ TABLES = {
     "master_keys",
     "recipient_accounts",
     "pickup_sessions",
+    "receipts",
 }
 HEAD = "0002"
 

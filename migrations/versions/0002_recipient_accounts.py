@@ -1,4 +1,5 @@
-"""Recipient accounts and their pickup sessions (personal and registered messages).
+"""Recipient accounts and their pickup sessions (personal and registered messages), and
+the signed receipts of registered messages.
 
 Revision ID: 0002
 Revises: 0001
@@ -45,9 +46,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("pickup_sessions", schema=None) as batch_op:
         batch_op.create_index("ix_pickup_sessions_expires_at", ["expires_at"], unique=False)
+    op.create_table(
+        "receipts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("pdf", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_receipts_message_id_messages")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_receipts")),
+        sa.UniqueConstraint(
+            "message_id", "position", "kind", name=op.f("uq_receipts_message_id_position_kind")
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("receipts")
     with op.batch_alter_table("pickup_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_pickup_sessions_expires_at")
     op.drop_table("pickup_sessions")

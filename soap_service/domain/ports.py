@@ -119,6 +119,31 @@ class PickupRecord:
     attachments: tuple[PickupAttachment, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SealedFile:
+    position: int
+    sealed_filename: bytes
+    size: int
+    sealed_content: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiptContent:
+    """A message as a receipt states it (sealed), with its sender."""
+
+    message_id: str
+    reference: str
+    organisation: str
+    username: str
+    accepted_at: datetime
+    expires_at: datetime
+    data_key: WrappedKey
+    sealed_subject: bytes
+    sealed_text_body: bytes
+    sealed_html_body: bytes | None
+    attachments: tuple[SealedFile, ...]
+
+
 class Store(Protocol):
     def known_master_keys(self) -> dict[str, bytes]:
         """Key id -> check value of every master key the database knows."""
@@ -195,3 +220,19 @@ class Store(Protocol):
     def find_pickup_session(self, token_hash: bytes, now: datetime) -> RecipientAccount | None: ...
 
     def delete_pickup_session(self, token_hash: bytes) -> None: ...
+
+    # Receipts.
+
+    def receipt_content(self, message_id: str) -> ReceiptContent: ...
+
+    def find_receipt(
+        self, message_id: str, position: int, kind: str
+    ) -> tuple[datetime, bytes] | None:
+        """(issued at, PDF) of a receipt issued before."""
+        ...
+
+    def add_receipt(
+        self, message_id: str, position: int, kind: str, *, issued_at: datetime, pdf: bytes
+    ) -> tuple[datetime, bytes]:
+        """Keep a new receipt; if one was kept meanwhile, that one. (issued at, PDF)."""
+        ...

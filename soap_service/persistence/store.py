@@ -39,9 +39,11 @@ from soap_service.domain.ports import (
     NewMessage,
     PickupAttachment,
     PickupRecord,
+    ReceiptContent,
     RecipientAccount,
     RecipientAccountRecord,
     ReferenceRecord,
+    SealedFile,
 )
 from soap_service.errors import (
     AccountExists,
@@ -57,6 +59,7 @@ from soap_service.persistence.tables import (
     MasterKeyRow,
     MessageRow,
     PickupSessionRow,
+    ReceiptRow,
     RecipientAccountRow,
     RecipientRow,
     UsedNonceRow,
@@ -556,6 +559,81 @@ class SqlStore:
         sessions = PickupSessionRow.__table__
         with self._transaction() as connection:
             connection.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
+
+    # Receipts.
+
+    def receipt_content(self, message_id: str) -> ReceiptContent:
+        messages, accounts = MessageRow.__table__, AccountRow.__table__
+        attachments = AttachmentRow.__table__
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(messages, accounts.c.organisation, accounts.c.username)
+                .join(accounts, accounts.c.id == messages.c.account_id)
+                .where(messages.c.id == message_id)
+            ).one()
+            files = connection.execute(
+                select(attachments)
+                .where(attachments.c.message_id == message_id)
+                .order_by(attachments.c.position)
+            ).all()
+        return ReceiptContent(
+            message_id=row.id,
+            reference=row.reference,
+            organisation=row.organisation,
+            username=row.username,
+            accepted_at=row.accepted_at,
+            expires_at=row.expires_at,
+            data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+            sealed_subject=bytes(row.sealed_subject),
+            sealed_text_body=bytes(row.sealed_text_body),
+            sealed_html_body=(
+                bytes(row.sealed_html_body) if row.sealed_html_body is not None else None
+            ),
+            attachments=tuple(
+                SealedFile(
+                    position=file.position,
+                    sealed_filename=bytes(file.sealed_filename),
+                    size=file.size,
+                    sealed_content=bytes(file.sealed_content),
+                )
+                for file in files
+            ),
+        )
+
+    def find_receipt(
+        self, message_id: str, position: int, kind: str
+    ) -> tuple[datetime, bytes] | None:
+        receipts = ReceiptRow.__table__
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(receipts.c.issued_at, receipts.c.pdf).where(
+                    receipts.c.message_id == message_id,
+                    receipts.c.position == position,
+                    receipts.c.kind == kind,
+                )
+            ).first()
+        return (row.issued_at, bytes(row.pdf)) if row is not None else None
+
+    def add_receipt(
+        self, message_id: str, position: int, kind: str, *, issued_at: datetime, pdf: bytes
+    ) -> tuple[datetime, bytes]:
+        receipts = ReceiptRow.__table__
+        try:
+            with self._transaction() as connection:
+                connection.execute(
+                    insert(receipts).values(
+                        message_id=message_id,
+                        position=position,
+                        kind=kind,
+                        issued_at=issued_at,
+                        pdf=pdf,
+                    )
+                )
+        except IntegrityError:
+            pass  # kept by another request meanwhile: that one counts
+        kept = self.find_receipt(message_id, position, kind)
+        assert kept is not None
+        return kept
 
 
 @dataclass(frozen=True)

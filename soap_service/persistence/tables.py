@@ -196,3 +196,18 @@ class PickupSessionRow(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("recipient_accounts.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReceiptRow(Base):
+    """A signed receipt of a registered message, kept as first issued: asked for again,
+    the sender gets the same document. Position 0 is the message's submission receipt."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("message_id", "position", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from soap_service.domain import model
+from soap_service.domain.receipts import Receipt, ReceiptKind
 from soap_service.soap import types
 
 
@@ -54,4 +55,20 @@ def status_to_soap(status: model.MessageStatus) -> types.MessageStatus:
                 for recipient in status.recipients
             ]
         ),
+    )
+
+
+def receipt_kind(kind: Any) -> ReceiptKind:
+    return ReceiptKind(str(kind))
+
+
+def receipt_to_soap(receipt: Receipt) -> types.Receipt:
+    return types.Receipt(
+        Kind=receipt.kind.value,
+        MessageId=receipt.message_id,
+        RecipientAddress=receipt.recipient,
+        IssuedAt=receipt.issued_at,
+        FileName=receipt.filename,
+        ContentType="application/pdf",
+        Content=receipt.pdf,
     )

@@ -13,7 +13,14 @@ from soap_service.logs import describe_exception
 from soap_service.soap import convert
 from soap_service.soap.faults import ServiceFault
 from soap_service.soap.protocol import SCOPE_KEY
-from soap_service.soap.types import MessageStatus, OutgoingMessage, optional, required
+from soap_service.soap.types import (
+    MessageStatus,
+    OutgoingMessage,
+    Receipt,
+    ReceiptKind,
+    optional,
+    required,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,31 @@ class MessagingService(ServiceBase):
         scope = ctx.transport.req_env[SCOPE_KEY]
         status = scope.messages.cancel(scope.account, message_id=MessageId, reference=Reference)
         return convert.status_to_soap(status)
+
+    @rpc(
+        required(ReceiptKind, "Which receipt."),
+        optional(Unicode, "The MessageId returned by SendMessage."),
+        optional(Unicode, "Or the sender's Reference."),
+        optional(Unicode, "The recipient, for pickup, refusal and expiry receipts."),
+        _returns=required(Receipt, "The signed receipt."),
+    )
+    def GetReceipt(
+        ctx: Any, Kind: Any, MessageId: Any, Reference: Any, RecipientAddress: Any
+    ) -> Any:
+        """A signed PDF receipt of a registered message, by MessageId or by Reference (give
+        exactly one): submission (the service accepted it), or, for one recipient, pickup
+        (accepted), refusal or expiry. A receipt not (yet) due, such as a pickup receipt
+        before the recipient accepted, answers Client.NotFound; a message that is not
+        registered answers Client.ValidationError. Asked again, the same document."""
+        scope = ctx.transport.req_env[SCOPE_KEY]
+        receipt = scope.receipts.receipt(
+            scope.account,
+            convert.receipt_kind(Kind),
+            message_id=MessageId,
+            reference=Reference,
+            recipient=RecipientAddress,
+        )
+        return convert.receipt_to_soap(receipt)
 
     @classmethod
     def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:

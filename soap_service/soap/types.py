@@ -62,6 +62,17 @@ MessageState = _enum(
 )
 
 
+ReceiptKind = _enum(
+    "ReceiptKind",
+    "submission",
+    "pickup",
+    "refusal",
+    "expiry",
+    doc="submission: the service accepted the message; pickup: the recipient accepted it; "
+    "refusal: the recipient refused it; expiry: no decision before it expired.",
+)
+
+
 def _required_string(name: str, max_length: int, doc: str) -> Any:
     """A named, length-limited, required string type for one field.
 
@@ -169,4 +180,18 @@ class MessageStatus(_Model):
         ("AcceptedAt", required(DateTime, "When the service accepted and stored the message.")),
         ("ExpiresAt", required(DateTime, "When the message expires.")),
         ("Recipients", required(RecipientStatusList, "Every recipient, in the order sent.")),
+    ]
+
+
+class Receipt(_Model):
+    """A signed receipt of a registered message (PDF, signed with the service's key)."""
+
+    _type_info = [
+        ("Kind", required(ReceiptKind, "What the receipt attests.")),
+        ("MessageId", required(Unicode, "The message it is about.")),
+        ("RecipientAddress", optional(Unicode, "The recipient it is about (not for submission).")),
+        ("IssuedAt", required(DateTime, "When the receipt was first issued.")),
+        ("FileName", required(Unicode, "A file name for the document.")),
+        ("ContentType", required(Unicode, "application/pdf")),
+        ("Content", required(ByteArray, "The signed PDF document, base64.")),
     ]

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zeep
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import html as lxml_html
@@ -62,6 +65,32 @@ def browser(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
         yield launched
         launched.close()
+
+
+def assert_signed(pdf: bytes, certificate: Path) -> None:
+    """A valid, intact signature over the whole file, by the given certificate."""
+    from pyhanko.keys import load_cert_from_pemder
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    [signature] = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
+    context = ValidationContext(trust_roots=[load_cert_from_pemder(str(certificate))])
+    # In a thread of its own: pyHanko runs an event loop, and Playwright's is running here.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        status = thread.submit(validate_pdf_signature, signature, context).result()
+    assert (status.intact, status.valid, status.trusted, status.coverage.name) == (
+        True,
+        True,
+        True,
+        "ENTIRE_FILE",
+    )
+
+
+def pdf_text(pdf: bytes) -> str:
+    import pypdf
+
+    return " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
 def read_link(mail: EmailMessage) -> str:
@@ -351,6 +380,32 @@ def test_a_registered_message_is_accepted_or_refused_in_the_browser(
     assert (accepted.State, refused.State) == ("accepted", "refused")
     assert isinstance(accepted.StateChangedAt, datetime)
     assert [kind for kind, _ in stack.journal(refuse_id, 1)] == ["queued", "sent", "refused"]
+
+    # The sender's proof: signed receipts through GetReceipt, checked by pyHanko against
+    # the service's receipt certificate.
+    certificate = stack.service.data_dir / "keys" / "receipts.pem"
+    for kind, message_id in (
+        ("submission", accept_id),
+        ("pickup", accept_id),
+        ("refusal", refuse_id),
+    ):
+        receipt = stack.client.service.GetReceipt(
+            Kind=kind,
+            MessageId=message_id,
+            RecipientAddress=None if kind == "submission" else "anna.muster@example.ch",
+        )
+        assert (receipt.Kind, receipt.MessageId, receipt.ContentType) == (
+            kind,
+            message_id,
+            "application/pdf",
+        )
+        assert_signed(receipt.Content, certificate)
+        assert message_id in pdf_text(receipt.Content)
+    with pytest.raises(zeep.exceptions.Fault) as not_due:
+        stack.client.service.GetReceipt(
+            Kind="pickup", MessageId=refuse_id, RecipientAddress="anna.muster@example.ch"
+        )
+    assert str(not_due.value.code).endswith("Client.NotFound")
 
 
 def test_a_form_whose_csrf_token_was_removed_is_refused(

@@ -81,6 +81,9 @@ def test_required_fields_are_plain_and_optional_fields_not_nillable(
         ("GetStatus", "Reference"),
         ("CancelMessage", "MessageId"),
         ("CancelMessage", "Reference"),
+        ("GetReceipt", "MessageId"),
+        ("GetReceipt", "Reference"),
+        ("GetReceipt", "RecipientAddress"),
     ]:
         assert elements[optional].get("minOccurs") == "0", optional
     assert elements[("OutgoingMessage", "ExpiryDays")].get("type") == "xs:int"
@@ -95,7 +98,8 @@ def test_operations_are_documented(service: ServiceProcess) -> None:
         for operation in root.iter(f"{{{WSDL}}}operation")
         if operation.getparent().tag == f"{{{WSDL}}}portType"
     }
-    assert set(docs) == {"SendMessage", "GetStatus", "CancelMessage"}
+    assert set(docs) == {"SendMessage", "GetStatus", "CancelMessage", "GetReceipt"}
     assert "Reference" in docs["SendMessage"]
     assert "exactly one" in docs["GetStatus"]
     assert "withdrawn" in docs["CancelMessage"]
+    assert "signed PDF receipt" in docs["GetReceipt"]

@@ -1,0 +1,210 @@
+"""Receipts for registered messages: the sender's proof, as signed PDF documents.
+
+Four kinds, as IncaMail gives them: submission (the service accepted the message), pickup
+(the recipient accepted it), refusal, and expiry (no decision in time). Each states the
+sender, the recipient(s), the times, the subject and the SHA-256 of the bodies and of
+every attachment, computed from the stored (sealed, authenticated) content. A receipt is
+made the first time it is asked for, then kept: the same document every time after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from soap_service import crypto
+from soap_service.domain import sealing
+from soap_service.domain.model import Account, MessageType, RecipientState
+from soap_service.domain.ports import ReceiptContent, Store
+from soap_service.domain.sealing import MessageCipher
+from soap_service.errors import NotFound, ValidationError
+
+
+class ReceiptKind(StrEnum):
+    SUBMISSION = "submission"
+    PICKUP = "pickup"
+    REFUSAL = "refusal"
+    EXPIRY = "expiry"
+
+
+# The recipient state each per-recipient receipt attests.
+_STATE_OF = {
+    ReceiptKind.PICKUP: RecipientState.ACCEPTED,
+    ReceiptKind.REFUSAL: RecipientState.REFUSED,
+    ReceiptKind.EXPIRY: RecipientState.EXPIRED,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileDigest:
+    filename: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiptFacts:
+    """Everything a receipt states; `render` turns it into a PDF."""
+
+    kind: ReceiptKind
+    receipt_id: str
+    message_id: str
+    reference: str
+    sender_organisation: str
+    sender_account: str
+    recipients: tuple[str, ...]  # every recipient (submission) or the one it is about
+    accepted_at: datetime
+    expires_at: datetime
+    event_at: datetime  # accepted by the service, accepted, refused or expired
+    subject: str
+    text_body_sha256: str
+    html_body_sha256: str | None
+    attachments: tuple[FileDigest, ...]
+    issued_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    kind: ReceiptKind
+    message_id: str
+    recipient: str | None
+    issued_at: datetime
+    pdf: bytes
+
+    @property
+    def filename(self) -> str:
+        return f"receipt-{self.kind.value}-{self.message_id}.pdf"
+
+
+class ReceiptService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keyring: crypto.Keyring,
+        render: Callable[[ReceiptFacts], bytes],
+        sign: Callable[[bytes, ReceiptKind], bytes],
+        now: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._render = render
+        self._sign = sign
+        self._now = now
+
+    def receipt(
+        self,
+        account: Account,
+        kind: ReceiptKind,
+        *,
+        message_id: str | None = None,
+        reference: str | None = None,
+        recipient: str | None = None,
+    ) -> Receipt:
+        if (message_id is None) == (reference is None):
+            raise ValidationError("give either MessageId or Reference, not both and not neither")
+        status = self._store.message_status(account.id, message_id=message_id, reference=reference)
+        if status is None:
+            raise NotFound("no message with this " + ("MessageId" if message_id else "Reference"))
+        if status.type is not MessageType.REGISTERED:
+            raise ValidationError("receipts are given for registered messages only")
+        if kind is ReceiptKind.SUBMISSION:
+            position, about, event_at = 0, None, status.accepted_at
+        else:
+            if not recipient:
+                raise ValidationError(f"a {kind.value} receipt needs the RecipientAddress")
+            wanted = recipient.strip().lower()
+            found = next(
+                (
+                    (number, r)
+                    for number, r in enumerate(status.recipients, start=1)
+                    if r.address.lower() == wanted
+                ),
+                None,
+            )
+            if found is None:
+                raise NotFound("the message has no such recipient")
+            position, state = found[0], found[1]
+            if state.state is not _STATE_OF[kind]:
+                raise NotFound(
+                    f"no {kind.value} receipt: the recipient is {state.state.value}, "
+                    f"not {_STATE_OF[kind].value}"
+                )
+            about, event_at = state.address, state.state_changed_at
+        kept = self._store.find_receipt(status.message_id, position, kind.value)
+        if kept is None:
+            issued_at = self._now()
+            content = self._store.receipt_content(status.message_id)
+            facts = _facts(
+                self._keyring,
+                content,
+                kind=kind,
+                position=position,
+                recipients=(about,) if about else tuple(r.address for r in status.recipients),
+                event_at=event_at,
+                issued_at=issued_at,
+            )
+            pdf = self._sign(self._render(facts), kind)
+            # Two requests at once store one; both answer with the stored one.
+            kept = self._store.add_receipt(
+                status.message_id, position, kind.value, issued_at=issued_at, pdf=pdf
+            )
+        issued_at, pdf = kept
+        return Receipt(
+            kind=kind, message_id=status.message_id, recipient=about, issued_at=issued_at, pdf=pdf
+        )
+
+
+def _facts(
+    keyring: crypto.Keyring,
+    content: ReceiptContent,
+    *,
+    kind: ReceiptKind,
+    position: int,
+    recipients: tuple[str, ...],
+    event_at: datetime,
+    issued_at: datetime,
+) -> ReceiptFacts:
+    cipher = MessageCipher.unwrap(keyring, content.data_key, content.message_id)
+    html = (
+        cipher.open(sealing.HTML_BODY, content.sealed_html_body)
+        if content.sealed_html_body is not None
+        else None
+    )
+    return ReceiptFacts(
+        kind=kind,
+        receipt_id=f"{content.message_id}/{position}/{kind.value}",
+        message_id=content.message_id,
+        reference=content.reference,
+        sender_organisation=content.organisation,
+        sender_account=content.username,
+        recipients=recipients,
+        accepted_at=content.accepted_at,
+        expires_at=content.expires_at,
+        event_at=event_at,
+        subject=cipher.open(sealing.SUBJECT, content.sealed_subject).decode("utf-8"),
+        text_body_sha256=_sha256(cipher.open(sealing.TEXT_BODY, content.sealed_text_body)),
+        html_body_sha256=_sha256(html) if html is not None else None,
+        attachments=tuple(
+            FileDigest(
+                filename=cipher.open(
+                    sealing.attachment_name(attachment.position), attachment.sealed_filename
+                ).decode("utf-8"),
+                size=attachment.size,
+                sha256=_sha256(
+                    cipher.open(
+                        sealing.attachment_content(attachment.position), attachment.sealed_content
+                    )
+                ),
+            )
+            for attachment in content.attachments
+        ),
+        issued_at=issued_at,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

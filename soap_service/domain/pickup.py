@@ -149,7 +149,7 @@ class PickupService:
                 return DecisionNeeded(
                     organisation=record.organisation,
                     language=record.language,
-                    subject=_text(cipher.open(sealing.SUBJECT, record.sealed_subject)),
+                    subject=_text(cipher.open(sealing.SUBJECT, record.texts.subject)),
                     accepted_at=record.accepted_at,
                     expires_at=record.expires_at,
                 )
@@ -282,7 +282,7 @@ class PickupService:
         record = self._store.find_pickup(sealing.token_hash(token))
         if record is None:
             raise PickupRefused(PickupRefused.UNKNOWN)
-        cipher = MessageCipher.unwrap(self._keyring, record.data_key, record.message_id)
+        cipher = MessageCipher.unwrap(self._keyring, record.texts.data_key, record.message_id)
         # The hash found the row; the message's key confirms the token is this one.
         if not crypto.constant_time_equal(cipher.pickup_token(record.position), token):
             raise PickupRefused(PickupRefused.UNKNOWN)
@@ -318,18 +318,15 @@ class PickupService:
 
 
 def _opened(record: PickupRecord, cipher: MessageCipher) -> OpenedMessage:
+    texts = cipher.open_texts(record.texts)
     return OpenedMessage(
         message_id=record.message_id,
         type=record.type,
         organisation=record.organisation,
         language=record.language,
-        subject=_text(cipher.open(sealing.SUBJECT, record.sealed_subject)),
-        text_body=_text(cipher.open(sealing.TEXT_BODY, record.sealed_text_body)),
-        html_body=(
-            _text(cipher.open(sealing.HTML_BODY, record.sealed_html_body))
-            if record.sealed_html_body is not None
-            else None
-        ),
+        subject=texts.subject,
+        text_body=_text(texts.text_body),
+        html_body=_text(texts.html_body) if texts.html_body is not None else None,
         attachments=tuple(_attachment_view(cipher, a) for a in record.attachments),
         accepted_at=record.accepted_at,
         expires_at=record.expires_at,

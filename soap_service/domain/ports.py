@@ -84,6 +84,16 @@ class PickupAttachment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SealedTexts:
+    """A stored message's key (wrapped) and its sealed subject and bodies."""
+
+    data_key: WrappedKey
+    subject: bytes
+    text_body: bytes
+    html_body: bytes | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecipientAccount:
     id: int
     address: str
@@ -112,10 +122,7 @@ class PickupRecord:
     organisation: str
     accepted_at: datetime
     expires_at: datetime
-    data_key: WrappedKey
-    sealed_subject: bytes
-    sealed_text_body: bytes
-    sealed_html_body: bytes | None
+    texts: SealedTexts
     attachments: tuple[PickupAttachment, ...]
 
 
@@ -137,10 +144,7 @@ class ReceiptContent:
     username: str
     accepted_at: datetime
     expires_at: datetime
-    data_key: WrappedKey
-    sealed_subject: bytes
-    sealed_text_body: bytes
-    sealed_html_body: bytes | None
+    texts: SealedTexts
     attachments: tuple[SealedFile, ...]
 
 

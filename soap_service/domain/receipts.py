@@ -168,12 +168,8 @@ def _facts(
     event_at: datetime,
     issued_at: datetime,
 ) -> ReceiptFacts:
-    cipher = MessageCipher.unwrap(keyring, content.data_key, content.message_id)
-    html = (
-        cipher.open(sealing.HTML_BODY, content.sealed_html_body)
-        if content.sealed_html_body is not None
-        else None
-    )
+    cipher = MessageCipher.unwrap(keyring, content.texts.data_key, content.message_id)
+    texts = cipher.open_texts(content.texts)
     return ReceiptFacts(
         kind=kind,
         receipt_id=f"{content.message_id}/{position}/{kind.value}",
@@ -185,9 +181,9 @@ def _facts(
         accepted_at=content.accepted_at,
         expires_at=content.expires_at,
         event_at=event_at,
-        subject=cipher.open(sealing.SUBJECT, content.sealed_subject).decode("utf-8"),
-        text_body_sha256=_sha256(cipher.open(sealing.TEXT_BODY, content.sealed_text_body)),
-        html_body_sha256=_sha256(html) if html is not None else None,
+        subject=texts.subject,
+        text_body_sha256=_sha256(texts.text_body),
+        html_body_sha256=_sha256(texts.html_body) if texts.html_body is not None else None,
         attachments=tuple(
             FileDigest(
                 filename=cipher.open(

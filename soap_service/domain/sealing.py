@@ -6,7 +6,10 @@ so a subject can never be opened as a body, nor a part moved to another message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from soap_service import crypto
+from soap_service.domain.ports import SealedTexts
 
 SUBJECT = "subject"
 TEXT_BODY = "text"
@@ -19,6 +22,15 @@ def attachment_content(position: int) -> str:
 
 def attachment_name(position: int) -> str:
     return f"attachment-name:{position}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageTexts:
+    """Subject as text; bodies as the UTF-8 bytes the sender gave (receipts hash them)."""
+
+    subject: str
+    text_body: bytes
+    html_body: bytes | None
 
 
 class MessageCipher:
@@ -56,6 +68,15 @@ class MessageCipher:
         if self._token_key is None:
             self._token_key = crypto.derive_key(self._data_key, b"pickup-token:" + self._context)
         return crypto.token_text(crypto.hmac_sha256(self._token_key, b"%d" % position))
+
+    def open_texts(self, sealed: SealedTexts) -> MessageTexts:
+        return MessageTexts(
+            subject=self.open(SUBJECT, sealed.subject).decode("utf-8"),
+            text_body=self.open(TEXT_BODY, sealed.text_body),
+            html_body=(
+                self.open(HTML_BODY, sealed.html_body) if sealed.html_body is not None else None
+            ),
+        )
 
     def _part_context(self, part: str) -> bytes:
         return self._context + b":" + part.encode("ascii")

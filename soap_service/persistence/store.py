@@ -44,6 +44,7 @@ from soap_service.domain.ports import (
     RecipientAccountRecord,
     ReferenceRecord,
     SealedFile,
+    SealedTexts,
 )
 from soap_service.errors import (
     AccountExists,
@@ -426,12 +427,7 @@ class SqlStore:
             organisation=row.organisation,
             accepted_at=row.accepted_at,
             expires_at=row.expires_at,
-            data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
-            sealed_subject=bytes(row.sealed_subject),
-            sealed_text_body=bytes(row.sealed_text_body),
-            sealed_html_body=(
-                bytes(row.sealed_html_body) if row.sealed_html_body is not None else None
-            ),
+            texts=_sealed_texts(row),
             attachments=tuple(
                 PickupAttachment(
                     position=file.position,
@@ -583,12 +579,7 @@ class SqlStore:
             username=row.username,
             accepted_at=row.accepted_at,
             expires_at=row.expires_at,
-            data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
-            sealed_subject=bytes(row.sealed_subject),
-            sealed_text_body=bytes(row.sealed_text_body),
-            sealed_html_body=(
-                bytes(row.sealed_html_body) if row.sealed_html_body is not None else None
-            ),
+            texts=_sealed_texts(row),
             attachments=tuple(
                 SealedFile(
                     position=file.position,
@@ -980,6 +971,15 @@ def _journal(
                 for row in rows
             ],
         )
+
+
+def _sealed_texts(row: Any) -> SealedTexts:
+    return SealedTexts(
+        data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+        subject=bytes(row.sealed_subject),
+        text_body=bytes(row.sealed_text_body),
+        html_body=bytes(row.sealed_html_body) if row.sealed_html_body is not None else None,
+    )
 
 
 def _recipient_account(row: Any) -> RecipientAccount:

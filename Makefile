@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
-.PHONY: install run test lint format wsdl wsdl-check bench postgres browser clean
+.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (spyne 2.14)"'
@@ -27,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/soap-service dev
 
 ## Lint, then every test (unit, end-to-end on SQLite and PostgreSQL, migrations).
-test: $(STAMP) postgres browser
+test: $(STAMP) postgres test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -35,9 +35,9 @@ test: $(STAMP) postgres browser
 postgres:
 	@bash tests/postgres-up.sh
 
-## Debian's chromium, for the pickup pages' browser tests.
-browser:
-	@bash tests/chromium-install.sh
+## Debian's chromium, PHP SoapClient, JAX-WS wsimport and xmllint, for the tests.
+test-tools:
+	@bash tests/debian-packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

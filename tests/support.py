@@ -317,3 +317,39 @@ def fault_of(response: requests.Response) -> tuple[str, str]:
     text = root.findtext(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault/faultstring")
     assert code is not None and text is not None, response.text
     return code.split(":", 1)[-1], text
+
+
+def stored_attachments(service: ServiceProcess, message_id: str) -> list[tuple[str, bytes]]:
+    """(file name, content) of a stored message's attachments, decrypted with the service's
+    master keys: what a client's bytes became in storage."""
+    from sqlalchemy import create_engine, select
+
+    from soap_service import crypto
+    from soap_service.domain import sealing
+    from soap_service.domain.sealing import MessageCipher
+    from soap_service.persistence.tables import AttachmentRow, MessageRow
+
+    engine = create_engine(service.database_url)
+    try:
+        with engine.connect() as connection:
+            message = connection.execute(
+                select(MessageRow).where(MessageRow.id == message_id)
+            ).one()
+            rows = connection.execute(
+                select(AttachmentRow)
+                .where(AttachmentRow.message_id == message_id)
+                .order_by(AttachmentRow.position)
+            ).all()
+    finally:
+        engine.dispose()
+    keyring = crypto.Keyring.load(service.data_dir / "keys" / "master-keys.json")
+    cipher = MessageCipher.unwrap(
+        keyring, crypto.WrappedKey(key_id=message.key_id, wrapped=message.wrapped_key), message_id
+    )
+    return [
+        (
+            cipher.open(sealing.attachment_name(row.position), row.sealed_filename).decode(),
+            cipher.open(sealing.attachment_content(row.position), row.sealed_content),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,80 @@
+"""Interoperability: PHP's own SoapClient (Debian's php-cli and php-soap) loads the WSDL over
+HTTPS, sends a message with two recipients and two attachments under a WS-Security
+UsernameToken, reads its status with the times parsed, and gets a fault it can read. The
+script is the example integrators copy: client_examples/php/send_and_status.php."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Sender
+from tests.support import REPO, ServiceProcess, stored_attachments
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = REPO / "client_examples" / "php" / "send_and_status.php"
+
+
+@pytest.fixture(scope="module")
+def php() -> str:
+    found = shutil.which("php")
+    if found is None:
+        pytest.fail("php is not installed: `make test` installs php-cli and php-soap")
+    return found
+
+
+def test_php_soapclient_sends_reads_status_and_gets_a_fault(
+    php: str, service: ServiceProcess, sender: Sender, tmp_path: Path
+) -> None:
+    files = {
+        "lohn-november.pdf": b"%PDF-1.4\n" + os.urandom(40_000),
+        "beilage.pdf": os.urandom(777),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    reference = f"php-{uuid.uuid4().hex[:12]}"
+    run = subprocess.run(
+        [
+            php,
+            str(SCRIPT),
+            f"{service.url}?wsdl",
+            sender.username,
+            sender.password,
+            str(service.tls.ca_cert),
+            reference,
+            *(str(tmp_path / name) for name in files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    answer = json.loads(run.stdout)
+
+    assert stored_attachments(service, answer["message_id"]) == list(files.items())
+    assert answer["state"] == "queued"
+    accepted = datetime.fromisoformat(answer["accepted_at"])
+    assert (datetime.fromisoformat(answer["expires_at"]) - accepted).days == 7
+    assert [r["address"] for r in answer["recipients"]] == [
+        "anna.muster@example.ch",
+        "bert.beispiel@example.ch",
+    ]
+    for recipient in answer["recipients"]:
+        assert recipient["state"] == "queued"
+        assert (
+            abs((datetime.fromisoformat(recipient["state_changed_at"]) - accepted).total_seconds())
+            < 1
+        )
+    assert answer["fault"] == {
+        "faultcode": "soap:Client.NotFound",  # the QName as sent: prefix bound to SOAP 1.1
+        "faultstring": "no message with this MessageId",
+    }
+    assert "UsernameToken" in answer["request"] and sender.password in answer["request"]

@@ -56,6 +56,7 @@ class RequestScope:
         self.account: Account | None = None
         self.operation: str | None = None
         self.outcome = "ok"  # or the fault code, for the request's log line
+        self.body_format = "-"  # xml or mtom, once the guard has read the body
 
     @cached_property
     def store(self) -> SqlStore:

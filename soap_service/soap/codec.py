@@ -49,32 +49,45 @@ class Codec:
 
     # Requests.
 
-    def read_arguments(self, wrapper: type, element: etree._Element) -> list[Any]:
-        """The operation's arguments, in declaration order, from its wrapper element."""
-        values = self._read_fields(wrapper, element)
+    def read_arguments(
+        self,
+        wrapper: type,
+        element: etree._Element,
+        *,
+        binary_parts: dict[str, bytes] | None = None,
+    ) -> list[Any]:
+        """The operation's arguments, in declaration order, from its wrapper element;
+        `binary_parts` holds MTOM content by the path of the element that referred to it."""
+        values = self._read_fields(wrapper, element, binary_parts or {})
         return [values.get(field.name) for field in self._plan(wrapper)]
 
-    def _read_fields(self, cls: type, element: etree._Element) -> dict[str, Any]:
+    def _read_fields(
+        self, cls: type, element: etree._Element, parts: dict[str, bytes]
+    ) -> dict[str, Any]:
         by_tag = {field.tag: field for field in self._plan(cls)}
         values: dict[str, Any] = {}
         for child in element:
             field = by_tag.get(child.tag)
             if field is None:
                 continue  # unknown elements were refused by the schema; comments skip
-            value = self._read_value(field, child)
+            value = self._read_value(field, child, parts)
             if field.many:
                 values.setdefault(field.name, []).append(value)
             else:
                 values[field.name] = value
         return values
 
-    def _read_value(self, field: _Field, element: etree._Element) -> Any:
+    def _read_value(self, field: _Field, element: etree._Element, parts: dict[str, bytes]) -> Any:
         if field.kind == COMPLEX:
             instance = field.type.__new__(field.type)  # Spyne's __init__ sets every default
             instance.__dict__.update(dict.fromkeys(f.name for f in self._plan(field.type)))
-            instance.__dict__.update(self._read_fields(field.type, element))
+            instance.__dict__.update(self._read_fields(field.type, element, parts))
             return instance
         if field.kind == BINARY:
+            if parts and element.text is None:
+                found = parts.pop(element.getroottree().getpath(element), None)
+                if found is not None:
+                    return found
             return _decode_base64(element)
         text = element.text or ""
         if field.kind == INTEGER:

@@ -32,6 +32,8 @@ from soap_service.soap.wssecurity import SECURITY_TAG, read_username_token
 
 ENVELOPE_KEY = "soap_service.envelope"
 SCOPE_KEY = "soap_service.scope"
+# MTOM parts of the request, by the path of the element that referred to them.
+BINARY_PARTS_KEY = "soap_service.binary_parts"
 UNDERSTOOD_HEADERS = frozenset({SECURITY_TAG})
 _MUST_UNDERSTAND = f"{{{SOAP11_ENV}}}mustUnderstand"
 
@@ -104,7 +106,11 @@ class GuardedSoap11(Soap11):
     def deserialize(self, ctx: Any, message: Any) -> None:
         """The operation's arguments, read along compiled plans (see codec.py)."""
         try:
-            ctx.in_object = self._codec.read_arguments(ctx.descriptor.in_message, ctx.in_body_doc)
+            ctx.in_object = self._codec.read_arguments(
+                ctx.descriptor.in_message,
+                ctx.in_body_doc,
+                binary_parts=ctx.transport.req_env.pop(BINARY_PARTS_KEY, None),
+            )
         except ServiceError as exc:
             raise ServiceFault(exc) from exc
         ctx.in_header = None

@@ -15,7 +15,7 @@ from soap_service.errors import InternalError, MessageTooLarge, ServiceError
 from soap_service.logs import describe_exception
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fault
-from soap_service.soap.protocol import ENVELOPE_KEY, SCOPE_KEY
+from soap_service.soap.protocol import BINARY_PARTS_KEY, ENVELOPE_KEY, SCOPE_KEY
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.pickup import PickupPages
 from soap_service.web.responses import StartResponse, respond
@@ -81,7 +81,10 @@ class WebApp:
         scope = self._container.open_scope()
         try:
             try:
-                environ[ENVELOPE_KEY] = read_envelope(environ, self._guard_limits)
+                guarded = read_envelope(environ, self._guard_limits)
+                environ[ENVELOPE_KEY] = guarded.envelope
+                environ[BINARY_PARTS_KEY] = guarded.binary_parts
+                scope.body_format = "mtom" if guarded.mtom else "xml"
             except MessageTooLarge as exc:
                 scope.outcome = exc.code
                 return self._refuse_oversized(environ, start_response, exc)
@@ -108,10 +111,11 @@ class WebApp:
             scope.close()
             account = scope.account.username if scope.account else "-"
             log.info(
-                "soap op=%s account=%s outcome=%s ms=%.1f",
+                "soap op=%s account=%s outcome=%s body=%s ms=%.1f",
                 scope.operation or "-",
                 account,
                 scope.outcome,
+                scope.body_format,
                 (time.monotonic() - started) * 1000,
             )
 

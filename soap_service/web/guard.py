@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, BinaryIO
 
@@ -69,20 +69,43 @@ class GuardLimits:
     max_attributes: int = 64
 
 
-def read_envelope(environ: Mapping[str, Any], limits: GuardLimits) -> etree._Element:
-    """Read, size-check and parse the request body; returns the SOAP 1.1 Envelope."""
+@dataclass(frozen=True)
+class GuardedRequest:
+    """A request that passed the guard: the SOAP 1.1 Envelope, and the MTOM parts its
+    attachment elements referred to (by element path; empty for inline base64)."""
+
+    envelope: etree._Element
+    binary_parts: dict[str, bytes] = field(default_factory=dict)
+    mtom: bool = False
+
+
+def read_envelope(environ: Mapping[str, Any], limits: GuardLimits) -> GuardedRequest:
+    """Read, size-check and parse the request body: text/xml, or MTOM/XOP."""
     mime_type, charset = content_type_of(environ)
     if mime_type == "application/soap+xml":
         raise VersionMismatch("SOAP 1.2 is not supported: send SOAP 1.1 with Content-Type text/xml")
-    if mime_type != "text/xml":
-        raise UnsupportedMediaType("a SOAP 1.1 request must have Content-Type text/xml")
     length = declared_length(environ)
     if length is not None and length > limits.max_request_bytes:
         raise MessageTooLarge(_too_large(limits.max_request_bytes))
     if length == 0:
         raise MalformedRequest("the request body is empty")
+    if mime_type == "multipart/related":
+        from soap_service.web.mtom import read_mtom
 
-    stream: BinaryIO = environ["wsgi.input"]
+        return read_mtom(environ, length, limits)
+    if mime_type != "text/xml":
+        raise UnsupportedMediaType(
+            "a SOAP 1.1 request must have Content-Type text/xml (or multipart/related for MTOM)"
+        )
+    root, _ = parse_envelope(environ["wsgi.input"], length, charset, limits)
+    return GuardedRequest(root)
+
+
+def parse_envelope(
+    stream: BinaryIO, length: int | None, charset: str | None, limits: GuardLimits
+) -> tuple[etree._Element, int]:
+    """Parse an envelope from `stream` within the limits; it and the decoded size of its
+    inline base64 content."""
     parser = _TreeWatcher(_new_parser(charset), limits)
     received = 0
     prolog_checked = False
@@ -112,7 +135,7 @@ def read_envelope(environ: Mapping[str, Any], limits: GuardLimits) -> etree._Ele
     if root.getroottree().docinfo.internalDTD is not None:  # defence in depth
         raise ForbiddenXml("DOCTYPE declarations are not allowed")
     _check_envelope(root)
-    return root
+    return root, parser.binary_bytes()
 
 
 class _TreeWatcher:
@@ -170,14 +193,20 @@ class _TreeWatcher:
                 if self._binary_bound > limits.max_binary_bytes:
                     self._check_binary_total()
 
+    def binary_bytes(self) -> int:
+        return sum(_decoded_size(element.text or "") for element in self._binaries)
+
     def _check_binary_total(self) -> None:
-        total = sum(_decoded_size(element.text or "") for element in self._binaries)
-        limit = self._limits.max_binary_bytes
-        if total > limit:
-            raise MessageTooLarge(
-                f"the attachments are {total} bytes or more in total; "
-                f"the limit is {limit} bytes ({limit // 2**20} MiB)"
-            )
+        check_binary_total(self.binary_bytes(), self._limits)
+
+
+def check_binary_total(total: int, limits: GuardLimits) -> None:
+    limit = limits.max_binary_bytes
+    if total > limit:
+        raise MessageTooLarge(
+            f"the attachments are {total} bytes or more in total; "
+            f"the limit is {limit} bytes ({limit // 2**20} MiB)"
+        )
 
 
 def _decoded_size(text: str) -> int:

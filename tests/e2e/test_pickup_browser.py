@@ -47,7 +47,7 @@ def browser(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+        pytest.fail("chromium is not installed: `make test` installs it (tests/debian-packages.sh)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,

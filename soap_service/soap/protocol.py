@@ -77,6 +77,7 @@ class GuardedSoap11(Soap11):
                     + ", ".join(sorted(self._operations.values()))
                 )
             scope.operation = operation
+            _check_soap_action(ctx.transport.req_env.get("HTTP_SOAPACTION"), operation)
             _check_must_understand(ctx.in_header_doc)
             scope.account = scope.authenticator.authenticate(read_username_token(ctx.in_header_doc))
             self._validate(body)
@@ -133,6 +134,19 @@ class CodecSoap11(Soap11):
         ctx.out_body_doc = etree.SubElement(ctx.out_document, f"{{{SOAP11_ENV}}}Body")
         self._codec.write_arguments(
             ctx.descriptor.out_message, list(ctx.out_object), ctx.out_body_doc
+        )
+
+
+def _check_soap_action(header: str | None, operation: str) -> None:
+    """The operation is the Body's; a SOAPAction that names another one is refused rather
+    than believed (or silently ignored). Empty means "see the Body" (SOAP 1.1, 6.1.1)."""
+    action = (header or "").strip().strip('"').strip()
+    if not action:
+        return
+    named = re.split(r"[/#:]", action)[-1]
+    if named != operation:
+        raise UnknownOperation(
+            f"the SOAPAction header names another operation than the Body ({operation})"
         )
 
 

@@ -339,3 +339,30 @@ def test_the_log_never_echoes_request_content(service: ServiceProcess, sender: S
     assert MARKER not in log
     assert "Traceback" not in log
     assert "SELECT" not in log and "INSERT" not in log
+
+
+@pytest.mark.parametrize(
+    "action", ['"GetStatus"', "GetStatus", '"urn:soap-service:messaging:v1/CancelMessage"']
+)
+def test_a_soap_action_naming_another_operation_is_refused(
+    service: ServiceProcess, sender: Sender, action: str
+) -> None:
+    count = count_messages(service.database_url)
+    body = envelope(message(), security_header(sender.username, sender.password))
+    code, text = fault_of(service.post(body, SOAPAction=action))
+    assert (code, text) == (
+        "Client.UnknownOperation",
+        "the SOAPAction header names another operation than the Body (SendMessage)",
+    )
+    assert count_messages(service.database_url) == count
+
+
+@pytest.mark.parametrize(
+    "action", ['""', '"SendMessage"', "SendMessage", '"urn:soap-service:messaging:v1#SendMessage"']
+)
+def test_a_soap_action_that_is_empty_or_names_the_body_operation_is_accepted(
+    service: ServiceProcess, sender: Sender, action: str
+) -> None:
+    body = envelope(message(), security_header(sender.username, sender.password))
+    response = service.post(body, SOAPAction=action)
+    assert response.status_code == 200, response.text[:300]

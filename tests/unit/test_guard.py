@@ -424,3 +424,34 @@ def test_a_utf16_body_with_its_iana_charset_is_read(charset: str) -> None:
 def test_a_charset_the_parser_does_not_know_is_unsupported(charset: str) -> None:
     with pytest.raises(UnsupportedMediaType):
         read(VALID, content_type=f"text/xml; charset={charset}")
+
+
+@pytest.mark.parametrize("namespaced", [False, True])
+def test_a_hundred_thousand_attributes_are_refused_at_the_element(namespaced: bool) -> None:
+    if namespaced:  # each with its own namespace declaration: the costly kind for a parser
+        attributes = " ".join(f'xmlns:p{n}="urn:{n}" p{n}:a="1"' for n in range(50_000))
+    else:
+        attributes = " ".join(f'a{n}="1"' for n in range(100_000))
+    crowded = envelope(f"<m:GetStatus {attributes}/>").encode()
+    limits = GuardLimits(max_request_bytes=8 * LIMIT, max_binary_bytes=LIMIT)
+    with pytest.raises(MalformedRequest, match=r"more than 64 attributes$"):
+        read_envelope(environ(crowded), limits)
+
+
+@pytest.mark.parametrize(
+    ("body", "charset"),
+    [
+        (
+            envelope("<m:GetStatus><m:MessageId>Zürich</m:MessageId></m:GetStatus>").encode(
+                "latin-1"
+            ),
+            "utf-8",
+        ),
+        (VALID, "utf-16"),
+        (envelope().encode("utf-16-le"), "utf-8"),
+    ],
+    ids=["latin-1 said utf-8", "utf-8 said utf-16", "utf-16 said utf-8"],
+)
+def test_a_charset_that_lies_about_the_bytes_is_malformed(body: bytes, charset: str) -> None:
+    with pytest.raises(MalformedRequest, match=r"^the request is not well-formed XML"):
+        read(body, content_type=f"text/xml; charset={charset}")

@@ -56,10 +56,12 @@ wsdl-check: $(STAMP)
 	SOAP_SERVICE_PUBLIC_URL=$(CANONICAL_URL) $(BIN)/soap-service wsdl | diff -u $(WSDL_FILE) -
 
 ## SendMessage against a bare Spyne baseline (SQLite and PostgreSQL); delivery against a
-## plain smtplib loop, and 10,000 payslips end to end (PostgreSQL).
+## plain smtplib loop, and 10,000 payslips end to end (PostgreSQL); a worker's peak memory
+## accepting 30 MiB inline and as MTOM, beside the baseline's.
 bench: $(STAMP) postgres
 	$(BIN)/python -m bench.send_message
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.memory
 
 ## Remove the virtual environment and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -82,6 +82,22 @@ BILLION_LAUGHS = (
 )
 
 CASES = [
+    # SOAP-encoding references (href/id, multiRef): document/literal has none, and they
+    # are never followed, so a cycle costs nothing.
+    Case(
+        "cyclic multiRef beside the operation",
+        authed(
+            '<m:GetStatus><m:MessageId href="#id1"/></m:GetStatus>'
+            '<multiRef id="id1"><m:MessageId href="#id1"/></multiRef>'
+        ),
+        "Client.MalformedRequest",
+        says="exactly one operation element",
+    ),
+    Case(
+        "cyclic href inside the operation",
+        authed('<m:GetStatus><m:MessageId id="id1" href="#id1">x</m:MessageId></m:GetStatus>'),
+        "Client.ValidationError",
+    ),
     Case(
         "no credentials",
         lambda s: envelope(message()),

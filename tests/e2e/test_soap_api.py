@@ -22,6 +22,7 @@ from tests.support import (
     fault_of,
     security_header,
     send_message_xml,
+    stored_attachments,
 )
 
 PDF = b"%PDF-1.4\n" + os.urandom(50_000)
@@ -98,8 +99,13 @@ def test_send_message_stores_and_reports_every_recipient(
         ("bob@bücher.ch", "queued"),
     ]
     assert [kind for (kind,) in events] == ["accepted", "queued", "queued"]
-    # Encrypted at rest: no plaintext in any stored column, sizes kept.
+    # Encrypted at rest: no plaintext in any stored column, sizes kept; decrypted, the
+    # very bytes zeep sent.
     assert [a.size for a in attachments] == [len(PDF), 5]
+    assert stored_attachments(service, result.MessageId) == [
+        ("payslip.pdf", PDF),
+        ("notes.txt", b"Notes"),
+    ]
     assert b"payslip" not in attachments[0].sealed_filename
     assert PDF[100:200] not in attachments[0].sealed_content
     assert b"Lohnabrechnung" not in row.sealed_subject

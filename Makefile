@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
-.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools clean
+.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (spyne 2.14)"'
@@ -46,6 +46,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## A sample payroll run against `make run` (start that first, in another terminal): six
+## payslips to var/mail/, then their states in var/payroll-report.csv.
+demo: $(STAMP)
+	$(BIN)/python client_examples/payroll_client.py send --period 2026-11 \
+		--csv client_examples/sample/employees.csv --payslips client_examples/sample/payslips
+	$(BIN)/python client_examples/payroll_client.py status --period 2026-11 \
+		--csv client_examples/sample/employees.csv --report var/payroll-report.csv \
+		--timeout 15 --poll 3 || [ $$? -eq 5 ]
 
 ## Regenerate the committed WSDL from the code.
 wsdl: $(STAMP)

@@ -35,3 +35,26 @@ def test_first_call_example_sends_and_reads_status(service: ServiceProcess, send
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("accepted ")
         assert "  eve@example.ch: queued" in result.stdout
+
+
+def test_the_raw_envelopes_work_with_curl(service: ServiceProcess, sender: Sender) -> None:
+    result = subprocess.run(
+        [
+            "bash",
+            str(REPO / "client_examples" / "raw" / "curl.sh"),
+            service.url,
+            sender.username,
+            sender.password,
+            str(service.tls.ca_cert),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    send, status = result.stdout.split("--- GetStatus")
+    assert "<tns:SendMessageResponse>" in send and "<tns:State>queued</tns:State>" in send
+    message_id = send.split("<tns:MessageId>")[1].split("<")[0]
+    assert f"<tns:MessageId>{message_id}</tns:MessageId>" in status
+    assert "<tns:Address>anna.muster@example.ch</tns:Address>" in status

@@ -325,10 +325,24 @@ def follow(args: argparse.Namespace, connection: Connection) -> int:
             break
         time.sleep(min(args.poll, max(0.0, deadline - time.monotonic())))
     write_report(Path(args.report), [rows[e.id] for e in employees.valid])
+    print_states(list(rows.values()))
     print(f"report: {args.report} ({len(rows)} employees, {len(pending)} not final)")
     if pending:
         return EXIT_TIMEOUT
     return EXIT_SOME_FAILED if employees.bad else EXIT_OK
+
+
+def print_states(rows: list[dict[str, str]]) -> None:
+    """How many recipients are in each state; for deferred and failed ones, why."""
+    print("\nstates")
+    for state, count in sorted(Counter(row["state"] for row in rows).items()):
+        print(f"  {state:24} {count:6}")
+        if state in ("deferred", "failed", "not-sent", "unknown"):
+            reasons = Counter(
+                row["last_error"][:60] or "-" for row in rows if row["state"] == state
+            )
+            for reason, number in reasons.most_common():
+                print(f"    {reason:60} {number:6}")
 
 
 def status_row(

@@ -117,6 +117,7 @@ def test_a_run_of_50_then_a_rerun_that_sends_nothing_new(
                         "--timeout", "1", "--poll", "0.5")  # fmt: skip
     # Confidential payslips stay `sent` until read: not final, so the timeout says so.
     assert status.returncode == 5, status.stdout + status.stderr
+    assert summary_count(status.stdout, "sent") == 50
     with report.open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert [row["employee_id"] for row in rows] == [f"E{n:04d}" for n in range(1, 51)]

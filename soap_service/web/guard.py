@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, BinaryIO
@@ -103,9 +103,9 @@ def read_envelope(environ: Mapping[str, Any], limits: GuardLimits) -> GuardedReq
 
 def parse_envelope(
     stream: BinaryIO, length: int | None, charset: str | None, limits: GuardLimits
-) -> tuple[etree._Element, int]:
-    """Parse an envelope from `stream` within the limits; it and the decoded size of its
-    inline base64 content."""
+) -> tuple[etree._Element, Callable[[], int]]:
+    """Parse an envelope from `stream` within the limits; it, and how to count the decoded
+    size of its inline base64 content (a pass over the text: only MTOM needs it)."""
     parser = _TreeWatcher(_new_parser(charset), limits)
     received = 0
     prolog_checked = False
@@ -135,7 +135,7 @@ def parse_envelope(
     if root.getroottree().docinfo.internalDTD is not None:  # defence in depth
         raise ForbiddenXml("DOCTYPE declarations are not allowed")
     _check_envelope(root)
-    return root, parser.binary_bytes()
+    return root, parser.binary_bytes
 
 
 class _TreeWatcher:

@@ -73,13 +73,13 @@ def read_mtom(
     root_type["content-type"] = root.headers.get("content-type", "")
     if root_type.get_content_type() != "application/xop+xml":
         raise UnsupportedMediaType("the MTOM root part must be application/xop+xml")
-    envelope, inline_bytes = parse_envelope(
+    envelope, inline_size = parse_envelope(
         io.BytesIO(bytes(root.content)), len(root.content), root_type.get_param("charset"), limits
     )
 
     by_id = {part.content_id: part for part in parts if part is not root and part.content_id}
     found: dict[str, bytes] = {}
-    total = inline_bytes
+    total = inline_size()  # inline base64 beside the parts (usually none)
     for include in list(envelope.iter(XOP_INCLUDE)):
         element = include.getparent()
         if (

@@ -268,12 +268,15 @@ class PickupPages:
             request.set_cookies.append(_cookie(SESSION_COOKIE, "", max_age=0))
             return self._see(start_response, request, token)
         if action == "decision":
-            service.decide(
-                token,
-                request.session,
-                accept=form.get("choice") == "accept",
-                always_accept=form.get("always") == "yes",
-            )
+            choice = form.get("choice")
+            # Only an explicit choice counts: a refusal is final and the sender is told.
+            if choice in ("accept", "refuse"):
+                service.decide(
+                    token,
+                    request.session,
+                    accept=choice == "accept",
+                    always_accept=form.get("always") == "yes",
+                )
             return self._see(start_response, request, token)
         identity = service.identity(token)
         try:

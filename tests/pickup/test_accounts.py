@@ -234,6 +234,21 @@ def test_a_registered_message_shows_only_sender_and_subject_until_accepted(
     assert env.journal(recipient_id)[1:] == [("accepted", "accepted by the recipient")]
 
 
+@pytest.mark.parametrize("choice", [None, "", "maybe"])
+def test_a_decision_without_a_clear_choice_changes_nothing(
+    env: Env, app: WebApp, choice: str | None
+) -> None:
+    sent = env.send("anna@example.ch", type=MessageType.REGISTERED)
+    token = token_for(env, sent.message_id)
+    browser = Browser(app)
+    register(browser, token)
+    decision = browser.get(f"/m/{token}")
+    fields = {"csrf": decision.csrf()} | ({} if choice is None else {"choice": choice})
+    assert browser.post(f"/m/{token}/decision", fields).status == 303
+    assert '<h1 id="decide">' in browser.get(f"/m/{token}").text  # still asked
+    assert states(env, sent.message_id) == [RecipientState.QUEUED]
+
+
 def test_refusing_a_registered_message_never_shows_it(env: Env, app: WebApp) -> None:
     sent = env.send("anna@example.ch", type=MessageType.REGISTERED)
     token = token_for(env, sent.message_id)

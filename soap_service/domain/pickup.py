@@ -153,11 +153,14 @@ class PickupService:
                     accepted_at=record.accepted_at,
                     expires_at=record.expires_at,
                 )
-            self._store.decide(
+            if not self._store.decide(
                 record.recipient_id, RecipientState.ACCEPTED, "accepted automatically", self._now()
-            )
-        elif record.state in _WAITING:
-            self._store.mark_opened(record.recipient_id, self._now())
+            ):
+                return self.view(token, session)  # decided, withdrawn or expired meanwhile
+        elif record.state in _WAITING and not self._store.mark_opened(
+            record.recipient_id, self._now()
+        ):
+            return self.view(token, session)  # opened, withdrawn or expired meanwhile
         return _opened(record, cipher)
 
     def attachment(self, token: str, position: int, session: str | None = None) -> AttachmentFile:
@@ -174,8 +177,10 @@ class PickupService:
         )
         if found is None or sealed is None:
             raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
-        if record.state in _WAITING:
-            self._store.mark_opened(record.recipient_id, self._now())
+        if record.state in _WAITING and not self._store.mark_opened(
+            record.recipient_id, self._now()
+        ):
+            return self.attachment(token, position, session)  # changed meanwhile: look again
         return AttachmentFile(
             filename=_text(cipher.open(sealing.attachment_name(position), found.sealed_filename)),
             content_type=found.content_type,
@@ -183,9 +188,12 @@ class PickupService:
         )
 
     def identity(self, token: str) -> LinkIdentity:
-        """Whom a genuine link is for, and whether that address has an account."""
+        """Whom a genuine personal or registered link is for, and whether that address
+        has an account."""
         record, _ = self._genuine(token)
-        address = record.address.lower()
+        if record.type is MessageType.CONFIDENTIAL:
+            raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
+        address = _mailbox(record.address)
         return LinkIdentity(
             address=address,
             organisation=record.organisation,
@@ -215,6 +223,10 @@ class PickupService:
         """Create the account of the link's address (the link proves it), with consent;
         the new session's token."""
         record, _ = self._genuine(token)
+        if record.type is MessageType.CONFIDENTIAL:
+            # A confidential link may be passed on by design: it proves nothing about who
+            # holds the mailbox, so it cannot claim the address's account.
+            raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
         if len(password) < MIN_PASSWORD_LENGTH:
             raise RegistrationRefused(RegistrationRefused.PASSWORD_SHORT)
         if len(password) > MAX_PASSWORD_LENGTH:
@@ -223,7 +235,7 @@ class PickupService:
             raise RegistrationRefused(RegistrationRefused.PASSWORDS_DIFFER)
         if not consent:
             raise RegistrationRefused(RegistrationRefused.NO_CONSENT)
-        address = record.address.lower()
+        address = _mailbox(record.address)
         if self._store.find_recipient_account(address) is not None:
             raise RegistrationRefused(RegistrationRefused.EXISTS)
         try:
@@ -237,19 +249,20 @@ class PickupService:
     def login(self, token: str, password: str) -> str:
         """Log in as the link's address; the new session's token."""
         record, _ = self._genuine(token)
-        found = self._store.find_recipient_account(record.address.lower())
+        found = self._store.find_recipient_account(_mailbox(record.address))
         if found is None:
             crypto.verify_password(password, crypto.dummy_password_hash())  # same time
             raise LoginRefused(LoginRefused.WRONG)
         now = self._now()
-        if found.locked_until is not None and found.locked_until > now:
+        # Every attempt counts as a failure until the password is found right, in one
+        # statement: guesses sent in parallel cannot all slip past the lock.
+        if not self._store.login_attempt(
+            found.account.id, now=now, lock_after=MAX_FAILED_LOGINS, lock_until=now + LOGIN_LOCK
+        ):
             raise LoginRefused(LoginRefused.LOCKED)
         if len(password) > MAX_PASSWORD_LENGTH or not crypto.verify_password(
             password, found.password_hash
         ):
-            self._store.login_failed(
-                found.account.id, lock_after=MAX_FAILED_LOGINS, lock_until=now + LOGIN_LOCK
-            )
             raise LoginRefused(LoginRefused.WRONG)
         self._store.login_succeeded(found.account.id)
         return self._new_session(found.account)
@@ -302,7 +315,7 @@ class PickupService:
         recipient's own); None for a confidential message."""
         if record.type is MessageType.CONFIDENTIAL:
             return None
-        address = record.address.lower()
+        address = _mailbox(record.address)
         account = (
             self._store.find_pickup_session(_session_hash(session), self._now())
             if session
@@ -342,6 +355,12 @@ def _attachment_view(cipher: MessageCipher, attachment: PickupAttachment) -> Att
         content_type=attachment.content_type,
         size=attachment.size,
     )
+
+
+def _mailbox(address: str) -> str:
+    """One account per mailbox however a sender spells it (casefold, as duplicate
+    recipients are folded)."""
+    return address.casefold()
 
 
 def _session_hash(session: str) -> bytes:

@@ -207,8 +207,11 @@ class Store(Protocol):
         """With consent given now. Raises AccountExists if the address has an account."""
         ...
 
-    def login_failed(self, account_id: int, *, lock_after: int, lock_until: datetime) -> None:
-        """Count a wrong password; from the `lock_after`th on, lock the account until then."""
+    def login_attempt(
+        self, account_id: int, *, now: datetime, lock_after: int, lock_until: datetime
+    ) -> bool:
+        """Count an attempt as failed (from the `lock_after`th on, lock the account until
+        `lock_until`), unless the account is locked now: then False."""
         ...
 
     def login_succeeded(self, account_id: int) -> None: ...

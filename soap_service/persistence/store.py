@@ -371,7 +371,8 @@ class SqlStore:
 
     def cancel_message(self, message_id: str, now: datetime) -> int:
         with self._transaction() as connection:
-            rows = connection.execute(_CANCEL, {"message_id": message_id, "now": now}).all()
+            cancel = _CANCEL_POSTGRESQL if connection.dialect.name == "postgresql" else _CANCEL
+            rows = connection.execute(cancel, {"message_id": message_id, "now": now}).all()
             _journal(connection, rows, RecipientState.CANCELLED, "withdrawn by the sender", now)
         return len(rows)
 
@@ -500,11 +501,15 @@ class SqlStore:
             raise AccountExists("this address has an account") from exc
         return RecipientAccount(id=account_id, address=address, auto_accept=False)
 
-    def login_failed(self, account_id: int, *, lock_after: int, lock_until: datetime) -> None:
+    def login_attempt(
+        self, account_id: int, *, now: datetime, lock_after: int, lock_until: datetime
+    ) -> bool:
         with self._transaction() as connection:
-            connection.execute(
-                _LOGIN_FAILED, {"id": account_id, "lock_after": lock_after, "until": lock_until}
-            )
+            counted = connection.execute(
+                _LOGIN_ATTEMPT,
+                {"id": account_id, "now": now, "lock_after": lock_after, "until": lock_until},
+            ).first()
+        return counted is not None
 
     def login_succeeded(self, account_id: int) -> None:
         accounts = RecipientAccountRow.__table__
@@ -919,14 +924,21 @@ _EXPIRE_POSTGRESQL = text(_EXPIRE_TEMPLATE.format(lock="FOR UPDATE OF r SKIP LOC
 
 
 # PostgreSQL checks the state again on a row it waited for (a worker recording it).
-_CANCEL = text(
-    f"""
+_CANCEL_TEMPLATE = f"""
     UPDATE recipients SET state = 'cancelled', state_changed_at = :now,
         lease_owner = NULL, leased_until = NULL
-    WHERE message_id = :message_id AND state IN {_EXPIRABLE_STATES}
+    WHERE state IN {_EXPIRABLE_STATES} AND id IN (
+        SELECT id FROM recipients
+        WHERE message_id = :message_id AND state IN {_EXPIRABLE_STATES}
+        ORDER BY id {{lock}}
+    )
     RETURNING id, message_id
-    """
-).bindparams(bindparam("now", type_=UtcDateTime()))
+"""
+_CANCEL = text(_CANCEL_TEMPLATE.format(lock="")).bindparams(bindparam("now", type_=UtcDateTime()))
+# Locked in id order, as the worker's recording locks them: no deadlock.
+_CANCEL_POSTGRESQL = text(_CANCEL_TEMPLATE.format(lock="FOR UPDATE")).bindparams(
+    bindparam("now", type_=UtcDateTime())
+)
 _DECIDE = text(
     f"""
     UPDATE recipients SET state = :state, state_changed_at = :now,
@@ -935,14 +947,15 @@ _DECIDE = text(
     RETURNING id, message_id
     """
 ).bindparams(bindparam("now", type_=UtcDateTime()))
-_LOGIN_FAILED = text(
+_LOGIN_ATTEMPT = text(
     """
     UPDATE recipient_accounts SET failed_logins = failed_logins + 1,
         locked_until = CASE WHEN failed_logins + 1 >= :lock_after THEN :until
                        ELSE locked_until END
-    WHERE id = :id
+    WHERE id = :id AND (locked_until IS NULL OR locked_until <= :now)
+    RETURNING id
     """
-).bindparams(bindparam("until", type_=UtcDateTime()))
+).bindparams(bindparam("until", type_=UtcDateTime()), bindparam("now", type_=UtcDateTime()))
 _MARK_OPENED = text(
     f"""
     UPDATE recipients SET state = 'opened', state_changed_at = :now,

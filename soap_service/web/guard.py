@@ -147,10 +147,12 @@ class _TreeWatcher:
         self._limits = limits
         self._elements = 0
         self._depth = 0
-        # Base64 elements seen, and an upper bound of their decoded size: exact sizes cost
-        # several passes over the text, worth it only near the limit.
+        # Base64 elements seen, and an upper bound of their decoded size: the exact size
+        # costs passes over the text, worth it only near the limit. Once there, each
+        # element's exact size is counted once, as it completes.
         self._binaries: list[etree._Element] = []
         self._binary_bound = 0
+        self._binary_exact: int | None = None
 
     def feed(self, data: bytes) -> None:
         try:
@@ -189,15 +191,19 @@ class _TreeWatcher:
             self._depth -= 1
             if element.tag in limits.binary_tags:
                 self._binaries.append(element)
+                if self._binary_exact is not None:
+                    self._binary_exact += _decoded_size(element.text or "")
+                    check_binary_total(self._binary_exact, limits)
+                    continue
                 self._binary_bound += len(element.text or "") * 3 // 4
                 if self._binary_bound > limits.max_binary_bytes:
-                    self._check_binary_total()
+                    self._binary_exact = self.binary_bytes()
+                    check_binary_total(self._binary_exact, limits)
 
     def binary_bytes(self) -> int:
+        if self._binary_exact is not None:
+            return self._binary_exact
         return sum(_decoded_size(element.text or "") for element in self._binaries)
-
-    def _check_binary_total(self) -> None:
-        check_binary_total(self.binary_bytes(), self._limits)
 
 
 def check_binary_total(total: int, limits: GuardLimits) -> None:
@@ -228,12 +234,14 @@ def discard_body(environ: Mapping[str, Any], limit: int) -> None:
         remaining -= len(block)
 
 
-def _new_parser(charset: str | None) -> etree.XMLPullParser:
+def _new_parser(charset: object) -> etree.XMLPullParser:
     encoding = None
+    if charset is not None and not isinstance(charset, str):  # e.g. RFC 2231 charset*=
+        raise UnsupportedMediaType("the charset of the Content-Type is not known")
     if charset:
         try:
             normalised = codecs.lookup(charset).name
-        except LookupError:
+        except (LookupError, ValueError):
             raise UnsupportedMediaType("the charset of the Content-Type is not known") from None
         if normalised not in {"utf-8", "ascii"}:
             encoding = charset  # libxml2 knows the IANA names, not Python's aliases
@@ -250,7 +258,7 @@ def _new_parser(charset: str | None) -> etree.XMLPullParser:
             remove_pis=True,
             collect_ids=False,
         )
-    except LookupError:
+    except (LookupError, ValueError):
         raise UnsupportedMediaType(f"the charset {charset!r:.40} is not supported") from None
 
 

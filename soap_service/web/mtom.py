@@ -52,6 +52,17 @@ class _Part:
 def read_mtom(
     environ: Mapping[str, Any], length: int | None, limits: GuardLimits
 ) -> GuardedRequest:
+    try:
+        return _read_mtom(environ, length, limits)
+    except (ValueError, TypeError, UnicodeError, LookupError):
+        # Headers the email package cannot take (NUL bytes, RFC 2231 oddities): the
+        # client's mistake, answered as such.
+        raise MalformedRequest("the multipart request has headers that cannot be read") from None
+
+
+def _read_mtom(
+    environ: Mapping[str, Any], length: int | None, limits: GuardLimits
+) -> GuardedRequest:
     header = Message()
     header["content-type"] = environ.get("CONTENT_TYPE", "")
     if str(header.get_param("type") or "").lower() != "application/xop+xml":

@@ -455,3 +455,8 @@ def test_a_hundred_thousand_attributes_are_refused_at_the_element(namespaced: bo
 def test_a_charset_that_lies_about_the_bytes_is_malformed(body: bytes, charset: str) -> None:
     with pytest.raises(MalformedRequest, match=r"^the request is not well-formed XML"):
         read(body, content_type=f"text/xml; charset={charset}")
+
+
+def test_an_rfc2231_charset_parameter_is_unsupported_not_an_error() -> None:
+    with pytest.raises(UnsupportedMediaType, match="charset"):
+        read(VALID, content_type="text/xml; charset*=utf-8''utf-8")

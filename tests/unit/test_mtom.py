@@ -187,3 +187,34 @@ def test_an_oversized_multipart_body_is_cut_off_while_read() -> None:
     with pytest.raises(MessageTooLarge):
         read_envelope(stream, LIMITS)
     assert stream["wsgi.input"].tell() <= 2**20 + 256 * 1024
+
+
+@pytest.mark.parametrize(
+    "root_type",
+    [
+        "application/xop+xml;charset*=utf-8''utf-8;type=\"text/xml\"",
+        'application/xop+xml;charset="utf\x00-8";type="text/xml"',
+    ],
+    ids=["rfc2231 charset", "NUL in the charset"],
+)
+def test_unreadable_root_part_headers_are_the_clients_mistake(root_type: str) -> None:
+    body = multipart(soap([include("a@test")]), {"a@test": b"x"}, root_type=root_type)
+    with pytest.raises((MalformedRequest, UnsupportedMediaType)):
+        read_envelope(environ(body), LIMITS)
+
+
+def test_many_attachments_after_a_large_one_cost_one_pass_each() -> None:
+    """Past the estimate, each attachment's exact size is counted once (no recount of
+    the large one per element): 300 empty ones after it are counted on top of it."""
+    limits = GuardLimits(
+        max_request_bytes=2**20, max_binary_bytes=3500, binary_tags=LIMITS.binary_tags
+    )
+    big = "QUJD\n" * 1000  # wrapped base64: the estimate overshoots, the exact size fits
+    body = soap([big, *[""] * 300]).encode()
+    plain = {
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_TYPE": "text/xml",
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    guarded = read_envelope(plain, limits)
+    assert not guarded.mtom

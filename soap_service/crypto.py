@@ -415,6 +415,15 @@ class PdfSigner:
             ) from exc
         if self._signer is None:
             raise ConfigurationError("the receipt signing key or certificate is unreadable")
+        # A key replaced without its certificate (or the other way round) would sign every
+        # receipt invalidly: refuse to start instead.
+        certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if certificate.public_key().public_bytes(
+            serialization.Encoding.DER, spki
+        ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
+            raise ConfigurationError("the receipt signing key does not match its certificate")
 
     def sign(self, pdf: bytes, *, reason: str, location: str) -> bytes:
         import io

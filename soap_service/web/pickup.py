@@ -90,7 +90,10 @@ SECURITY_HEADERS = [
 # A sender's HTML body, without anything that runs or loads: no images (they would tell
 # the sender when the message is read, and from where), no styles, no forms.
 _HTML_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
-_PATH = re.compile(r"(?P<token>[^/]+)(?:/(?:(?P<position>[1-9][0-9]{0,2})|(?P<action>[a-z]+)))?")
+# The token's own shape (256 bits, base64url): nothing else reaches a handler or a header.
+_PATH = re.compile(
+    r"(?P<token>[A-Za-z0-9_-]{43})(?:/(?:(?P<position>[1-9][0-9]{0,2})|(?P<action>[a-z]+)))?"
+)
 _ACTIONS = {"register", "login", "decision", "logout"}
 _STATUS = {
     PickupRefused.UNKNOWN: "404 Not Found",
@@ -159,9 +162,9 @@ class PickupPages:
         try:
             if request.method == "POST":
                 form = _form(environ)
-                if form is None or not crypto.constant_time_equal(
-                    form.get("csrf", ""), request.cookies.get(CSRF_COOKIE) or "\0"
-                ):
+                expected = request.cookies.get(CSRF_COOKIE) or ""
+                given = (form or {}).get("csrf", "")
+                if len(expected) < 32 or not crypto.constant_time_equal(given, expected):
                     log.info("pickup form refused: CSRF token missing or wrong")
                     return self._notice(
                         start_response, request, "csrf", _language_of(service, token)
@@ -185,7 +188,16 @@ class PickupPages:
             return self._view(start_response, request, service(), token)
         except PickupRefused as refused:
             log.info("pickup refused: %s", refused.reason)
-            return self._refused(start_response, request, service, token, refused)
+            try:
+                return self._refused(start_response, request, service, token, refused)
+            except PickupRefused as again:  # the link changed meanwhile
+                return self._notice(start_response, request, again.reason, again.language)
+            except ServiceError as exc:
+                log.warning("pickup unavailable: %s", exc.message)
+                return self._notice(start_response, request, "unavailable", refused.language)
+            except Exception as exc:
+                log.error("pickup failed: %s", describe_exception(exc))
+                return self._notice(start_response, request, "error", refused.language)
         except ServiceError as exc:  # the database is away
             log.warning("pickup unavailable: %s", exc.message)
             return self._notice(start_response, request, "unavailable", language)
@@ -232,7 +244,6 @@ class PickupPages:
             html_body=(
                 None if message.html_body is None else Markup(clean_html(message.html_body))
             ),
-            offer_registration=message.type is MessageType.CONFIDENTIAL and not request.session,
         )
         return self._page(start_response, request, "200 OK", page)
 
@@ -279,6 +290,8 @@ class PickupPages:
                 )
             return self._see(start_response, request, token)
         identity = service.identity(token)
+        if request.session:  # a new session replaces the browser's old one
+            service.logout(request.session)
         try:
             if action == "login":
                 session = service.login(token, form.get("password", ""))

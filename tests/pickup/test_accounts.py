@@ -296,3 +296,49 @@ def test_a_registered_message_not_decided_in_time_expires(env: Env, app: WebApp)
     late = browser.post(f"/m/{token}/decision", {"csrf": browser.cookies[CSRF], "choice": "accept"})
     assert late.status == 410
     assert states(env, sent.message_id) == [RecipientState.QUEUED]  # the sweep makes it expired
+
+
+def test_a_confidential_link_cannot_claim_the_addresss_account(env: Env, app: WebApp) -> None:
+    """Confidential links may be passed on: they prove nothing about the mailbox."""
+    sent = env.send("anna@example.ch")
+    token = token_for(env, sent.message_id)
+    browser = Browser(app)
+    page = browser.get(f"/m/{token}")
+    assert "register" not in page.text.lower()
+    assert browser.get(f"/m/{token}/register").status == 404
+    fields = {"csrf": browser.cookies[CSRF], "password": PASSWORD, "repeated": PASSWORD}
+    answer = browser.post(f"/m/{token}/register", {**fields, "consent": "yes"})
+    assert answer.status == 404
+    assert accounts(env) == []
+
+
+@pytest.mark.parametrize("cookie", [None, "\0", ""])
+def test_a_csrf_token_without_a_real_cookie_is_refused(
+    env: Env, app: WebApp, cookie: str | None
+) -> None:
+    from tests.pickup.conftest import get
+
+    sent = env.send("anna@example.ch", type=MessageType.PERSONAL)
+    token = token_for(env, sent.message_id)
+    headers = {} if cookie is None else {"cookie": f"{CSRF}={cookie}"}
+    answer = get(
+        app,
+        f"/m/{token}/logout",
+        method="POST",
+        body=b"csrf=%00",
+        content_type="application/x-www-form-urlencoded",
+        **headers,
+    )
+    assert answer.status == 403
+    assert 'data-reason="csrf"' in answer.text
+
+
+def test_a_token_with_line_breaks_never_reaches_a_header(env: Env, app: WebApp) -> None:
+    from tests.pickup.conftest import get
+
+    browser = Browser(app)
+    browser.get("/m/" + "x" * 43)  # a CSRF cookie
+    answer = browser.post("/m/abc\r\nX-Evil: 1/logout", {"csrf": browser.cookies[CSRF]})
+    assert answer.status == 404
+    assert all("X-Evil" not in value for _, value in answer.header_list)
+    assert get(app, "/m/abc%0d%0a/logout", method="POST").status == 404

@@ -180,3 +180,14 @@ def test_receipts_are_for_registered_messages_of_the_sender_only(
     other = type(env.account)(id=env.account.id + 1, username="other", organisation="Other")
     with pytest.raises(NotFound):
         receipts.receipt(other, ReceiptKind.SUBMISSION, message_id=message_id)
+
+
+def test_a_signing_key_that_does_not_match_its_certificate_is_refused(
+    signing_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from soap_service.errors import ConfigurationError
+
+    other_cert, other_key = tmp_path / "other.pem", tmp_path / "other-key.pem"
+    crypto.generate_receipt_signing_certificate(other_cert, other_key)
+    with pytest.raises(ConfigurationError, match="does not match"):
+        crypto.PdfSigner(signing_files[0], other_key)

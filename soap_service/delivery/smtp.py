@@ -31,6 +31,11 @@ class DestinationBusy(TransportError):
     waiting for it is deferred, as Postfix does, instead of knocking again for each."""
 
 
+# Answers to MAIL FROM about this one mail, not about us as sender: 552 (larger than the
+# server takes, from SIZE) and 555 (a parameter, such as SIZE or SMTPUTF8, not accepted).
+MAIL_REPLIES_ABOUT_THIS_MAIL = frozenset({552, 555})
+
+
 @dataclass(frozen=True)
 class Route:
     host: str
@@ -152,6 +157,9 @@ class SmtpSession:
             options += f" SIZE={len(data)}"
         try:
             code, reply = client.docmd("MAIL", f"FROM:<{mail_from}>{options}")
+            if code in MAIL_REPLIES_ABOUT_THIS_MAIL:
+                self._reset()  # too large, or a parameter refused: this mail only
+                return self._answered(code, reply)
             if code != 250:
                 # About us, not this recipient: permanent for nobody, temporary for all.
                 self.close()
@@ -196,8 +204,10 @@ class SmtpSession:
         connection that fails at this is closed (the next mail opens a new one)."""
         assert self._client is not None
         try:
-            self._client.rset()
+            code, _ = self._client.rset()
         except (OSError, smtplib.SMTPException):
+            code = 0
+        if code != 250:  # the server is leaving (421) or confused: start afresh
             self.close()
 
     def _answered(self, code: int, reply: bytes | str) -> Outcome:

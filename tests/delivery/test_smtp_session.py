@@ -127,3 +127,27 @@ def test_a_refused_sender_says_the_destination_is_busy(
     assert str(raised.value) == "127.0.0.1 refused the sender: 553 5.7.1 Sender not allowed"
     assert not session.is_open
     assert sink.events == [("MAIL", True)]
+
+
+def test_a_mail_too_large_for_the_server_fails_alone(sink: SmtpSink, session: SmtpSession) -> None:
+    sink.script.mail_replies.append("552 5.3.4 Message size exceeds fixed limit")
+    first = session.send(SENDER, "anna@example.ch", mail(1))
+    second = session.send(SENDER, "bert@example.ch", mail(2))
+    assert (first.kind, first.detail) == (
+        OutcomeKind.PERMANENT,
+        "552 5.3.4 Message size exceeds fixed limit",
+    )
+    assert second.kind is OutcomeKind.ACCEPTED
+    assert sink.mail_connections() == 1
+
+
+def test_a_421_to_rset_closes_the_session(
+    sink: SmtpSink, session: SmtpSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.script.rcpt_replies["gone@example.ch"] = "550 5.1.1 No such user"
+    client = session._client
+    assert client is not None
+    monkeypatch.setattr(client, "rset", lambda: (421, b"4.3.2 Closing"))
+    outcome = session.send(SENDER, "gone@example.ch", mail(1))
+    assert (outcome.kind, outcome.detail) == (OutcomeKind.PERMANENT, "550 5.1.1 No such user")
+    assert not session.is_open  # the next mail opens a new connection

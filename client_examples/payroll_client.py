@@ -49,6 +49,8 @@ PROCESS_STARTED = time.time()
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_TIMEOUT = range(6)
 LANGUAGES = ("de", "fr", "it", "en")
 FINAL_STATES = {"delivered", "opened", "accepted", "refused", "expired", "failed", "cancelled"}
+# What `status` stops waiting for: final, or never sent (the service does not know it).
+DONE_STATES = FINAL_STATES | {"not-sent"}
 # Faults worth sending again unchanged (the reference makes it safe); others are final.
 RETRIED_FAULTS = {"Server.Unavailable", "Server.InternalError"}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -100,7 +102,8 @@ def read_employees(path: Path, payslips: Path | None) -> Employees:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise Stop(f"cannot read {path}: {exc}", EXIT_USAGE) from exc
     result = Employees()
-    seen: set[str] = set()
+    # An id on two rows: which payslip belongs to whom is unclear, so neither goes.
+    ids = Counter((row.get("id") or "").strip() for row in rows)
     for number, row in enumerate(rows, start=2):  # line 1 is the header
         employee_id = (row.get("id") or "").strip()
         email = (row.get("email") or "").strip()
@@ -108,8 +111,8 @@ def read_employees(path: Path, payslips: Path | None) -> Employees:
         problem = ""
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,60}", employee_id):
             problem = "the id is missing or has characters other than letters, digits, . _ -"
-        elif employee_id in seen:
-            problem = f"the id {employee_id} appears twice"
+        elif ids[employee_id] > 1:
+            problem = f"the id {employee_id} is on {ids[employee_id]} rows: fix the CSV"
         elif not EMAIL.match(email):
             problem = f"no valid e-mail address ({email or 'empty'})"
         elif language not in LANGUAGES:
@@ -120,7 +123,6 @@ def read_employees(path: Path, payslips: Path | None) -> Employees:
         if problem:
             result.bad.append(Outcome(employee, number, "bad-row", problem))
         else:
-            seen.add(employee_id)
             result.valid.append(employee)
     return result
 
@@ -183,6 +185,9 @@ def call(operation: Callable[[], Any], url: str, *, attempts: int = 4) -> Any:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             if attempt == attempts:
                 raise _connection_problem(exc, url) from exc
+        except zeep.exceptions.TransportError as exc:  # e.g. a proxy's 502 or 503
+            if exc.status_code < 500 or attempt == attempts:
+                raise
         time.sleep(min(2.0**attempt, 15.0))
     raise AssertionError("unreachable")
 
@@ -230,8 +235,22 @@ def send_all(args: argparse.Namespace, connection: Connection) -> int:
     stop: list[Stop] = []
 
     def send_one(employee: Employee) -> Outcome:
-        if stop:
+        if stop or interrupted.is_set():
             return Outcome(employee, employee.row, "error", "not tried: the run stopped")
+        try:
+            return send_payslip(employee)
+        except Stop as exc:
+            stop.append(exc)
+            return Outcome(employee, employee.row, "error", str(exc))
+        except zeep.exceptions.Fault as fault:
+            detail = f"{fault_code(fault)}: {fault.message}"
+            return Outcome(employee, employee.row, "refused", detail)
+        except Exception as exc:  # one row's trouble must not end the run
+            return Outcome(employee, employee.row, "error", f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            progress.advance()
+
+    def send_payslip(employee: Employee) -> Outcome:
         reference = employee.reference(args.period)
         message = {
             "Reference": reference,
@@ -250,27 +269,24 @@ def send_all(args: argparse.Namespace, connection: Connection) -> int:
             },
             "Language": employee.language,
         }
-        try:
-            result = call(lambda: client().service.SendMessage(Message=message), connection.url)
-            # An earlier run's message comes back with its acceptance time, from before
-            # this process started (the service's clock against ours: keep both in NTP
-            # sync; only the summary depends on it).
-            earlier = result.AcceptedAt.timestamp() < PROCESS_STARTED
-            status = "already" if earlier else "accepted"
-            return Outcome(employee, employee.row, status, message_id=result.MessageId)
-        except Stop as exc:
-            stop.append(exc)
-            return Outcome(employee, employee.row, "error", str(exc))
-        except zeep.exceptions.Fault as fault:
-            return Outcome(
-                employee, employee.row, "refused", f"{fault_code(fault)}: {fault.message}"
-            )
-        finally:
-            progress.advance()
+        result = call(lambda: client().service.SendMessage(Message=message), connection.url)
+        # An earlier run's message comes back with its acceptance time, from before this
+        # process started (the service's clock against ours: keep both in NTP sync; only
+        # the summary depends on it).
+        earlier = result.AcceptedAt.timestamp() < PROCESS_STARTED
+        status = "already" if earlier else "accepted"
+        return Outcome(employee, employee.row, status, message_id=result.MessageId)
 
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+    interrupted = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=args.concurrency)
+    try:
         for future in as_completed([pool.submit(send_one, e) for e in employees.valid]):
             outcomes.append(future.result())
+    except KeyboardInterrupt:
+        interrupted.set()  # what is in flight finishes; the rest is not started
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     print_summary(outcomes)
     if stop:
         raise stop[0]
@@ -313,14 +329,14 @@ def follow(args: argparse.Namespace, connection: Connection) -> int:
     rows: dict[str, dict[str, str]] = {}
     while True:
         for employee in employees.valid:
-            if rows.get(employee.id, {}).get("state") in FINAL_STATES:
+            if rows.get(employee.id, {}).get("state") in DONE_STATES:
                 continue
             rows[employee.id] = status_row(client, connection, employee, args.period)
         states = Counter(row["state"] for row in rows.values())
         print(
             "states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())), file=sys.stderr
         )
-        pending = [row for row in rows.values() if row["state"] not in FINAL_STATES]
+        pending = [row for row in rows.values() if row["state"] not in DONE_STATES]
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(min(args.poll, max(0.0, deadline - time.monotonic())))
@@ -329,7 +345,8 @@ def follow(args: argparse.Namespace, connection: Connection) -> int:
     print(f"report: {args.report} ({len(rows)} employees, {len(pending)} not final)")
     if pending:
         return EXIT_TIMEOUT
-    return EXIT_SOME_FAILED if employees.bad else EXIT_OK
+    not_sent = any(row["state"] == "not-sent" for row in rows.values())
+    return EXIT_SOME_FAILED if employees.bad or not_sent else EXIT_OK
 
 
 def print_states(rows: list[dict[str, str]]) -> None:
@@ -420,6 +437,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("send needs --payslips")
     if not 1 <= args.concurrency <= 64:
         parser.error("--concurrency must be between 1 and 64")
+    for option, template in (("--subject", args.subject), ("--text", args.text)):
+        try:
+            template.format(period="2026-11", name="Anna")
+        except (KeyError, IndexError, ValueError):
+            parser.error(f"{option} may use {{period}} and {{name}} only")
     return args
 
 

@@ -179,17 +179,29 @@ def test_bad_rows_are_reported_and_the_others_still_go(
     )
     done = run_client(stack, "send", csv_path, "2026-11", "--payslips", str(tmp_path / "payslips"))
     assert done.returncode == 1, done.stdout + done.stderr
-    assert summary_count(done.stdout, "accepted now") == 3
-    assert summary_count(done.stdout, "bad rows") == 5
+    # E0001 is on two rows: neither goes (whose payslip is it?).
+    assert summary_count(done.stdout, "accepted now") == 2
+    assert summary_count(done.stdout, "bad rows") == 6
     for row, reason in (
+        (2, "the id E0001 is on 2 rows"),
         (5, "no valid e-mail address"),
         (6, "unknown language 'tlh'"),
         (7, "no payslip E9003.pdf"),
-        (8, "the id E0001 appears twice"),
+        (8, "the id E0001 is on 2 rows"),
         (9, "the id is missing or has characters"),
     ):
         assert f"row {row} " in done.stdout and reason in done.stdout, (row, done.stdout)
-    assert count_messages(stack.service.database_url) == 3
+    assert count_messages(stack.service.database_url) == 2
+
+    # status reports the row that was never sent as such (the others wait to be read).
+    report = tmp_path / "report.csv"
+    status = run_client(stack, "status", csv_path, "2026-11", "--report", str(report),
+                        "--timeout", "2", "--poll", "0.5")  # fmt: skip
+    assert status.returncode == 5, status.stdout + status.stderr
+    with report.open(newline="") as file:
+        states = {row["employee_id"]: row["state"] for row in csv.DictReader(file)}
+    assert states["E9003"] == "not-sent"
+    assert states["E0002"] in ("queued", "sent")
 
 
 def test_a_wrong_password_an_unreachable_service_and_an_untrusted_certificate(

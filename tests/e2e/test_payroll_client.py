@@ -25,7 +25,13 @@ pytestmark = pytest.mark.e2e
 CLIENT = REPO / "client_examples" / "payroll_client.py"
 
 
-def employees(folder: Path, count: int, *, extra_rows: list[dict[str, str]] | None = None) -> Path:
+def employees(
+    folder: Path,
+    count: int,
+    *,
+    extra_rows: list[dict[str, str]] | None = None,
+    payslip_bytes: int = 2000,
+) -> Path:
     """A CSV of `count` employees and a payslip for each in folder/payslips."""
     payslips = folder / "payslips"
     payslips.mkdir(parents=True, exist_ok=True)
@@ -40,7 +46,7 @@ def employees(folder: Path, count: int, *, extra_rows: list[dict[str, str]] | No
                 "language": ("de", "fr", "it", "en")[number % 4],
             }
         )
-        (payslips / f"{employee_id}.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(2000))
+        (payslips / f"{employee_id}.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(payslip_bytes))
     rows += extra_rows or []
     path = folder / "employees.csv"
     with path.open("w", newline="", encoding="utf-8") as file:
@@ -129,10 +135,11 @@ def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
     running: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
     stack, sink = running
-    csv_path = employees(tmp_path, 50)
+    # 1 MB payslips, one at a time: the run lasts long enough to be killed half-way.
+    csv_path = employees(tmp_path, 50, payslip_bytes=1_000_000)
     command = client_command(
         stack, "send", csv_path, "2026-12", "--payslips", str(tmp_path / "payslips"),
-        "--concurrency", "2",
+        "--concurrency", "1",
     )  # fmt: skip
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -154,8 +161,8 @@ def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
     fresh = summary_count(resumed.stdout, "accepted now")
     earlier = summary_count(resumed.stdout, "sent in an earlier run")
     assert fresh + earlier == 50
-    # Those the killed run had sent, less the two it may have had in flight.
-    assert earlier >= accepted_before - 2, resumed.stdout + resumed.stderr
+    # Those the killed run had sent, less the one it may have had in flight.
+    assert earlier >= accepted_before - 1, resumed.stdout + resumed.stderr
     assert count_messages(stack.service.database_url) == 50
     wait_until(lambda: len(sink.received) >= 50, "50 notifications", timeout=60)
     time.sleep(1)
@@ -201,7 +208,7 @@ def test_bad_rows_are_reported_and_the_others_still_go(
     with report.open(newline="") as file:
         states = {row["employee_id"]: row["state"] for row in csv.DictReader(file)}
     assert states["E9003"] == "not-sent"
-    assert states["E0002"] in ("queued", "sent")
+    assert states["E0002"] != "not-sent" and states["E0003"] != "not-sent"
 
 
 def test_a_wrong_password_an_unreachable_service_and_an_untrusted_certificate(

@@ -119,6 +119,16 @@ def service_env(data_dir: Path, database_url: str, tls: TlsFiles, sink_port: int
     return env
 
 
+def worker_env(server: Server, tls: TlsFiles, sink_port: int) -> dict[str, str]:
+    """The server's settings, plus where delivery workers send: the sink, trusted."""
+    return {
+        **server.env(),
+        "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink_port}",
+        "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
+        "SOAP_SERVICE_LOG_LEVEL": "WARNING",
+    }
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
@@ -325,13 +335,7 @@ def end_to_end(
         workers=args.server_workers,
         threads=1,
     )
-    # The workers share the server's settings, plus where to send.
-    env = {
-        **server.env(),
-        "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink_port}",
-        "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
-        "SOAP_SERVICE_LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(server, tls, sink_port)
     server.cli("init")
     username, password = server.add_account()
     workers = []

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.delivery import start_sink, start_worker, stop, wait_all_sent
+from bench.delivery import start_sink, start_worker, stop, wait_all_sent, worker_env
 from bench.send_message import (
     PG_ADMIN_URL,
     REPO,
@@ -94,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     database_url=database_url,
                     workers=min(4, 2 * (os.cpu_count() or 1)),  # the service's default
                 )
-                env = {
-                    **server.env(),
-                    "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink_port}",
-                    "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
-                    "SOAP_SERVICE_LOG_LEVEL": "WARNING",
-                }
+                env = worker_env(server, tls, sink_port)
                 server.cli("init")
                 username, password = server.add_account()
                 workers = []

@@ -324,28 +324,16 @@ def generate_self_signed_certificate(
         except ValueError:
             names.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soap-service development")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
+    certificate = _self_signed(
+        key,
+        subject,
+        days=825,
+        extensions=[
+            (x509.SubjectAlternativeName(names), False),
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+        ],
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
-    # Key first, certificate last: a certificate on disk always has its key beside it.
-    _replace_atomically(key_path, key_pem)
-    _replace_atomically(cert_path, cert_pem)
+    _write_key_and_certificate(key, certificate, cert_path, key_path)
 
 
 # Receipts: PDF documents signed with the service's own key (PAdES, by pyHanko).
@@ -365,38 +353,64 @@ def generate_receipt_signing_certificate(
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
         ]
     )
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,  # non-repudiation: what a receipt is for
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    certificate = _self_signed(
+        key,
+        subject,
+        days=3650,
+        extensions=[
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (usage, True),
+            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        ],
+    )
+    _write_key_and_certificate(key, certificate, cert_path, key_path)
+
+
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    subject: x509.Name,
+    *,
+    days: int,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,  # non-repudiation: what a receipt is for
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .not_valid_after(now + dt.timedelta(days=days))
     )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _write_key_and_certificate(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    certificate: x509.Certificate,
+    cert_path: Path,
+    key_path: Path,
+) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    # Key first, certificate last: a certificate on disk always has its key beside it.
     _replace_atomically(key_path, key_pem)
     _replace_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
 

@@ -9,7 +9,6 @@ made the first time it is asked for, then kept: the same document every time aft
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,4 +202,4 @@ def _facts(
 
 
 def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return crypto.sha256(data).hex()

@@ -294,11 +294,13 @@ class SqlStore:
     def expire_due(self, *, now: datetime, limit: int) -> int:
         """Recipients not final when their message expires become expired; at most
         `limit` in one transaction (the caller repeats while it gets a full batch)."""
-        with self._transaction() as connection:
-            expire = _EXPIRE_POSTGRESQL if connection.dialect.name == "postgresql" else _EXPIRE
-            rows = connection.execute(expire, {"now": now, "limit": limit}).all()
-            _journal(connection, rows, RecipientState.EXPIRED, "the message expired", now)
-        return len(rows)
+        return self._change_states(
+            (_EXPIRE, _EXPIRE_POSTGRESQL),
+            {"now": now, "limit": limit},
+            RecipientState.EXPIRED,
+            "the message expired",
+            now,
+        )
 
     # Messages.
 
@@ -370,10 +372,30 @@ class SqlStore:
         )
 
     def cancel_message(self, message_id: str, now: datetime) -> int:
+        return self._change_states(
+            (_CANCEL, _CANCEL_POSTGRESQL),
+            {"message_id": message_id, "now": now},
+            RecipientState.CANCELLED,
+            "withdrawn by the sender",
+            now,
+        )
+
+    def _change_states(
+        self,
+        statements: tuple[Any, Any],
+        parameters: dict[str, Any],
+        state: RecipientState,
+        detail: str,
+        now: datetime,
+    ) -> int:
+        """Run a state change (SQLite's statement, or PostgreSQL's, which locks in id
+        order) that returns (id, message_id) of each recipient it changed, and journal
+        each change in the same transaction; how many changed."""
         with self._transaction() as connection:
-            cancel = _CANCEL_POSTGRESQL if connection.dialect.name == "postgresql" else _CANCEL
-            rows = connection.execute(cancel, {"message_id": message_id, "now": now}).all()
-            _journal(connection, rows, RecipientState.CANCELLED, "withdrawn by the sender", now)
+            sqlite, postgresql = statements
+            statement = postgresql if connection.dialect.name == "postgresql" else sqlite
+            rows = connection.execute(statement, parameters).all()
+            _journal(connection, rows, state, detail, now)
         return len(rows)
 
     # Pickup.
@@ -451,18 +473,26 @@ class SqlStore:
         return bytes(content) if content is not None else None
 
     def mark_opened(self, recipient_id: int, now: datetime) -> bool:
-        with self._transaction() as connection:
-            rows = connection.execute(_MARK_OPENED, {"id": recipient_id, "now": now}).all()
-            _journal(connection, rows, RecipientState.OPENED, "opened on the pickup page", now)
-        return bool(rows)
+        return bool(
+            self._change_states(
+                (_MARK_OPENED, _MARK_OPENED),
+                {"id": recipient_id, "now": now},
+                RecipientState.OPENED,
+                "opened on the pickup page",
+                now,
+            )
+        )
 
     def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
-        with self._transaction() as connection:
-            rows = connection.execute(
-                _DECIDE, {"id": recipient_id, "state": state.value, "now": now}
-            ).all()
-            _journal(connection, rows, state, detail, now)
-        return bool(rows)
+        return bool(
+            self._change_states(
+                (_DECIDE, _DECIDE),
+                {"id": recipient_id, "state": state.value, "now": now},
+                state,
+                detail,
+                now,
+            )
+        )
 
     # Recipient accounts.
 

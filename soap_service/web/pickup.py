@@ -20,7 +20,6 @@ gets a plain page, never a trace.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -73,7 +72,7 @@ _PAGES = {
 _CSS = (_FOLDER / "pickup.css").read_text(encoding="utf-8")
 # The one style sheet is inline and allowed by its hash: nothing else may style, script,
 # load an image or a font, or frame the page; forms post only here.
-_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+_CSS_HASH = base64.b64encode(crypto.sha256(_CSS.encode())).decode()
 SECURITY_HEADERS = [
     (
         "Content-Security-Policy",
@@ -324,17 +323,11 @@ class PickupPages:
         identity: LinkIdentity,
         error: str | None,
     ) -> Iterable[bytes]:
-        language = request.chosen or identity.language
-        t = TEXTS[language]
-        page = _PAGES["login"].render(
-            **self._values(request, language, token),
-            identity=identity,
-            error=t[f"login.{error}"] if error else None,
-        )
         status = {None: "200 OK", LoginRefused.LOCKED: "429 Too Many Requests"}.get(
             error, "401 Unauthorized"
         )
-        return self._page(start_response, request, status, page)
+        key = f"login.{error}" if error else None
+        return self._form(start_response, request, "login", token, identity, key, status)
 
     def _register_form(
         self,
@@ -344,14 +337,28 @@ class PickupPages:
         identity: LinkIdentity,
         error: str | None,
     ) -> Iterable[bytes]:
+        status = "400 Bad Request" if error else "200 OK"
+        return self._form(start_response, request, "register", token, identity, error, status)
+
+    def _form(
+        self,
+        start_response: StartResponse,
+        request: _Request,
+        name: str,
+        token: str,
+        identity: LinkIdentity,
+        error_key: str | None,
+        status: str,
+    ) -> Iterable[bytes]:
+        """The login or registration page for the link's address, with the error said."""
         language = request.chosen or identity.language
-        page = _PAGES["register"].render(
+        page = _PAGES[name].render(
             **self._values(request, language, token),
             identity=identity,
-            error=TEXTS[language][error] if error else None,
+            error=TEXTS[language][error_key] if error_key else None,
             min_password=MIN_PASSWORD_LENGTH,
         )
-        return self._page(start_response, request, "400 Bad Request" if error else "200 OK", page)
+        return self._page(start_response, request, status, page)
 
     def _notice(
         self,

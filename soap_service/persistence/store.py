@@ -11,10 +11,10 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -99,13 +99,72 @@ class SqlStore:
         except (SoapServiceError, IntegrityError):
             raise
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
-            # Said once per outage by the worker, and per request in the request log.
-            log.debug("database unavailable: %s", describe_exception(exc))
-            self.close()  # a broken connection goes back to be replaced
-            raise Unavailable("the database is unavailable; retry later") from exc
+            self._lost_connection(exc)
         except SQLAlchemyError as exc:
             log.error("storage error: %s", describe_exception(exc))
             raise InternalError("a storage error occurred") from exc
+
+    @contextmanager
+    def _driver_transaction(self, *, single_statement: bool = False) -> Iterator[Any]:
+        """One write transaction on the driver's own cursor, for SendMessage's insert.
+
+        Through SQLAlchemy, each statement's events and result set-up cost more CPU than
+        SQLite spends storing it, and on SQLite that time is spent holding the one write
+        lock that every sender waits for. Here the connection is taken before the lock and
+        only BEGIN, the statements and COMMIT run while holding it. Driver errors are
+        translated like `_transaction` translates SQLAlchemy's. A `single_statement` runs in
+        the driver's autocommit mode (PostgreSQL), where it is its own transaction.
+        """
+        dbapi = self._engine.dialect.loaded_dbapi
+        driver: Any = None
+        try:
+            if self._connection is None:
+                self._connection = self._engine.connect()
+            driver = self._connection.connection.driver_connection
+            cursor = driver.cursor()
+            with self._write_lock():
+                if single_statement:
+                    driver.autocommit = True
+                    try:
+                        yield cursor
+                    finally:
+                        try:
+                            driver.autocommit = False
+                        except dbapi.Error:
+                            # A broken connection: it must not go back to the pool
+                            # in autocommit mode.
+                            self._connection.invalidate()
+                    return
+                if self._engine.dialect.name == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")  # autocommit mode: see database.py
+                try:
+                    yield cursor
+                    driver.commit()
+                except BaseException:
+                    with suppress(dbapi.Error):
+                        driver.rollback()
+                    raise
+        except SoapServiceError:
+            raise
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            self._lost_connection(exc)
+        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+            if self._engine.dialect.is_disconnect(exc, driver, None):
+                # As SQLAlchemy does for its own statements: every pooled connection
+                # is as dead as this one, so the pool starts afresh.
+                self._engine.dispose(close=False)
+            if self._connection is not None:
+                self._connection.invalidate(exc)
+            self._lost_connection(exc)
+        except (SQLAlchemyError, dbapi.Error) as exc:
+            log.error("storage error: %s", describe_exception(exc))
+            raise InternalError("a storage error occurred") from exc
+
+    def _lost_connection(self, exc: Exception) -> NoReturn:
+        # Said once per outage by the worker, and per request in the request log.
+        log.debug("database unavailable: %s", describe_exception(exc))
+        self.close()  # a broken connection goes back to be replaced
+        raise Unavailable("the database is unavailable; retry later") from exc
 
     def ping(self) -> None:
         with self._transaction(read_only=True) as connection:
@@ -312,13 +371,19 @@ class SqlStore:
         The unique (account, reference) index decides between concurrent senders: the
         loser's INSERT waits for the winner's commit, then does nothing.
         """
-        with self._transaction() as connection:
-            if connection.dialect.name == "postgresql":
-                inserted = _insert_message_postgresql(connection, message)
-            else:
-                inserted = _insert_message_sqlite(connection, message)
-            if inserted:
-                return None
+        if self._engine.dialect.name == "postgresql":
+            parameters = _postgresql_insert_parameters(message, self._engine.dialect)
+            # One statement is one transaction: no BEGIN and COMMIT round trips.
+            with self._driver_transaction(single_statement=True) as cursor:
+                cursor.execute(_POSTGRESQL_INSERT_MESSAGE, parameters, prepare=True)
+                inserted = cursor.fetchone() is not None
+        else:
+            steps = _sqlite_insert_steps(message, self._engine.dialect)
+            with self._driver_transaction() as cursor:
+                inserted = _run_sqlite_insert(cursor, steps)
+        if inserted:
+            return None
+        with self._transaction(read_only=True) as connection:
             row = connection.execute(
                 _statements(connection.dialect.name).find_reference,
                 {"account_id": message.account_id, "reference": message.reference},
@@ -683,10 +748,10 @@ def _statements(dialect: str) -> _Statements:
     )
 
 
-# SendMessage's insert is the service's hot path. It is written in the drivers' own SQL
-# (exec_driver_sql still translates errors and runs in the same transaction): compiling
-# and processing four Core statements cost more CPU than SQLite spends storing them, and
-# on PostgreSQL one statement is one round trip instead of six.
+# SendMessage's insert is the service's hot path. It is written in the drivers' own SQL and
+# run on the driver's cursor (`_driver_transaction`): compiling and processing Core
+# statements cost more CPU than SQLite spends storing them, and on PostgreSQL one statement
+# is one round trip instead of six.
 
 _MESSAGE_COLUMNS = (
     "id, account_id, reference, type, language, accepted_at, expires_at, key_id, "
@@ -697,23 +762,24 @@ _ACCEPTED = "accepted"
 _WAITING = "waiting for delivery"
 
 
-def _message_values(message: NewMessage, timestamp: Callable[[datetime], Any]) -> dict[str, Any]:
-    return {
-        "id": message.message_id,
-        "account_id": message.account_id,
-        "reference": message.reference,
-        "type": message.type.value,
-        "language": message.language.value,
-        "accepted_at": timestamp(message.accepted_at),
-        "expires_at": timestamp(message.expires_at),
-        "key_id": message.data_key.key_id,
-        "wrapped_key": message.data_key.wrapped,
-        "fingerprint": message.fingerprint,
-        "sealed_subject": message.sealed_subject,
-        "sealed_text_body": message.sealed_text_body,
-        "sealed_html_body": message.sealed_html_body,
-        "content_bytes": message.content_bytes,
-    }
+def _message_values(message: NewMessage, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The messages row, in the order of _MESSAGE_COLUMNS."""
+    return (
+        message.message_id,
+        message.account_id,
+        message.reference,
+        message.type.value,
+        message.language.value,
+        timestamp(message.accepted_at),
+        timestamp(message.expires_at),
+        message.data_key.key_id,
+        message.data_key.wrapped,
+        message.fingerprint,
+        message.sealed_subject,
+        message.sealed_text_body,
+        message.sealed_html_body,
+        message.content_bytes,
+    )
 
 
 def _accepted_detail(message: NewMessage) -> str:
@@ -732,7 +798,7 @@ def _timestamp_format(dialect: Dialect) -> Callable[[datetime], Any]:
 
 _SQLITE_INSERT_MESSAGE = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ("
-    + ", ".join(f":{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
+    + ", ".join("?" for _ in _MESSAGE_COLUMNS.split(","))
     + ") ON CONFLICT (account_id, reference) DO NOTHING RETURNING id"
 )
 _SQLITE_INSERT_ATTACHMENT = (
@@ -741,45 +807,67 @@ _SQLITE_INSERT_ATTACHMENT = (
 )
 _SQLITE_INSERT_RECIPIENT = (
     "INSERT INTO recipients (message_id, position, address, token_hash, state, attempts, "
-    "state_changed_at) VALUES (?, ?, ?, ?, 'queued', 0, ?) RETURNING id"
+    "state_changed_at) VALUES (?, ?, ?, ?, 'queued', 0, ?)"
 )
-_SQLITE_INSERT_EVENT = (
-    "INSERT INTO events (message_id, recipient_id, at, kind, detail) VALUES (?, ?, ?, ?, ?)"
+# The journal: the message's acceptance, then each recipient's queueing, in position order.
+_SQLITE_INSERT_ACCEPTED_EVENT = (
+    f"INSERT INTO events (message_id, recipient_id, at, kind, detail) "
+    f"VALUES (?, NULL, ?, '{_ACCEPTED}', ?)"
 )
+_SQLITE_INSERT_QUEUED_EVENTS = f"""
+INSERT INTO events (message_id, recipient_id, at, kind, detail)
+SELECT message_id, id, state_changed_at, 'queued', '{_WAITING}'
+FROM recipients WHERE message_id = ? ORDER BY position
+"""
 
 
-def _insert_message_sqlite(connection: Connection, message: NewMessage) -> bool:
-    timestamp = _timestamp_format(connection.dialect)
-    values = _message_values(message, timestamp)
-    if connection.exec_driver_sql(_SQLITE_INSERT_MESSAGE, values).first() is None:
+@dataclass(frozen=True)
+class _SqliteInsert:
+    """SendMessage's rows for SQLite, built before the write lock is taken."""
+
+    message: tuple[Any, ...]
+    attachments: list[tuple[Any, ...]]
+    recipients: list[tuple[Any, ...]]
+    accepted_event: tuple[Any, ...]
+    message_id: str
+
+
+def _sqlite_insert_steps(message: NewMessage, dialect: Dialect) -> _SqliteInsert:
+    values = _message_values(message, _timestamp_format(dialect))
+    message_id, accepted_at = message.message_id, values[5]
+    return _SqliteInsert(
+        message=values,
+        attachments=[
+            (
+                message_id,
+                attachment.position,
+                attachment.sealed_filename,
+                attachment.content_type,
+                attachment.size,
+                attachment.sealed_content,
+            )
+            for attachment in message.attachments
+        ],
+        recipients=[
+            (message_id, position, address, token_hash, accepted_at)
+            for position, (address, token_hash) in enumerate(
+                zip(message.recipients, message.recipient_token_hashes, strict=True), start=1
+            )
+        ],
+        accepted_event=(message_id, accepted_at, _accepted_detail(message)),
+        message_id=message_id,
+    )
+
+
+def _run_sqlite_insert(cursor: Any, steps: _SqliteInsert) -> bool:
+    """False if the reference was taken: then nothing is stored."""
+    if cursor.execute(_SQLITE_INSERT_MESSAGE, steps.message).fetchone() is None:
         return False
-    message_id, accepted_at = message.message_id, values["accepted_at"]
-    if message.attachments:
-        connection.exec_driver_sql(
-            _SQLITE_INSERT_ATTACHMENT,
-            [
-                (
-                    message_id,
-                    attachment.position,
-                    attachment.sealed_filename,
-                    attachment.content_type,
-                    attachment.size,
-                    attachment.sealed_content,
-                )
-                for attachment in message.attachments
-            ],
-        )
-    events: list[tuple[Any, ...]] = [
-        (message_id, None, accepted_at, _ACCEPTED, _accepted_detail(message))
-    ]
-    for position, (address, token_hash) in enumerate(
-        zip(message.recipients, message.recipient_token_hashes, strict=True), start=1
-    ):
-        recipient_id = connection.exec_driver_sql(
-            _SQLITE_INSERT_RECIPIENT, (message_id, position, address, token_hash, accepted_at)
-        ).scalar_one()
-        events.append((message_id, recipient_id, accepted_at, "queued", _WAITING))
-    connection.exec_driver_sql(_SQLITE_INSERT_EVENT, events)
+    if steps.attachments:
+        cursor.executemany(_SQLITE_INSERT_ATTACHMENT, steps.attachments)
+    cursor.executemany(_SQLITE_INSERT_RECIPIENT, steps.recipients)
+    cursor.execute(_SQLITE_INSERT_ACCEPTED_EVENT, steps.accepted_event)
+    cursor.execute(_SQLITE_INSERT_QUEUED_EVENTS, (steps.message_id,))
     return True
 
 
@@ -789,7 +877,7 @@ def _insert_message_sqlite(connection: Connection, message: NewMessage) -> bool:
 _POSTGRESQL_INSERT_MESSAGE = f"""
 WITH new_message AS (
     INSERT INTO messages ({_MESSAGE_COLUMNS})
-    VALUES ({", ".join(f"%({column.strip()})s" for column in _MESSAGE_COLUMNS.split(","))})
+    VALUES ({", ".join("%s" for _ in _MESSAGE_COLUMNS.split(","))})
     ON CONFLICT (account_id, reference) DO NOTHING
     RETURNING id, accepted_at
 ), new_attachments AS (
@@ -798,23 +886,21 @@ WITH new_message AS (
     SELECT new_message.id, a.position, a.sealed_filename, a.content_type, a.size,
            a.sealed_content
     FROM new_message,
-         unnest(%(a_position)s::int[], %(a_filename)b::bytea[], %(a_type)s::text[],
-                %(a_size)s::bigint[], %(a_content)b::bytea[])
-         AS a(position, sealed_filename, content_type, size, sealed_content)
+         unnest(%b::bytea[], %s::text[], %s::bigint[], %b::bytea[]) WITH ORDINALITY
+         AS a(sealed_filename, content_type, size, sealed_content, position)
 ), new_recipients AS (
     INSERT INTO recipients
         (message_id, position, address, token_hash, state, attempts, state_changed_at)
     SELECT new_message.id, r.position, r.address, r.token_hash, 'queued', 0,
            new_message.accepted_at
     FROM new_message,
-         unnest(%(r_position)s::int[], %(r_address)s::text[], %(r_token)b::bytea[])
-         AS r(position, address, token_hash)
+         unnest(%s::text[], %b::bytea[]) WITH ORDINALITY AS r(address, token_hash, position)
     RETURNING id, position
 )
 INSERT INTO events (message_id, recipient_id, at, kind, detail)
 SELECT message_id, recipient_id, at, kind, detail FROM (
     SELECT new_message.id AS message_id, NULL::bigint AS recipient_id,
-           new_message.accepted_at AS at, '{_ACCEPTED}' AS kind, %(detail)s AS detail, 0 AS n
+           new_message.accepted_at AS at, '{_ACCEPTED}' AS kind, %s AS detail, 0 AS n
     FROM new_message
     UNION ALL
     SELECT new_message.id, new_recipients.id, new_message.accepted_at, 'queued',
@@ -822,24 +908,23 @@ SELECT message_id, recipient_id, at, kind, detail FROM (
     FROM new_message, new_recipients
 ) AS journal ORDER BY n
 RETURNING message_id
-"""
+""".encode()
 
 
-def _insert_message_postgresql(connection: Connection, message: NewMessage) -> bool:
-    values = _message_values(message, _timestamp_format(connection.dialect))
+def _postgresql_insert_parameters(message: NewMessage, dialect: Dialect) -> tuple[Any, ...]:
+    """In the order of the statement's placeholders. Attachments are numbered 1, 2 ...
+    in order (SealedAttachment.position), as WITH ORDINALITY numbers them."""
     attachments = message.attachments
-    values.update(
-        a_position=[attachment.position for attachment in attachments],
-        a_filename=[bytes(attachment.sealed_filename) for attachment in attachments],
-        a_type=[attachment.content_type for attachment in attachments],
-        a_size=[attachment.size for attachment in attachments],
-        a_content=[attachment.sealed_content for attachment in attachments],
-        r_position=list(range(1, len(message.recipients) + 1)),
-        r_address=list(message.recipients),
-        r_token=list(message.recipient_token_hashes),
-        detail=_accepted_detail(message),
+    return (
+        *_message_values(message, _timestamp_format(dialect)),
+        [bytes(attachment.sealed_filename) for attachment in attachments],
+        [attachment.content_type for attachment in attachments],
+        [attachment.size for attachment in attachments],
+        [attachment.sealed_content for attachment in attachments],
+        list(message.recipients),
+        list(message.recipient_token_hashes),
+        _accepted_detail(message),
     )
-    return connection.exec_driver_sql(_POSTGRESQL_INSERT_MESSAGE, values).first() is not None
 
 
 # Delivery statements. Due: waiting, its time has come, nobody holds it, not expired.

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_ADMIN_URL, PostgresDatabases
-from tests.support import ServiceProcess, TlsFiles, envelope, fault_of, security_header
+from tests.support import (
+    ServiceProcess,
+    TlsFiles,
+    count_messages,
+    envelope,
+    fault_of,
+    security_header,
+    send_message_xml,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +37,36 @@ def pg_service(
     service.stop()
 
 
-def rename_database(old: str, new: str) -> None:
+def terminate_connections(name: str) -> int:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-            {"name": old},
-        )
+        killed = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = :name"
+            ),
+            {"name": name},
+        ).scalar_one()
+    admin.dispose()
+    return int(killed)
+
+
+def rename_database(old: str, new: str) -> None:
+    terminate_connections(old)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
         connection.execute(text(f'ALTER DATABASE "{old}" RENAME TO "{new}"'))
     admin.dispose()
+
+
+def message_id_of(response: object) -> str:
+    from lxml import etree
+
+    assert response.status_code == 200, response.text[:500]  # type: ignore[attr-defined]
+    root = etree.fromstring(response.content)  # type: ignore[attr-defined]
+    found = root.findtext(".//{*}SendMessageResult/{*}MessageId")
+    assert found, response.text  # type: ignore[attr-defined]
+    return found
 
 
 def test_unreachable_database_is_server_unavailable_until_it_returns(
@@ -62,3 +92,41 @@ def test_unreachable_database_is_server_unavailable_until_it_returns(
 
     assert fault_of(pg_service.post(envelope(body, header)))[0] == "Client.NotFound"
     assert pg_service.session().get(f"{pg_service.base_url}/health", timeout=10).status_code == 200
+
+
+def test_send_message_survives_killed_connections_and_stores_only_what_it_confirmed(
+    pg_service: ServiceProcess,
+) -> None:
+    """SendMessage's insert runs on the driver's own cursor: a connection that died in the
+    pool is translated to Server.Unavailable like any other statement's, the pool starts
+    afresh, and nothing half-stored remains."""
+    username, password = pg_service.add_account()
+    header = security_header(username, password)
+    name = pg_service.database_url.rsplit("/", 1)[1]
+
+    def send(reference: str) -> object:
+        return pg_service.post(envelope(send_message_xml(reference), header))
+
+    # Four at once: the worker's four threads leave four connections in the pool.
+    with ThreadPoolExecutor(4) as pool:
+        before = [message_id_of(answer) for answer in pool.map(send, ["a", "b", "c", "d"])]
+    assert terminate_connections(name) >= 4
+    # A dead connection is found by using it: one Unavailable, then a fresh pool (the
+    # other three dead connections are not handed out again).
+    assert fault_of(send("after-kill"))[0] == "Server.Unavailable"  # type: ignore[arg-type]
+    after = [message_id_of(send(reference)) for reference in ["after-kill", "e", "f", "g"]]
+    assert len(set(before + after)) == 8
+
+    hidden = f"{name}_away_{uuid.uuid4().hex[:4]}"
+    rename_database(name, hidden)
+    try:
+        code, text_ = fault_of(send("while-away"))
+        assert code == "Server.Unavailable"
+        assert "retry" in text_
+        assert pg_service.is_running()
+    finally:
+        rename_database(hidden, name)
+
+    third = message_id_of(send("while-away"))  # the same reference, now stored once
+    assert message_id_of(send("while-away")) == third
+    assert count_messages(pg_service.database_url) == 9

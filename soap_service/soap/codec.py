@@ -12,7 +12,6 @@ again; the tests check that both directions give exactly what Spyne gives.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import threading
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pybase64
 from lxml import etree
 from spyne import ByteArray, ComplexModelBase, DateTime, Integer, Unicode
 from spyne.model.enum import EnumBase
@@ -118,7 +118,7 @@ class Codec:
                 elif field.kind == DATETIME:
                     child.text = item.isoformat()
                 elif field.kind == BINARY:
-                    child.text = base64.b64encode(item).decode("ascii")
+                    child.text = pybase64.b64encode(item).decode("ascii")
                 else:
                     child.text = str(item)
 
@@ -161,9 +161,9 @@ def _decode_base64(element: etree._Element) -> bytes:
     text = element.text or ""
     try:
         try:
-            content = base64.b64decode(text, validate=True)
+            content = pybase64.b64decode(text, validate=True)
         except binascii.Error:  # XML allows whitespace (line breaks) inside base64
-            content = base64.b64decode(_WHITESPACE.sub("", text), validate=True)
+            content = pybase64.b64decode(_WHITESPACE.sub("", text), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidBase64(f"{element_path(element)}: the content is not valid base64") from None
     element.text = None  # drop the (larger) base64 text as soon as it is decoded

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -38,8 +39,15 @@ PROLOG_BYTES = 64 * 1024
 
 
 def content_type_of(environ: Mapping[str, Any]) -> tuple[str, str | None]:
+    return _parse_content_type(environ.get("CONTENT_TYPE", ""))
+
+
+# A client sends the same few Content-Type values again and again, and the email
+# package's parser costs more than the rest of the guard's header work.
+@functools.lru_cache(maxsize=256)
+def _parse_content_type(value: str) -> tuple[str, str | None]:
     header = Message()
-    header["content-type"] = environ.get("CONTENT_TYPE", "")
+    header["content-type"] = value
     return header.get_content_type(), header.get_param("charset")  # type: ignore[return-value]
 
 

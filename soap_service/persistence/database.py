@@ -83,19 +83,31 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 class SqliteWriteLock:
-    """One SQLite writer at a time across this host's threads and processes.
+    """One SQLite writer at a time across this host's threads and processes, and every
+    write on disk before its writer goes on.
 
     SQLite's own busy handler lets waiting writers sleep 1, 2, 5 ... 100 ms between tries,
     which leaves the machine idle while requests queue; a lock wakes the next writer as
     soon as the previous one commits. An exclusive flock (released by the kernel if the
     holder dies) orders processes, a thread lock orders the threads of one process.
+
+    Durability without holding the lock for the disk: connections run with
+    synchronous=NORMAL, so COMMIT writes its WAL frames and returns without waiting for
+    the disk; the writer then syncs the WAL file itself, after releasing the lock. Its
+    caller (SendMessage's answer) still waits for the disk, but the next writer does not,
+    and one sync covers every commit written before it. A commit's frames are in the WAL
+    before the lock is released, and SQLite rewrites the WAL only after a checkpoint has
+    copied them into the database file and synced it, so once the sync returns the
+    commit is on disk in one file or the other.
     """
 
     def __init__(self, database: Path) -> None:
         self._path = database.with_name(database.name + ".write-lock")
+        self._wal = database.with_name(database.name + "-wal")
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
+        self._wal_inode: int | None = None
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
@@ -106,6 +118,7 @@ class SqliteWriteLock:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        self._sync_wal()  # only after a write that did not fail
 
     def _file(self) -> int:
         # A descriptor inherited through fork() shares its lock with the parent.
@@ -113,6 +126,27 @@ class SqliteWriteLock:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self._pid = os.getpid()
         return self._fd
+
+    def _sync_wal(self) -> None:
+        try:
+            # Opened each time: the last connection to close deletes the WAL, and the
+            # next one creates a new file.
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed into the database file (and synced) and removed
+        try:
+            os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._wal_inode:
+            # A new WAL file: its directory entry must reach the disk too.
+            directory = os.open(self._wal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._wal_inode = inode
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -145,11 +179,12 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (see below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the one writer; synchronous=FULL makes every
-        # commit durable before SendMessage answers (WAL's NORMAL can lose the last
-        # commits on power loss).
+        # WAL lets readers run beside the one writer. synchronous=NORMAL: COMMIT does not
+        # wait for the disk while holding the write lock; the writer syncs the WAL after
+        # releasing it (SqliteWriteLock), so every commit is still durable before
+        # SendMessage answers.
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -306,28 +306,48 @@ def _prolog_text(head: bytes) -> str:
 
 
 def _refuse_doctype(head: bytes) -> None:
-    """Walk the prolog (declaration, comments, processing instructions) to the root tag."""
-    text = _prolog_text(head)
+    """Walk the prolog (declaration, comments, processing instructions) to the root tag.
+
+    A prolog is usually a few dozen bytes, and the head may hold a whole 50 KB attachment:
+    the walk decodes a small window first and a larger one only if it has to."""
+    size = 1024
+    while True:
+        complete = size >= len(head)
+        text = _prolog_text(head[:size])
+        if not complete:
+            text = text[:-4]  # a character the window cut in two is not looked at
+        if _prolog_walk(text, complete=complete):
+            return
+        if complete:
+            if len(head) >= PROLOG_BYTES:
+                # The prolog fills the whole window: what follows is unknown.
+                raise MalformedRequest("the XML prolog is too long")
+            return  # unterminated: the parser reports the syntax error
+        size *= 8
+
+
+def _prolog_walk(text: str, *, complete: bool) -> bool:
+    """True once the walk reaches the root element (or something the parser will refuse);
+    False if `text` ends before that. `complete`: nothing follows `text`."""
     position = 0
     while True:
         while position < len(text) and text[position] in " \t\r\n":
             position += 1
-        if position >= len(text) and len(head) >= PROLOG_BYTES:
-            # The prolog fills the whole window: what follows is unknown.
-            raise MalformedRequest("the XML prolog is too long")
-        if text.startswith("<?", position):
+        rest = text[position : position + 4]
+        if not complete and len(rest) < 4 and "<!--".startswith(rest):
+            return False  # the window may have cut "<!--" short
+        if rest.startswith("<?"):
             terminator = "?>"
-        elif text.startswith("<!--", position):
+        elif rest.startswith("<!--"):
             terminator = "-->"
-        elif text.startswith("<!", position):
+        elif rest.startswith("<!"):
             raise ForbiddenXml("DOCTYPE and entity declarations are not allowed")
         else:
-            return  # the root element (or something the parser will refuse)
+            # The root element (or something the parser will refuse); or the text ended.
+            return bool(rest)
         end = text.find(terminator, position)
         if end < 0:
-            if len(head) >= PROLOG_BYTES:
-                raise MalformedRequest("the XML prolog is too long")
-            return  # unterminated: the parser reports the syntax error
+            return False
         position = end + len(terminator)
 
 

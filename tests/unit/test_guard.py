@@ -161,11 +161,24 @@ PRE_PARSE_REFUSAL = "^DOCTYPE and entity declarations are not allowed$"
         pytest.param("\ufeff<?xml version='1.0'?>", id="utf8-bom"),
         pytest.param("<!-- a comment -->", id="comment"),
         pytest.param('<?xml version="1.0"?>\n<!-- c -->\n', id="declaration-comment"),
+        # The prolog is read in growing windows (1 KiB, 8 KiB ...): across their edges.
+        pytest.param("<!--" + "x" * 3000 + "-->", id="comment-over-the-first-window"),
+        pytest.param(" " * 1018 + "<!-- c -->", id="comment-cut-by-the-window"),
+        pytest.param(" " * 1019 + "<?pi?>", id="pi-cut-by-the-window"),
+        pytest.param("<?pi  ?>" * 2000, id="pis-over-three-windows"),
+        pytest.param("\ufeff<!--" + "\u00e9" * 600 + "-->", id="utf8-bom-multibyte-comment"),
     ],
 )
 def test_a_doctype_after_the_prolog_is_refused_before_parsing(prefix: str) -> None:
     with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
         read((prefix + XXE).encode())
+
+
+@pytest.mark.parametrize("spaces", [1017, 1018, 1019, 1020, 1021, 8189])
+def test_a_comment_cut_by_a_prolog_window_is_a_comment(spaces: int) -> None:
+    # The window ends inside "<!--": that is not a DOCTYPE's "<!".
+    root = read((" " * spaces + "<!-- c -->").encode() + VALID)
+    assert root.tag == f"{{{SOAP11}}}Envelope"
 
 
 @pytest.mark.parametrize(
@@ -206,6 +219,14 @@ def test_billion_laughs_after_the_prolog_is_forbidden(prefix: str) -> None:
 )
 def test_a_doctype_in_utf16_or_utf32_is_forbidden(encoding: str) -> None:
     body = ('<?xml version="1.0" encoding="UTF-16"?>' + BILLION_LAUGHS).encode(encoding)
+    with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
+        read(body, content_type="text/xml")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-be"])
+def test_a_doctype_after_a_long_utf16_or_utf32_prolog_is_forbidden(encoding: str) -> None:
+    prolog = '<?xml version="1.0"?>' + "<!--" + "x" * 700 + "-->" + " " * 300
+    body = (prolog + BILLION_LAUGHS).encode(encoding)
     with pytest.raises(ForbiddenXml, match=PRE_PARSE_REFUSAL):
         read(body, content_type="text/xml")
 

@@ -375,7 +375,9 @@ class SqlStore:
             parameters = _postgresql_insert_parameters(message, self._engine.dialect)
             # One statement is one transaction: no BEGIN and COMMIT round trips.
             with self._driver_transaction(single_statement=True) as cursor:
-                cursor.execute(_POSTGRESQL_INSERT_MESSAGE, parameters, prepare=True)
+                cursor.execute(
+                    _postgresql_insert_message(len(message.attachments)), parameters, prepare=True
+                )
                 inserted = cursor.fetchone() is not None
         else:
             steps = _sqlite_insert_steps(message, self._engine.dialect)
@@ -872,29 +874,44 @@ def _run_sqlite_insert(cursor: Any, steps: _SqliteInsert) -> bool:
 
 
 # One statement: data-modifying CTEs insert the message, then (only if it was new) its
-# attachments, recipients and journal, from arrays; foreign keys are checked at its end.
-# Byte arrays go in binary (%b): in text they would be hex-escaped, 30 MB becoming 60.
-_POSTGRESQL_INSERT_MESSAGE = f"""
+# attachments, recipients and journal; foreign keys are checked at its end. Attachments come
+# as rows of scalar parameters, recipients as two texts split in SQL: psycopg dumps array
+# parameters in Python, which cost more than the rest of the client's side of the statement
+# (0.1 ms a message); its scalar dumpers are C. Bytes go in binary (%b): in text they would
+# be hex-escaped, 30 MB becoming 60. One statement per number of attachments (0 to 20),
+# each prepared once per connection.
+_RECIPIENT_SEPARATOR = "\n"  # a valid address never holds a line break
+
+
+@functools.cache
+def _postgresql_insert_message(attachments: int) -> bytes:
+    rows = ", ".join(
+        f"({position}, %b::bytea, %s::text, %s::bigint, %b::bytea)"
+        for position in range(1, attachments + 1)
+    )
+    insert_attachments = f"""
+, new_attachments AS (
+    INSERT INTO attachments
+        (message_id, position, sealed_filename, content_type, size, sealed_content)
+    SELECT new_message.id, a.position, a.sealed_filename, a.content_type, a.size,
+           a.sealed_content
+    FROM new_message, (VALUES {rows})
+         AS a(position, sealed_filename, content_type, size, sealed_content)
+)"""
+    return f"""
 WITH new_message AS (
     INSERT INTO messages ({_MESSAGE_COLUMNS})
     VALUES ({", ".join("%s" for _ in _MESSAGE_COLUMNS.split(","))})
     ON CONFLICT (account_id, reference) DO NOTHING
     RETURNING id, accepted_at
-), new_attachments AS (
-    INSERT INTO attachments
-        (message_id, position, sealed_filename, content_type, size, sealed_content)
-    SELECT new_message.id, a.position, a.sealed_filename, a.content_type, a.size,
-           a.sealed_content
-    FROM new_message,
-         unnest(%b::bytea[], %s::text[], %s::bigint[], %b::bytea[]) WITH ORDINALITY
-         AS a(sealed_filename, content_type, size, sealed_content, position)
-), new_recipients AS (
+){insert_attachments if attachments else ""}, new_recipients AS (
     INSERT INTO recipients
         (message_id, position, address, token_hash, state, attempts, state_changed_at)
-    SELECT new_message.id, r.position, r.address, r.token_hash, 'queued', 0,
+    SELECT new_message.id, r.position, r.address, decode(r.token_hash, 'hex'), 'queued', 0,
            new_message.accepted_at
     FROM new_message,
-         unnest(%s::text[], %b::bytea[]) WITH ORDINALITY AS r(address, token_hash, position)
+         unnest(string_to_array(%s, E'\\n'), string_to_array(%s, ','))
+         WITH ORDINALITY AS r(address, token_hash, position)
     RETURNING id, position
 )
 INSERT INTO events (message_id, recipient_id, at, kind, detail)
@@ -913,16 +930,22 @@ RETURNING message_id
 
 def _postgresql_insert_parameters(message: NewMessage, dialect: Dialect) -> tuple[Any, ...]:
     """In the order of the statement's placeholders. Attachments are numbered 1, 2 ...
-    in order (SealedAttachment.position), as WITH ORDINALITY numbers them."""
-    attachments = message.attachments
+    in order (SealedAttachment.position), as the statement numbers its rows."""
+    if any(_RECIPIENT_SEPARATOR in address for address in message.recipients):
+        raise InternalError("a recipient address holds a line break")  # validation refuses it
+    attachments: list[Any] = []
+    for attachment in message.attachments:
+        attachments += (
+            attachment.sealed_filename,
+            attachment.content_type,
+            attachment.size,
+            attachment.sealed_content,
+        )
     return (
         *_message_values(message, _timestamp_format(dialect)),
-        [bytes(attachment.sealed_filename) for attachment in attachments],
-        [attachment.content_type for attachment in attachments],
-        [attachment.size for attachment in attachments],
-        [attachment.sealed_content for attachment in attachments],
-        list(message.recipients),
-        list(message.recipient_token_hashes),
+        *attachments,
+        _RECIPIENT_SEPARATOR.join(message.recipients),
+        ",".join(token.hex() for token in message.recipient_token_hashes),
         _accepted_detail(message),
     )
 

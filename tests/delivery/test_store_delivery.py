@@ -8,12 +8,15 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
+from soap_service.crypto import WrappedKey
+from soap_service.domain import sealing
 from soap_service.domain.delivery import Decision, DeliveryJob, DeliveryResult
-from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.model import AttachmentDraft, Language, MessageType, RecipientState
+from soap_service.domain.sealing import MessageCipher
 from soap_service.persistence.store import SqlStore
-from soap_service.persistence.tables import RecipientRow
+from soap_service.persistence.tables import AttachmentRow, EventRow, MessageRow, RecipientRow
 from tests.delivery.conftest import Env
 
 LEASE = timedelta(seconds=60)
@@ -494,3 +497,79 @@ def test_postgresql_expiry_skips_rows_a_worker_is_recording(
     assert expired == [1]
     assert [env.recipient_row(i).state for i in ids] == ["failed", "expired"]
     assert stores().expire_due(now=after, limit=10) == 0
+
+
+def test_a_message_is_stored_with_its_parts_in_order_and_its_tokens_by_position(
+    env: Env,
+) -> None:
+    """SendMessage's insert (one statement on PostgreSQL, five on SQLite) numbers
+    attachments and recipients as sent, keeps each token hash with its position, and
+    journals acceptance first, then each recipient in order."""
+    files = [("1.pdf", "application/pdf", b"%PDF-1.4 one"), ("2.txt", "text/plain", b"two")]
+    files.append(("3.txt", "text/plain", b"three"))
+    status = env.send(
+        "c@example.ch",
+        "a@example.ch",
+        "b@example.ch",
+        attachments=tuple(
+            AttachmentDraft(filename=n, content_type=t, content=c) for n, t, c in files
+        ),
+    )
+    with env.database.engine.connect() as connection:
+        message = connection.execute(
+            select(MessageRow.key_id, MessageRow.wrapped_key).where(
+                MessageRow.id == status.message_id
+            )
+        ).one()
+        recipients = connection.execute(
+            select(
+                RecipientRow.id,
+                RecipientRow.position,
+                RecipientRow.address,
+                RecipientRow.token_hash,
+            )
+            .where(RecipientRow.message_id == status.message_id)
+            .order_by(RecipientRow.position)
+        ).all()
+        attachments = connection.execute(
+            select(
+                AttachmentRow.position,
+                AttachmentRow.sealed_filename,
+                AttachmentRow.content_type,
+                AttachmentRow.size,
+                AttachmentRow.sealed_content,
+            )
+            .where(AttachmentRow.message_id == status.message_id)
+            .order_by(AttachmentRow.position)
+        ).all()
+        events = connection.execute(
+            select(EventRow.kind, EventRow.recipient_id)
+            .where(EventRow.message_id == status.message_id)
+            .order_by(EventRow.id)
+        ).all()
+    cipher = MessageCipher.unwrap(
+        env.keyring,
+        WrappedKey(key_id=message.key_id, wrapped=bytes(message.wrapped_key)),
+        status.message_id,
+    )
+    assert [(r.position, r.address) for r in recipients] == [
+        (1, "c@example.ch"),
+        (2, "a@example.ch"),
+        (3, "b@example.ch"),
+    ]
+    assert [bytes(r.token_hash) for r in recipients] == [
+        sealing.token_hash(cipher.pickup_token(position)) for position in (1, 2, 3)
+    ]
+    assert [
+        (
+            a.position,
+            cipher.open(sealing.attachment_name(a.position), bytes(a.sealed_filename)).decode(),
+            a.content_type,
+            a.size,
+            cipher.open(sealing.attachment_content(a.position), bytes(a.sealed_content)),
+        )
+        for a in attachments
+    ] == [(position, n, t, len(c), c) for position, (n, t, c) in enumerate(files, start=1)]
+    assert [(e.kind, e.recipient_id) for e in events] == [("accepted", None)] + [
+        ("queued", r.id) for r in recipients
+    ]

@@ -45,12 +45,10 @@ class GuardedSoap11(Soap11):
         self._schema: etree.XMLSchema | None = None
         self._schema_lock = threading.Lock()
         self._operations: dict[str, str] = {}
-        self._binary_tags: frozenset[str] = frozenset()
         self._repeat_limits: dict[str, int] = {}
 
     def use_schema(self, published: PublishedSchema) -> None:
         self._schema = published.schema
-        self._binary_tags = published.binary_tags
         self._repeat_limits = published.repeat_limits
         self._operations = {
             key: key.rsplit("}", 1)[-1] for key in self.app.interface.service_method_map

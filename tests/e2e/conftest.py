@@ -11,6 +11,7 @@ import zeep
 
 from tests.conftest import PostgresDatabases, database_url_for
 from tests.e2e.stack import Stack, start_stack
+from tests.smtp_sink import SmtpSink
 from tests.support import ServiceProcess, TlsFiles
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +54,14 @@ def make_stack(
     yield make
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture
+def delivering(
+    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
+) -> tuple[Stack, SmtpSink]:
+    """A SOAP server on SQLite with one delivery worker sending to a STARTTLS sink."""
+    stack = make_stack("sqlite")
+    sink = start_sink()
+    stack.start_worker(sink, "worker")
+    return stack, sink

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -89,20 +88,10 @@ def mails_per_address(sink: SmtpSink) -> Counter[str]:
     return Counter(address for mail in list(sink.received) for address in mail.recipients)
 
 
-@pytest.fixture
-def running(
-    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
-) -> tuple[Stack, SmtpSink]:
-    stack = make_stack("sqlite")
-    sink = start_sink()
-    stack.start_worker(sink, "worker")
-    return stack, sink
-
-
 def test_a_run_of_50_then_a_rerun_that_sends_nothing_new(
-    running: tuple[Stack, SmtpSink], tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
-    stack, sink = running
+    stack, sink = delivering
     csv_path = employees(tmp_path, 50)
     first = run_client(stack, "send", csv_path, "2026-11", "--payslips", str(tmp_path / "payslips"))
     assert first.returncode == 0, first.stdout + first.stderr
@@ -132,9 +121,9 @@ def test_a_run_of_50_then_a_rerun_that_sends_nothing_new(
 
 
 def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
-    running: tuple[Stack, SmtpSink], tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
-    stack, sink = running
+    stack, sink = delivering
     # 1 MB payslips, one at a time: the run lasts long enough to be killed half-way.
     csv_path = employees(tmp_path, 50, payslip_bytes=1_000_000)
     command = client_command(
@@ -170,9 +159,9 @@ def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
 
 
 def test_bad_rows_are_reported_and_the_others_still_go(
-    running: tuple[Stack, SmtpSink], tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
-    stack, _ = running
+    stack, _ = delivering
     csv_path = employees(
         tmp_path,
         3,
@@ -212,9 +201,9 @@ def test_bad_rows_are_reported_and_the_others_still_go(
 
 
 def test_a_wrong_password_an_unreachable_service_and_an_untrusted_certificate(
-    running: tuple[Stack, SmtpSink], tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
-    stack, _ = running
+    stack, _ = delivering
     csv_path = employees(tmp_path, 2)
     payslips = ("--payslips", str(tmp_path / "payslips"))
 

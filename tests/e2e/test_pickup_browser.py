@@ -8,7 +8,7 @@ import base64
 import hashlib
 import io
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -106,16 +106,6 @@ def attachment_page(mail: EmailMessage) -> str:
     return part.get_content()
 
 
-@pytest.fixture
-def delivered(
-    make_stack: Callable[[str], Stack], start_sink: Callable[..., SmtpSink]
-) -> tuple[Stack, SmtpSink]:
-    stack = make_stack("sqlite")
-    sink = start_sink()
-    stack.start_worker(sink, "worker")
-    return stack, sink
-
-
 def send_payslip(stack: Stack, message_type: str = "confidential", subject: str = "") -> str:
     result = stack.client.service.SendMessage(
         Message={
@@ -158,9 +148,9 @@ def payslip_delivered(
 
 
 def test_a_recipient_opens_the_message_from_the_notification_and_downloads_its_attachments(
-    delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id = send_payslip(stack)
     [recipient] = stack.wait_all(message_id, "sent")
     [mail] = [m for m in sink.received if m.recipients == ("anna.muster@example.ch",)]
@@ -202,9 +192,9 @@ def test_a_recipient_opens_the_message_from_the_notification_and_downloads_its_a
 
 
 def test_the_notifications_html_attachment_opens_the_same_page(
-    delivered: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
+    delivering: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id, mail = payslip_delivered(stack, sink)
     saved = tmp_path / "Nachricht.html"
     saved.write_text(attachment_page(mail.message), encoding="utf-8")
@@ -221,9 +211,9 @@ def test_the_notifications_html_attachment_opens_the_same_page(
 
 
 def test_a_tampered_link_shows_a_plain_page_in_the_readers_language(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id, mail = payslip_delivered(stack, sink)
     link = read_link(mail.message)
     tampered = link[:-1] + ("A" if link[-1] != "A" else "B")
@@ -239,9 +229,9 @@ def test_a_tampered_link_shows_a_plain_page_in_the_readers_language(
 
 
 def test_a_withdrawn_message_shows_that_it_was_withdrawn(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id, mail = payslip_delivered(stack, sink)
     cancelled = stack.client.service.CancelMessage(MessageId=message_id)
     assert [r.State for r in cancelled.Recipients.Recipient] == ["cancelled"]
@@ -257,9 +247,9 @@ def test_a_withdrawn_message_shows_that_it_was_withdrawn(
 
 
 def test_an_expired_link_shows_that_the_message_expired(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id, mail = payslip_delivered(stack, sink)
     # A week passes: the message's expiry moves into the past (the one thing a test
     # cannot wait for); the worker's expiry sweep then finds it.
@@ -308,9 +298,9 @@ def log_in(page: Any, password: str = PASSWORD) -> None:
 
 
 def test_personal_messages_register_once_then_log_in(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     first_id, first = payslip_delivered(stack, sink, "personal", "Lohnabrechnung Oktober")
     second_id, second = payslip_delivered(stack, sink, "personal", "Lohnabrechnung November")
 
@@ -348,9 +338,9 @@ def test_personal_messages_register_once_then_log_in(
 
 
 def test_a_registered_message_is_accepted_or_refused_in_the_browser(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     accept_id, to_accept = payslip_delivered(stack, sink, "registered", "Kündigung")
     refuse_id, to_refuse = payslip_delivered(stack, sink, "registered", "Mahnung")
 
@@ -409,9 +399,9 @@ def test_a_registered_message_is_accepted_or_refused_in_the_browser(
 
 
 def test_a_form_whose_csrf_token_was_removed_is_refused(
-    delivered: tuple[Stack, SmtpSink], browser: Any
+    delivering: tuple[Stack, SmtpSink], browser: Any
 ) -> None:
-    stack, sink = delivered
+    stack, sink = delivering
     message_id, mail = payslip_delivered(stack, sink, "personal")
     context = browser.new_context()
     page = context.new_page()

@@ -38,6 +38,7 @@ from sqlalchemy import create_engine, text
 from bench.send_message import (
     PG_ADMIN_URL,
     REPO,
+    SERVICE_COMMAND,
     SOAP_PATH,
     Server,
     TlsFiles,
@@ -328,7 +329,7 @@ def end_to_end(
 ) -> dict[str, float]:
     server = Server(
         name="service",
-        command=[sys.executable, "-m", "soap_service", "serve"],
+        command=SERVICE_COMMAND,
         data_dir=folder / "e2e",
         tls=tls,
         database_url=database_url,

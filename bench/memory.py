@@ -24,7 +24,9 @@ import uuid
 from pathlib import Path
 
 from bench.send_message import (
+    BASELINE_COMMAND,
     REPO,
+    SERVICE_COMMAND,
     SOAP_PATH,
     Server,
     client_tls_context,
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = make_tls(folder / "tls")
         results["baseline"] = run_target(
             "baseline",
-            [sys.executable, "-m", "bench.baseline_app"],
+            BASELINE_COMMAND,
             folder,
             tls,
             content,
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["service"] = run_target(
             "service",
-            [sys.executable, "-m", "soap_service", "serve"],
+            SERVICE_COMMAND,
             folder,
             tls,
             content,

@@ -26,6 +26,7 @@ from bench.delivery import start_sink, start_worker, stop, wait_all_sent, worker
 from bench.send_message import (
     PG_ADMIN_URL,
     REPO,
+    SERVICE_COMMAND,
     Server,
     make_tls,
     pdf_attachment,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             with postgres_database(args.pg_url) as database_url:
                 server = Server(
                     name="service",
-                    command=[sys.executable, "-m", "soap_service", "serve"],
+                    command=SERVICE_COMMAND,
                     data_dir=folder / "service",
                     tls=tls,
                     database_url=database_url,

@@ -53,6 +53,9 @@ ATTACHMENT_BYTES = 50 * 1024
 GOAL_RATIO = 0.5
 REFERENCE_MARK = b"@@REFERENCE@@"
 SUCCESS_MARK = b"SendMessageResult"
+# How each target is started; the same gunicorn settings come from the environment.
+SERVICE_COMMAND = [sys.executable, "-m", "soap_service", "serve"]
+BASELINE_COMMAND = [sys.executable, "-m", "bench.baseline_app"]
 
 
 # --- what is sent --------------------------------------------------------------------------
@@ -591,7 +594,7 @@ def run_baseline(
 ) -> TargetResult:
     server = Server(
         name="baseline",
-        command=[sys.executable, "-m", "bench.baseline_app"],
+        command=BASELINE_COMMAND,
         data_dir=folder / "baseline",
         tls=tls,
         workers=args.workers,
@@ -616,7 +619,7 @@ def run_service(
 ) -> TargetResult:
     server = Server(
         name=backend,
-        command=[sys.executable, "-m", "soap_service", "serve"],
+        command=SERVICE_COMMAND,
         data_dir=folder / backend,
         tls=tls,
         database_url=database_url,

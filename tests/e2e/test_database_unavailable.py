@@ -9,9 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_ADMIN_URL, PostgresDatabases
+from tests.e2e.stack import message_id_of
 from tests.support import (
     ServiceProcess,
     TlsFiles,
@@ -59,16 +61,6 @@ def rename_database(old: str, new: str) -> None:
     admin.dispose()
 
 
-def message_id_of(response: object) -> str:
-    from lxml import etree
-
-    assert response.status_code == 200, response.text[:500]  # type: ignore[attr-defined]
-    root = etree.fromstring(response.content)  # type: ignore[attr-defined]
-    found = root.findtext(".//{*}SendMessageResult/{*}MessageId")
-    assert found, response.text  # type: ignore[attr-defined]
-    return found
-
-
 def test_unreachable_database_is_server_unavailable_until_it_returns(
     pg_service: ServiceProcess,
 ) -> None:
@@ -104,7 +96,7 @@ def test_send_message_survives_killed_connections_and_stores_only_what_it_confir
     header = security_header(username, password)
     name = pg_service.database_url.rsplit("/", 1)[1]
 
-    def send(reference: str) -> object:
+    def send(reference: str) -> requests.Response:
         return pg_service.post(envelope(send_message_xml(reference), header))
 
     # Four at once: the worker's four threads leave four connections in the pool.
@@ -113,7 +105,7 @@ def test_send_message_survives_killed_connections_and_stores_only_what_it_confir
     assert terminate_connections(name) >= 4
     # A dead connection is found by using it: one Unavailable, then a fresh pool (the
     # other three dead connections are not handed out again).
-    assert fault_of(send("after-kill"))[0] == "Server.Unavailable"  # type: ignore[arg-type]
+    assert fault_of(send("after-kill"))[0] == "Server.Unavailable"
     after = [message_id_of(send(reference)) for reference in ["after-kill", "e", "f", "g"]]
     assert len(set(before + after)) == 8
 

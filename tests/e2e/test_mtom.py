@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 from tests.e2e.conftest import Sender
+from tests.e2e.stack import message_id_of
 from tests.support import (
     ServiceProcess,
     count_messages,
@@ -52,17 +53,6 @@ def mtom_body(sender: Sender, files: dict[str, bytes]) -> bytes:
             + content
         )
     return b"\r\n".join(parts) + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def message_id_of(response: object) -> str:
-    from lxml import etree
-
-    assert response.status_code == 200, response.text[:500]  # type: ignore[attr-defined]
-    found = etree.fromstring(response.content).findtext(  # type: ignore[attr-defined]
-        ".//{urn:soap-service:messaging:v1}MessageId"
-    )
-    assert found
-    return found
 
 
 def test_mtom_and_inline_store_the_same_bytes(service: ServiceProcess, sender: Sender) -> None:

@@ -36,6 +36,7 @@ class MessageTexts:
 class MessageCipher:
     def __init__(self, data_key: bytes, message_id: str) -> None:
         self._data_key = data_key
+        self._sealer = crypto.Sealer(data_key)
         self._context = message_id.encode("ascii")
         self._token_key: bytes | None = None
 
@@ -54,10 +55,10 @@ class MessageCipher:
         return cls(keyring.unwrap_data_key(wrapped, message_id.encode("ascii")), message_id)
 
     def seal(self, part: str, data: bytes) -> bytearray:
-        return crypto.seal(self._data_key, self._part_context(part), data)
+        return self._sealer.seal(self._part_context(part), data)
 
     def open(self, part: str, sealed: bytes) -> bytes:
-        return crypto.open_sealed(self._data_key, self._part_context(part), sealed)
+        return self._sealer.open(self._part_context(part), sealed)
 
     def pickup_token(self, position: int) -> str:
         """The recipient's 256-bit pickup token, derived from the message's own key: the

@@ -9,12 +9,14 @@ import json
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from soap_service import crypto
 from soap_service.crypto import DecryptionFailed, Keyring, WrappedKey
@@ -69,6 +71,28 @@ def test_the_wrong_key_fails() -> None:
 def test_a_value_too_short_to_be_sealed_fails() -> None:
     with pytest.raises(DecryptionFailed, match=r"too short"):
         crypto.open_sealed(KEY, b"ctx", b"\0" * (crypto.NONCE_BYTES + crypto.TAG_BYTES - 1))
+
+
+def test_one_sealer_shared_by_threads_seals_what_the_plain_functions_open() -> None:
+    sealer = crypto.Sealer(KEY)
+    failures: list[int] = []
+
+    def work(worker: int) -> None:
+        for size in range(0, 40_000, 997):
+            context = b"worker-%d:%d" % (worker, size)
+            plaintext = os.urandom(size)
+            sealed = sealer.seal(context, plaintext)
+            if crypto.open_sealed(KEY, context, bytes(sealed)) != plaintext:
+                failures.append(size)
+            if sealer.open(context, crypto.seal(KEY, context, plaintext)) != plaintext:
+                failures.append(size)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
 
 
 # The keyring.
@@ -251,6 +275,16 @@ def test_constant_time_equal() -> None:
     assert crypto.constant_time_equal("abc", b"abc") is True
     assert crypto.constant_time_equal(b"abc", "abd") is False
     assert crypto.constant_time_equal("é", "é".encode()) is True
+
+
+@pytest.mark.parametrize(
+    ("key", "purpose"),
+    [(KEY, b"fingerprint"), (OTHER_KEY, b"pickup-token:" + b"m" * 36), (bytes(32), b"")],
+)
+def test_derive_key_is_hkdf_sha256_without_salt(key: bytes, purpose: bytes) -> None:
+    # Stored fingerprints and every pickup link depend on these bytes staying the same.
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key)
+    assert crypto.derive_key(key, purpose) == expected
 
 
 def test_process_keys_differ_and_separate_their_parts() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
+from soap_service.persistence.connections import KeptConnections, alive
 from soap_service.persistence.store import SqlStore
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -38,10 +39,13 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=5, max_overflow=5)
             _ping_idle_connections(self.engine)
+        self.kept = KeptConnections(
+            self.engine, ping_after=None if self.is_sqlite else PING_AFTER_IDLE_SECONDS
+        )
 
     def store(self) -> SqlStore:
         """A store for one request; close it when the request is done."""
-        return SqlStore(self.engine, self.write_lock)
+        return SqlStore(self.engine, self.write_lock, self.kept)
 
     def ping(self) -> None:
         """Raises Unavailable if the database does not answer (for health checks)."""
@@ -64,6 +68,7 @@ class Database:
             return MigrationContext.configure(connection).get_current_revision()
 
     def dispose(self) -> None:
+        self.kept.close()
         self.engine.dispose()
 
 
@@ -164,13 +169,8 @@ def _ping_idle_connections(engine: Engine) -> None:
         last_used = record.info.get("last_used")
         if last_used is None or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
             return
-        try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            dbapi_connection.rollback()
-        except Exception as exc:
-            raise DisconnectionError("pooled connection is dead") from exc
+        if not alive(dbapi_connection):
+            raise DisconnectionError("pooled connection is dead")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -53,6 +53,7 @@ from soap_service.errors import (
     Unavailable,
 )
 from soap_service.logs import describe_exception
+from soap_service.persistence.connections import Kept, KeptConnections
 from soap_service.persistence.tables import (
     AccountRow,
     AttachmentRow,
@@ -80,9 +81,11 @@ class SqlStore:
         self,
         engine: Engine,
         write_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
+        kept: KeptConnections | None = None,
     ) -> None:
         self._engine = engine
         self._write_lock = write_lock
+        self._kept = kept or KeptConnections(engine, ping_after=None, keep=0)
         self._connection: Connection | None = None
 
     @contextmanager
@@ -111,39 +114,52 @@ class SqlStore:
         Through SQLAlchemy, each statement's events and result set-up cost more CPU than
         SQLite spends storing it, and on SQLite that time is spent holding the one write
         lock that every sender waits for. Here the connection is taken before the lock and
-        only BEGIN, the statements and COMMIT run while holding it. Driver errors are
-        translated like `_transaction` translates SQLAlchemy's. A `single_statement` runs in
-        the driver's autocommit mode (PostgreSQL), where it is its own transaction.
+        only BEGIN, the statements and COMMIT run while holding it. The connection is the
+        request's own if it has one already, else one kept aside for this (see
+        KeptConnections). Driver errors are translated like `_transaction` translates
+        SQLAlchemy's. A `single_statement` runs in the driver's autocommit mode
+        (PostgreSQL), where it is its own transaction.
         """
         dbapi = self._engine.dialect.loaded_dbapi
+        kept: Kept | None = None
         driver: Any = None
+        broken = False
         try:
-            if self._connection is None:
-                self._connection = self._engine.connect()
-            driver = self._connection.connection.driver_connection
-            cursor = driver.cursor()
-            with self._write_lock():
-                if single_statement:
-                    driver.autocommit = True
-                    try:
-                        yield cursor
-                    finally:
+            try:
+                if self._connection is not None:
+                    driver = self._connection.connection.driver_connection
+                else:
+                    kept = self._kept.take()
+                    driver = kept.connection.driver_connection
+                cursor = driver.cursor()
+                with self._write_lock():
+                    if single_statement:
+                        driver.autocommit = True
                         try:
-                            driver.autocommit = False
-                        except dbapi.Error:
-                            # A broken connection: it must not go back to the pool
-                            # in autocommit mode.
-                            self._connection.invalidate()
-                    return
-                if self._engine.dialect.name == "sqlite":
-                    cursor.execute("BEGIN IMMEDIATE")  # autocommit mode: see database.py
-                try:
-                    yield cursor
-                    driver.commit()
-                except BaseException:
-                    with suppress(dbapi.Error):
-                        driver.rollback()
-                    raise
+                            yield cursor
+                        finally:
+                            try:
+                                driver.autocommit = False
+                            except dbapi.Error:
+                                # A broken connection: it must not be used again, least of
+                                # all in autocommit mode.
+                                broken = True
+                    else:
+                        if self._engine.dialect.name == "sqlite":
+                            cursor.execute("BEGIN IMMEDIATE")  # autocommit mode: database.py
+                        try:
+                            yield cursor
+                            driver.commit()
+                        except BaseException:
+                            with suppress(dbapi.Error):
+                                driver.rollback()
+                            raise
+            except BaseException as exc:
+                if kept is not None:
+                    lost = isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError))
+                    self._kept.discard(kept, broken=lost or broken, error=exc)
+                    kept = None
+                raise
         except SoapServiceError:
             raise
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
@@ -159,6 +175,13 @@ class SqlStore:
         except (SQLAlchemyError, dbapi.Error) as exc:
             log.error("storage error: %s", describe_exception(exc))
             raise InternalError("a storage error occurred") from exc
+        if broken:
+            if kept is not None:
+                self._kept.discard(kept, broken=True)
+            elif self._connection is not None:
+                self._connection.invalidate()
+        elif kept is not None:
+            self._kept.give_back(kept)
 
     def _lost_connection(self, exc: Exception) -> NoReturn:
         # Said once per outage by the worker, and per request in the request log.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,26 @@ def test_spyne_cannot_log_a_request_it_failed_to_parse(caplog: pytest.LogCapture
     logging.getLogger("soap_service.test").debug("the handler is live")
     assert [record.getMessage() for record in caplog.records] == ["the handler is live"]
     assert "MARKER-31b5" not in caplog.text
+
+
+def test_a_log_line_keeps_its_format_and_gunicorns_process_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO")  # its handler writes to the sys.stderr that capsys set
+    logging.getLogger("soap_service.web.app").info("soap op=%s outcome=%s", "SendMessage", "ok")
+    line = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO soap_service.web.app: "
+        r"soap op=SendMessage outcome=ok",
+        line,
+    ), line
+    # The caller's location is not gathered any more; gunicorn's format needs the pid.
+    record = logging.getLogger("gunicorn.error").makeRecord(
+        "gunicorn.error", logging.INFO, "(unknown file)", 0, "Booting worker", (), None
+    )
+    assert logging.Formatter("[%(process)d] %(message)s").format(record) == (
+        f"[{os.getpid()}] Booting worker"
+    )
 
 
 def test_an_exception_is_described_without_its_message() -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
-from soap_service.persistence.connections import KeptConnections, alive
+from soap_service.persistence.connections import KEPT_CONNECTIONS, KeptConnections, alive
 from soap_service.persistence.store import SqlStore
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -37,7 +37,9 @@ class Database:
             if path is not None:
                 self.write_lock = SqliteWriteLock(path)
         else:
-            self.engine = create_engine(url, pool_size=5, max_overflow=5)
+            # The connections kept aside for SendMessage (KeptConnections) come on top:
+            # they must not leave other queries waiting for the pool.
+            self.engine = create_engine(url, pool_size=5, max_overflow=5 + KEPT_CONNECTIONS)
             _ping_idle_connections(self.engine)
         self.kept = KeptConnections(
             self.engine, ping_after=None if self.is_sqlite else PING_AFTER_IDLE_SECONDS

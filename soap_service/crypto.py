@@ -79,14 +79,6 @@ class Sealer:
             raise DecryptionFailed("sealed value failed authentication") from None
 
 
-def seal(key: bytes, context: bytes, plaintext: bytes) -> bytearray:
-    return Sealer(key).seal(context, plaintext)
-
-
-def open_sealed(key: bytes, context: bytes, sealed: bytes) -> bytes:
-    return Sealer(key).open(context, sealed)
-
-
 class Keyring:
     """The service's master keys, by id; one of them is current for new messages."""
 

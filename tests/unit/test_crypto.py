@@ -26,54 +26,54 @@ KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
 
-# seal / open_sealed.
+# Sealing.
 
 
 def test_seal_and_open_roundtrip() -> None:
-    sealed = crypto.seal(KEY, b"msg-1:subject", b"Your payslip")
+    sealed = crypto.Sealer(KEY).seal(b"msg-1:subject", b"Your payslip")
     assert len(sealed) == crypto.NONCE_BYTES + len(b"Your payslip") + crypto.TAG_BYTES
     assert b"Your payslip" not in sealed
-    assert crypto.open_sealed(KEY, b"msg-1:subject", bytes(sealed)) == b"Your payslip"
+    assert crypto.Sealer(KEY).open(b"msg-1:subject", bytes(sealed)) == b"Your payslip"
 
 
 def test_sealing_twice_uses_fresh_nonces() -> None:
-    first = crypto.seal(KEY, b"ctx", b"same")
-    second = crypto.seal(KEY, b"ctx", b"same")
+    first = crypto.Sealer(KEY).seal(b"ctx", b"same")
+    second = crypto.Sealer(KEY).seal(b"ctx", b"same")
     assert first[: crypto.NONCE_BYTES] != second[: crypto.NONCE_BYTES]
     assert first != second
 
 
 def test_seal_and_open_an_empty_value() -> None:
-    sealed = crypto.seal(KEY, b"ctx", b"")
-    assert crypto.open_sealed(KEY, b"ctx", sealed) == b""
+    sealed = crypto.Sealer(KEY).seal(b"ctx", b"")
+    assert crypto.Sealer(KEY).open(b"ctx", sealed) == b""
 
 
 @pytest.mark.parametrize("position", [0, crypto.NONCE_BYTES, -1])
 def test_a_tampered_sealed_value_fails(position: int) -> None:
-    sealed = crypto.seal(KEY, b"ctx", b"Your payslip")
+    sealed = crypto.Sealer(KEY).seal(b"ctx", b"Your payslip")
     sealed[position] ^= 0x01
     with pytest.raises(DecryptionFailed, match=r"failed authentication"):
-        crypto.open_sealed(KEY, b"ctx", bytes(sealed))
+        crypto.Sealer(KEY).open(b"ctx", bytes(sealed))
 
 
 def test_the_wrong_context_fails() -> None:
-    sealed = crypto.seal(KEY, b"msg-1:subject", b"Your payslip")
+    sealed = crypto.Sealer(KEY).seal(b"msg-1:subject", b"Your payslip")
     with pytest.raises(DecryptionFailed, match=r"failed authentication"):
-        crypto.open_sealed(KEY, b"msg-1:text", bytes(sealed))
+        crypto.Sealer(KEY).open(b"msg-1:text", bytes(sealed))
 
 
 def test_the_wrong_key_fails() -> None:
-    sealed = crypto.seal(KEY, b"ctx", b"Your payslip")
+    sealed = crypto.Sealer(KEY).seal(b"ctx", b"Your payslip")
     with pytest.raises(DecryptionFailed, match=r"failed authentication"):
-        crypto.open_sealed(OTHER_KEY, b"ctx", bytes(sealed))
+        crypto.Sealer(OTHER_KEY).open(b"ctx", bytes(sealed))
 
 
 def test_a_value_too_short_to_be_sealed_fails() -> None:
     with pytest.raises(DecryptionFailed, match=r"too short"):
-        crypto.open_sealed(KEY, b"ctx", b"\0" * (crypto.NONCE_BYTES + crypto.TAG_BYTES - 1))
+        crypto.Sealer(KEY).open(b"ctx", b"\0" * (crypto.NONCE_BYTES + crypto.TAG_BYTES - 1))
 
 
-def test_one_sealer_shared_by_threads_seals_what_the_plain_functions_open() -> None:
+def test_one_sealer_shared_by_threads_seals_what_another_opens() -> None:
     sealer = crypto.Sealer(KEY)
     failures: list[int] = []
 
@@ -82,9 +82,9 @@ def test_one_sealer_shared_by_threads_seals_what_the_plain_functions_open() -> N
             context = b"worker-%d:%d" % (worker, size)
             plaintext = os.urandom(size)
             sealed = sealer.seal(context, plaintext)
-            if crypto.open_sealed(KEY, context, bytes(sealed)) != plaintext:
+            if crypto.Sealer(KEY).open(context, bytes(sealed)) != plaintext:
                 failures.append(size)
-            if sealer.open(context, crypto.seal(KEY, context, plaintext)) != plaintext:
+            if sealer.open(context, crypto.Sealer(KEY).seal(context, plaintext)) != plaintext:
                 failures.append(size)
 
     threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]

@@ -16,7 +16,8 @@ def configure_logging(level: str = "INFO") -> None:
     # format here (nor gunicorn's) prints cost more than the rest of the line, on a request
     # that finds them cold in the CPU's caches: the caller's file and line (a walk up the
     # stack) and the multiprocessing process name. The logging HOWTO's "Optimization"
-    # section documents both switches.
+    # section documents both switches. (Without the caller's location, stack_info and
+    # stacklevel are ignored too; nothing here uses them.)
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)

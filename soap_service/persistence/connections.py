@@ -40,7 +40,10 @@ class KeptConnections:
             try:
                 kept = self._idle.pop()  # atomic: no lock needed
             except IndexError:
-                return Kept(self._engine.raw_connection(), self._engine.pool)
+                # The pool first: if it is replaced meanwhile, this connection is dropped
+                # at give-back rather than kept from a disposed pool.
+                pool = self._engine.pool
+                return Kept(self._engine.raw_connection(), pool)
             if kept.pool is not self._engine.pool:
                 # The pool was disposed after a lost database: so is this connection.
                 self.discard(kept, broken=True)
@@ -66,9 +69,9 @@ class KeptConnections:
             self._idle.append(kept)
 
     def discard(self, kept: Kept, *, broken: bool, error: BaseException | None = None) -> None:
-        """After an error: a broken connection is invalidated (closed, and replaced in
-        the pool); any other goes back to the pool, whose reset rolls back whatever it
-        was in."""
+        """Not to be kept: a broken connection (or one of a disposed pool) is invalidated,
+        closed and replaced in the pool; any other goes back to the pool, whose reset rolls
+        back whatever it was in."""
         if broken:
             kept.connection.invalidate(error)
         kept.connection.close()
@@ -76,8 +79,12 @@ class KeptConnections:
     def close(self) -> None:
         """Give every kept connection back to the pool, and keep none from now on."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().connection.close()
+        while True:
+            try:
+                kept = self._idle.pop()  # a request may take one meanwhile
+            except IndexError:
+                return
+            kept.connection.close()
 
 
 class Kept:

@@ -1,6 +1,7 @@
 """Every query of the service. Driver errors are translated here, at the boundary.
 
-One `SqlStore` serves one request on one connection; each public method is one
+One `SqlStore` serves one request on one pooled connection (SendMessage's insert may run on
+a connection kept aside for it instead, see connections.py); each public method is one
 transaction and commits before it returns. Core statements, not the ORM: the hot path
 runs a few inserts and the ORM's unit of work cost more than the inserts themselves.
 """
@@ -75,7 +76,8 @@ NONCE_PRUNE_ONE_IN = 50
 
 
 class SqlStore:
-    """The queries of one request, on one pooled connection taken at first use."""
+    """The queries of one request, on one pooled connection taken at first use (or, for
+    SendMessage's insert, a kept one: `_driver_transaction`)."""
 
     def __init__(
         self,
@@ -155,10 +157,15 @@ class SqlStore:
                                 driver.rollback()
                             raise
             except BaseException as exc:
+                lost = isinstance(exc, dbapi.Error) and self._engine.dialect.is_disconnect(
+                    exc, driver, None
+                )
                 if kept is not None:
-                    lost = isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError))
                     self._kept.discard(kept, broken=lost or broken, error=exc)
                     kept = None
+                elif broken and self._connection is not None:
+                    # Left in autocommit mode: it must not go back to the pool.
+                    self._connection.invalidate(exc)
                 raise
         except SoapServiceError:
             raise

@@ -135,8 +135,14 @@ def test_spyne_cannot_log_a_request_it_failed_to_parse(caplog: pytest.LogCapture
 
 
 def test_a_log_line_keeps_its_format_and_gunicorns_process_id(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Put back what configure_logging changes for the whole process.
+    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)  # type: ignore[attr-defined]
+    monkeypatch.setattr(logging, "logMultiprocessing", logging.logMultiprocessing)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     configure_logging("INFO")  # its handler writes to the sys.stderr that capsys set
     logging.getLogger("soap_service.web.app").info("soap op=%s outcome=%s", "SendMessage", "ok")
     line = capsys.readouterr().err.strip()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from soap_service.errors import InternalError
+from soap_service.errors import InternalError, Unavailable
 from soap_service.persistence.connections import KEPT_CONNECTIONS, KeptConnections
 from soap_service.persistence.database import Database
 from tests.conftest import PG_ADMIN_URL, PostgresDatabases
@@ -137,3 +137,24 @@ def test_an_idle_postgresql_connection_that_died_is_replaced_before_use(
     kept.give_back(fresh)
     kept.close()
     database.dispose()
+
+
+def test_a_connection_killed_during_the_insert_is_not_kept(
+    postgres: PostgresDatabases,
+) -> None:
+    database = Database(postgres.create())
+    store = database.store()
+    try:
+        with (
+            pytest.raises(Unavailable),
+            store._driver_transaction(single_statement=True) as cursor,
+        ):
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert checked_out(database) == 0  # invalidated, not kept
+        with store._driver_transaction(single_statement=True) as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone()[0] == 1
+        assert checked_out(database) == 1  # the fresh one is kept
+    finally:
+        store.close()
+        database.dispose()

@@ -229,8 +229,12 @@ _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P = 15, 8, 1
 
 
 def generate_password() -> str:
-    """A random password of 256 bits, printable and safe in XML and shells."""
-    return secrets.token_urlsafe(32)
+    """A random password of 256 bits, printable and safe in XML and shells, and never
+    starting with "-", which a command line would take for an option."""
+    while True:
+        password = secrets.token_urlsafe(32)
+        if not password.startswith("-"):
+            return password
 
 
 def new_secret_token() -> str:

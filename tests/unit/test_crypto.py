@@ -246,6 +246,11 @@ def test_generated_passwords_are_long_random_and_url_safe() -> None:
     assert set(first) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+def test_no_generated_password_starts_like_a_command_line_option() -> None:
+    # One in 64 would: `--password -x...` is then a missing value to argparse.
+    assert not any(crypto.generate_password().startswith("-") for _ in range(2000))
+
+
 def test_the_dummy_hash_is_a_valid_hash_and_stable() -> None:
     assert crypto.dummy_password_hash() is crypto.dummy_password_hash()
     assert crypto.dummy_password_hash().startswith("scrypt$15$8$1$")

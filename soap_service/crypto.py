@@ -29,7 +29,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import NameOID
 
@@ -129,9 +128,7 @@ class Keyring:
         """For each key, a value that tells whether two hosts hold the same key without
         revealing it (HKDF of the key, for a purpose nothing else uses)."""
         return {
-            key_id: HKDF(
-                algorithm=hashes.SHA256(), length=16, salt=None, info=b"master-key-check"
-            ).derive(key)
+            key_id: derive_key(key, b"master-key-check", length=16)
             for key_id, key in self._keys.items()
         }
 
@@ -302,13 +299,15 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def derive_key(key: bytes, purpose: bytes) -> bytes:
+def derive_key(key: bytes, purpose: bytes, length: int = KEY_BYTES) -> bytes:
     """A key for one purpose, from a key meant for another: HKDF-SHA256 (RFC 5869) with no
-    salt and one output block, which is two HMACs. Written out because cryptography's HKDF
-    object costs several times that to set up, once per message; a test holds the two
-    equal."""
+    salt and at most one output block (32 bytes), which is two HMACs. Written out because
+    cryptography's HKDF object costs several times that to set up, once per message; a
+    test holds the two equal."""
+    if not 0 < length <= hashlib.sha256().digest_size:
+        raise ValueError("derive_key gives 1 to 32 bytes")
     pseudorandom_key = hmac.digest(bytes(hashlib.sha256().digest_size), key, "sha256")
-    return hmac.digest(pseudorandom_key, purpose + b"\x01", "sha256")
+    return hmac.digest(pseudorandom_key, purpose + b"\x01", "sha256")[:length]
 
 
 def token_text(token: bytes) -> str:

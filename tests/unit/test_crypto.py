@@ -283,13 +283,25 @@ def test_constant_time_equal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "purpose"),
-    [(KEY, b"fingerprint"), (OTHER_KEY, b"pickup-token:" + b"m" * 36), (bytes(32), b"")],
+    ("key", "purpose", "length"),
+    [
+        (KEY, b"fingerprint", 32),
+        (OTHER_KEY, b"pickup-token:" + b"m" * 36, 32),
+        (bytes(32), b"", 32),
+        (KEY, b"master-key-check", 16),
+    ],
 )
-def test_derive_key_is_hkdf_sha256_without_salt(key: bytes, purpose: bytes) -> None:
-    # Stored fingerprints and every pickup link depend on these bytes staying the same.
-    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key)
-    assert crypto.derive_key(key, purpose) == expected
+def test_derive_key_is_hkdf_sha256_without_salt(key: bytes, purpose: bytes, length: int) -> None:
+    # Stored fingerprints, key check values and every pickup link depend on these bytes
+    # staying the same.
+    expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=purpose).derive(key)
+    assert crypto.derive_key(key, purpose, length) == expected
+
+
+@pytest.mark.parametrize("length", [0, 33])
+def test_derive_key_gives_one_block_at_most(length: int) -> None:
+    with pytest.raises(ValueError):
+        crypto.derive_key(KEY, b"x", length)
 
 
 def test_process_keys_differ_and_separate_their_parts() -> None:

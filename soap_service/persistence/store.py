@@ -82,12 +82,12 @@ class SqlStore:
     def __init__(
         self,
         engine: Engine,
-        write_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
-        kept: KeptConnections | None = None,
+        write_lock: Callable[[], AbstractContextManager[None]],
+        kept: KeptConnections,
     ) -> None:
         self._engine = engine
         self._write_lock = write_lock
-        self._kept = kept or KeptConnections(engine, ping_after=None, keep=0)
+        self._kept = kept
         self._connection: Connection | None = None
 
     @contextmanager
@@ -160,12 +160,7 @@ class SqlStore:
                 lost = isinstance(exc, dbapi.Error) and self._engine.dialect.is_disconnect(
                     exc, driver, None
                 )
-                if kept is not None:
-                    self._kept.discard(kept, broken=lost or broken, error=exc)
-                    kept = None
-                elif broken and self._connection is not None:
-                    # Left in autocommit mode: it must not go back to the pool.
-                    self._connection.invalidate(exc)
+                self._release(kept, broken=lost or broken, failure=exc)
                 raise
         except SoapServiceError:
             raise
@@ -182,13 +177,21 @@ class SqlStore:
         except (SQLAlchemyError, dbapi.Error) as exc:
             log.error("storage error: %s", describe_exception(exc))
             raise InternalError("a storage error occurred") from exc
-        if broken:
-            if kept is not None:
-                self._kept.discard(kept, broken=True)
-            elif self._connection is not None:
-                self._connection.invalidate()
-        elif kept is not None:
-            self._kept.give_back(kept)
+        self._release(kept, broken=broken)
+
+    def _release(
+        self, kept: Kept | None, *, broken: bool, failure: BaseException | None = None
+    ) -> None:
+        """After `_driver_transaction`: a kept connection goes back to be kept if all went
+        well, else it is discarded; the request's own connection is invalidated if broken
+        (a connection left in autocommit mode must not go back to the pool)."""
+        if kept is not None:
+            if broken or failure is not None:
+                self._kept.discard(kept, broken=broken, error=failure)
+            else:
+                self._kept.give_back(kept)
+        elif broken and self._connection is not None:
+            self._connection.invalidate(failure)
 
     def _lost_connection(self, exc: Exception) -> NoReturn:
         # Said once per outage by the worker, and per request in the request log.

@@ -75,7 +75,7 @@ class Setup:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     database = Database(f"sqlite:///{tmp_path / 'auth.sqlite3'}")
     database.upgrade()
-    store = CountingStore(database.engine)
+    store = CountingStore(database.engine, database.write_lock, database.kept)
     keyring = crypto.Keyring.load_or_create(tmp_path / "keyring.json")
     clock = [NOW]
     authenticator = Authenticator(

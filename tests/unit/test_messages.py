@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from soap_service import crypto
@@ -399,8 +398,10 @@ class RacingStore(SqlStore):
     """Holds every thread just before its insert until all are there, so all of them try
     to insert the same reference at once and the database must pick one."""
 
-    def __init__(self, engine: Engine, barrier: threading.Barrier, conflicts: list[str]) -> None:
-        super().__init__(engine)
+    def __init__(
+        self, database: Database, barrier: threading.Barrier, conflicts: list[str]
+    ) -> None:
+        super().__init__(database.engine, database.write_lock, database.kept)
         self._barrier = barrier
         self._conflicts = conflicts
 
@@ -418,7 +419,7 @@ def race(setup: Setup, drafts: list[MessageDraft]) -> list[MessageStatus | Excep
     results: list[MessageStatus | Exception] = [RuntimeError("did not run")] * len(drafts)
 
     def send(index: int, message: MessageDraft) -> None:
-        store = RacingStore(setup.database.engine, barrier, conflicts)
+        store = RacingStore(setup.database, barrier, conflicts)
         try:
             results[index] = setup.service_on(store).send(setup.alice, message)
         except Exception as exc:

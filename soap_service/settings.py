@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from soap_service.domain.model import Language, MessageLimits
@@ -97,43 +98,15 @@ class Settings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-
-    def get(name: str, default: str) -> str:
-        value = env.get(PREFIX + name, "").strip()
-        return value or default
-
+    get = _reader(os.environ if environ is None else environ)
     data_dir = Path(get("DATA_DIR", "var")).resolve()
     bind = get("BIND", f"127.0.0.1:{DEV_PORT}")
-    host, _, port = bind.rpartition(":")
-    public_url = env.get(PREFIX + "PUBLIC_URL", "").strip()
-    cert = env.get(PREFIX + "TLS_CERT_FILE", "").strip()
-    key = env.get(PREFIX + "TLS_KEY_FILE", "").strip()
-    if bool(cert) != bool(key):
-        raise ConfigurationError(f"set both {PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE")
-    if host not in LOOPBACK_HOSTS and not (public_url and cert):
-        # Listening beyond this host is production: a WSDL pointing at localhost and a
-        # self-signed certificate would only fail later, at every client.
-        raise ConfigurationError(
-            f"{PREFIX}BIND {bind} listens beyond this host: set {PREFIX}PUBLIC_URL and "
-            f"{PREFIX}TLS_CERT_FILE / {PREFIX}TLS_KEY_FILE"
-        )
-    public_url = public_url or f"https://localhost:{port}/soap/v1"
-    if urlsplit(public_url).scheme != "https":
-        raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an https:// URL")
-    log_level = get("LOG_LEVEL", "INFO").upper()
-    if log_level not in LOG_LEVELS:
-        raise ConfigurationError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-
-    language = get("DEFAULT_LANGUAGE", Language.DE.value)
-    if language not in {item.value for item in Language}:
-        raise ConfigurationError(f"{PREFIX}DEFAULT_LANGUAGE must be one of de, fr, it, en")
-
-    receipt_cert, receipt_key = get("RECEIPT_CERT_FILE", ""), get("RECEIPT_KEY_FILE", "")
-    if bool(receipt_cert) != bool(receipt_key):
-        raise ConfigurationError(
-            f"set both {PREFIX}RECEIPT_CERT_FILE and {PREFIX}RECEIPT_KEY_FILE, or neither"
-        )
+    host = bind.rpartition(":")[0]
+    tls = _tls_files(get, data_dir)
+    public_url = _public_url(get, bind, tls_given=not tls.generate)
+    log_level = _log_level(get)
+    language = _default_language(get)
+    receipts = _receipt_files(get, data_dir)
     return Settings(
         data_dir=data_dir,
         database_url=normalise_database_url(
@@ -145,60 +118,121 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workers=_positive_int(get("WORKERS", str(min(4, 2 * (os.cpu_count() or 1)))), "WORKERS"),
         threads=_positive_int(get("THREADS", "4"), "THREADS"),
         worker_timeout=_positive_int(get("WORKER_TIMEOUT", "300"), "WORKER_TIMEOUT"),
-        tls_cert_file=Path(cert) if cert else data_dir / "tls" / "dev-cert.pem",
-        tls_key_file=Path(key) if key else data_dir / "tls" / "dev-key.pem",
-        tls_generate_dev_cert=not cert,
-        receipt_cert_file=Path(receipt_cert)
-        if receipt_cert
-        else data_dir / "keys" / "receipts.pem",
-        receipt_key_file=(
-            Path(receipt_key) if receipt_key else data_dir / "keys" / "receipts-key.pem"
-        ),
-        receipt_generate_cert=not receipt_cert,
+        tls_cert_file=tls.cert_file,
+        tls_key_file=tls.key_file,
+        tls_generate_dev_cert=tls.generate,
+        receipt_cert_file=receipts.cert_file,
+        receipt_key_file=receipts.key_file,
+        receipt_generate_cert=receipts.generate,
         max_request_bytes=_positive_int(
             get("MAX_REQUEST_BYTES", str(56 * 1024 * 1024)), "MAX_REQUEST_BYTES"
         ),
         wss_time_window_seconds=_positive_int(get("WSS_TIME_WINDOW", "300"), "WSS_TIME_WINDOW"),
-        default_language=Language(language),
+        default_language=language,
         log_level=log_level,
         delivery=_delivery_settings(
-            get, data_dir, public_url, development=host in LOOPBACK_HOSTS, tls_cert=cert
+            get,
+            data_dir,
+            public_url,
+            development=host in LOOPBACK_HOSTS,
+            tls_generated=tls.generate,
         ),
     )
 
 
+_Get = Callable[[str, str], str]
+
+
+def _reader(env: Mapping[str, str]) -> _Get:
+    """get(name, default): the variable SOAP_SERVICE_<name>, stripped; blank is unset."""
+
+    def get(name: str, default: str) -> str:
+        value = env.get(PREFIX + name, "").strip()
+        return value or default
+
+    return get
+
+
+class _CertAndKey(NamedTuple):
+    cert_file: Path
+    key_file: Path
+    # True when neither file was given: the defaults, generated when missing.
+    generate: bool
+
+
+def _tls_files(get: _Get, data_dir: Path) -> _CertAndKey:
+    cert, key = get("TLS_CERT_FILE", ""), get("TLS_KEY_FILE", "")
+    if bool(cert) != bool(key):
+        raise ConfigurationError(f"set both {PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE")
+    return _CertAndKey(
+        cert_file=Path(cert) if cert else data_dir / "tls" / "dev-cert.pem",
+        key_file=Path(key) if key else data_dir / "tls" / "dev-key.pem",
+        generate=not cert,
+    )
+
+
+def _receipt_files(get: _Get, data_dir: Path) -> _CertAndKey:
+    cert, key = get("RECEIPT_CERT_FILE", ""), get("RECEIPT_KEY_FILE", "")
+    if bool(cert) != bool(key):
+        raise ConfigurationError(
+            f"set both {PREFIX}RECEIPT_CERT_FILE and {PREFIX}RECEIPT_KEY_FILE, or neither"
+        )
+    return _CertAndKey(
+        cert_file=Path(cert) if cert else data_dir / "keys" / "receipts.pem",
+        key_file=Path(key) if key else data_dir / "keys" / "receipts-key.pem",
+        generate=not cert,
+    )
+
+
+def _public_url(get: _Get, bind: str, *, tls_given: bool) -> str:
+    host, _, port = bind.rpartition(":")
+    public_url = get("PUBLIC_URL", "")
+    if host not in LOOPBACK_HOSTS and not (public_url and tls_given):
+        # Listening beyond this host is production: a WSDL pointing at localhost and a
+        # self-signed certificate would only fail later, at every client.
+        raise ConfigurationError(
+            f"{PREFIX}BIND {bind} listens beyond this host: set {PREFIX}PUBLIC_URL and "
+            f"{PREFIX}TLS_CERT_FILE / {PREFIX}TLS_KEY_FILE"
+        )
+    public_url = public_url or f"https://localhost:{port}/soap/v1"
+    if urlsplit(public_url).scheme != "https":
+        raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an https:// URL")
+    return public_url
+
+
+def _log_level(get: _Get) -> str:
+    log_level = get("LOG_LEVEL", "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigurationError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    return log_level
+
+
+def _default_language(get: _Get) -> Language:
+    language = get("DEFAULT_LANGUAGE", Language.DE.value)
+    if language not in {item.value for item in Language}:
+        raise ConfigurationError(f"{PREFIX}DEFAULT_LANGUAGE must be one of de, fr, it, en")
+    return Language(language)
+
+
 def _delivery_settings(
-    get: Callable[[str, str], str],
+    get: _Get,
     data_dir: Path,
     public_url: str,
     *,
     development: bool,
-    tls_cert: str,
+    tls_generated: bool,
 ) -> DeliverySettings:
     dev_mail_port = _positive_int(get("DEV_MAIL_PORT", "8025"), "DEV_MAIL_PORT")
     relay_text = get("SMTP_RELAY", f"127.0.0.1:{dev_mail_port}" if development else "")
     relay = _host_port(relay_text, "SMTP_RELAY") if relay_text else None
     # In development the mail sink presents the development certificate: trust it.
-    default_ca = str(data_dir / "tls" / "dev-cert.pem") if development and not tls_cert else ""
+    default_ca = str(data_dir / "tls" / "dev-cert.pem") if development and tls_generated else ""
     ca_file = get("SMTP_CA_FILE", default_ca)
     client_cert, client_key = get("SMTP_CLIENT_CERT_FILE", ""), get("SMTP_CLIENT_KEY_FILE", "")
-    if bool(client_cert) != bool(client_key):
-        raise ConfigurationError(
-            f"set both {PREFIX}SMTP_CLIENT_CERT_FILE and {PREFIX}SMTP_CLIENT_KEY_FILE"
-        )
     username, password = get("SMTP_USERNAME", ""), get("SMTP_PASSWORD", "")
-    if bool(username) != bool(password):
-        raise ConfigurationError(f"set both {PREFIX}SMTP_USERNAME and {PREFIX}SMTP_PASSWORD")
-    if (username or client_cert) and relay is None:
-        # Credentials are for a relay; a recipient's own mail server must never see them.
-        raise ConfigurationError(
-            f"{PREFIX}SMTP_USERNAME and {PREFIX}SMTP_CLIENT_CERT_FILE need {PREFIX}SMTP_RELAY"
-        )
+    _check_smtp_credentials(relay, client_cert, client_key, username, password)
     hostname = urlsplit(public_url).hostname or "localhost"
-    retry_min = _positive_int(get("RETRY_MIN_SECONDS", "300"), "RETRY_MIN_SECONDS")
-    retry_max = _positive_int(get("RETRY_MAX_SECONDS", "4000"), "RETRY_MAX_SECONDS")
-    if retry_max < retry_min:
-        raise ConfigurationError(f"{PREFIX}RETRY_MAX_SECONDS is below RETRY_MIN_SECONDS")
+    retry_min, retry_max = _retry_bounds(get)
     origin = public_url.split("/", 3)
     return DeliverySettings(
         smtp=SmtpSettings(
@@ -227,6 +261,30 @@ def _delivery_settings(
         dev_mail_port=dev_mail_port,
         dev_mail_dir=data_dir / "mail",
     )
+
+
+def _check_smtp_credentials(
+    relay: tuple[str, int] | None, client_cert: str, client_key: str, username: str, password: str
+) -> None:
+    if bool(client_cert) != bool(client_key):
+        raise ConfigurationError(
+            f"set both {PREFIX}SMTP_CLIENT_CERT_FILE and {PREFIX}SMTP_CLIENT_KEY_FILE"
+        )
+    if bool(username) != bool(password):
+        raise ConfigurationError(f"set both {PREFIX}SMTP_USERNAME and {PREFIX}SMTP_PASSWORD")
+    if (username or client_cert) and relay is None:
+        # Credentials are for a relay; a recipient's own mail server must never see them.
+        raise ConfigurationError(
+            f"{PREFIX}SMTP_USERNAME and {PREFIX}SMTP_CLIENT_CERT_FILE need {PREFIX}SMTP_RELAY"
+        )
+
+
+def _retry_bounds(get: _Get) -> tuple[int, int]:
+    retry_min = _positive_int(get("RETRY_MIN_SECONDS", "300"), "RETRY_MIN_SECONDS")
+    retry_max = _positive_int(get("RETRY_MAX_SECONDS", "4000"), "RETRY_MAX_SECONDS")
+    if retry_max < retry_min:
+        raise ConfigurationError(f"{PREFIX}RETRY_MAX_SECONDS is below RETRY_MIN_SECONDS")
+    return retry_min, retry_max
 
 
 def _bare_address(value: str, name: str) -> str:

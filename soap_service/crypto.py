@@ -19,7 +19,6 @@ import ipaddress
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import NameOID
 
 from soap_service.errors import ConfigurationError, SoapServiceError
+from soap_service.private_files import create_exclusively, replace_atomically
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -94,7 +94,7 @@ class Keyring:
         """Load the keyring file, creating it with one fresh key if it does not exist."""
         if not path.exists():
             key_id = new_key_id()
-            _create_exclusively(path, _keyring_json({key_id: AESGCM.generate_key(256)}, key_id))
+            create_exclusively(path, _keyring_json({key_id: AESGCM.generate_key(256)}, key_id))
         return cls.load(path)
 
     @classmethod
@@ -117,7 +117,7 @@ class Keyring:
         keyring = Keyring.load(path)
         new_id = new_key_id()
         keys = {**keyring._keys, new_id: AESGCM.generate_key(256)}
-        _replace_atomically(path, _keyring_json(keys, new_id))
+        replace_atomically(path, _keyring_json(keys, new_id))
         return new_id
 
     @property
@@ -190,34 +190,6 @@ def _keyring_json(keys: dict[str, bytes], current: str) -> bytes:
         "keys": {kid: base64.b64encode(key).decode("ascii") for kid, key in keys.items()},
     }
     return json.dumps(document, indent=2).encode("utf-8")
-
-
-def _write_private_temp(directory: Path, content: bytes) -> Path:
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return Path(name)
-
-
-def _create_exclusively(path: Path, content: bytes) -> None:
-    """Create `path` with `content` unless another process created it first."""
-    temp = _write_private_temp(path.parent, content)
-    try:
-        os.link(temp, path)  # fails if the file exists: two starting processes cannot race
-    except FileExistsError:
-        pass
-    finally:
-        temp.unlink()
-
-
-def _replace_atomically(path: Path, content: bytes) -> None:
-    temp = _write_private_temp(path.parent, content)
-    os.replace(temp, path)
 
 
 # Passwords.
@@ -435,8 +407,8 @@ def _write_key_and_certificate(
         serialization.NoEncryption(),
     )
     # Key first, certificate last: a certificate on disk always has its key beside it.
-    _replace_atomically(key_path, key_pem)
-    _replace_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
+    replace_atomically(key_path, key_pem)
+    replace_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
 
 
 class PdfSigner:

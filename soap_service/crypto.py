@@ -418,7 +418,8 @@ class PdfSigner:
         from pyhanko.sign import signers
 
         try:
-            self._signer = signers.SimpleSigner.load(str(key_path), str(cert_path))
+            # pyHanko's load() is not annotated.
+            self._signer = signers.SimpleSigner.load(str(key_path), str(cert_path))  # type: ignore[no-untyped-call]
         except (OSError, ValueError) as exc:
             raise ConfigurationError(
                 "the receipt signing key or certificate is unreadable"
@@ -442,7 +443,8 @@ class PdfSigner:
         from pyhanko.sign import signers
 
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-        signed = signers.sign_pdf(
+        # Without an output stream given, sign_pdf writes to a new BytesIO (pyHanko's docs).
+        signed: io.BytesIO = signers.sign_pdf(
             writer,
             signers.PdfSignatureMetadata(field_name="Receipt", reason=reason, location=location),
             signer=self._signer,

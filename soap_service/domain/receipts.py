@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from soap_service import crypto
 from soap_service.domain import sealing
-from soap_service.domain.model import Account, MessageType, RecipientState
+from soap_service.domain.model import Account, MessageStatus, MessageType, RecipientState
 from soap_service.domain.ports import ReceiptContent, Store
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import NotFound, ValidationError
@@ -103,6 +103,20 @@ class ReceiptService:
         reference: str | None = None,
         recipient: str | None = None,
     ) -> Receipt:
+        status = self._registered_message(account, message_id, reference)
+        attested = _attested(status, kind, recipient)
+        issued_at, pdf = self._kept_or_issued(status, kind, attested)
+        return Receipt(
+            kind=kind,
+            message_id=status.message_id,
+            recipient=attested.recipient,
+            issued_at=issued_at,
+            pdf=pdf,
+        )
+
+    def _registered_message(
+        self, account: Account, message_id: str | None, reference: str | None
+    ) -> MessageStatus:
         if (message_id is None) == (reference is None):
             raise ValidationError("give either MessageId or Reference, not both and not neither")
         status = self._store.message_status(account.id, message_id=message_id, reference=reference)
@@ -110,51 +124,70 @@ class ReceiptService:
             raise NotFound("no message with this " + ("MessageId" if message_id else "Reference"))
         if status.type is not MessageType.REGISTERED:
             raise ValidationError("receipts are given for registered messages only")
-        if kind is ReceiptKind.SUBMISSION:
-            position, about, event_at = 0, None, status.accepted_at
-        else:
-            if not recipient:
-                raise ValidationError(f"a {kind.value} receipt needs the RecipientAddress")
-            wanted = recipient.strip().lower()
-            found = next(
-                (
-                    (number, r)
-                    for number, r in enumerate(status.recipients, start=1)
-                    if r.address.lower() == wanted
-                ),
-                None,
-            )
-            if found is None:
-                raise NotFound("the message has no such recipient")
-            position, state = found[0], found[1]
-            if state.state is not _STATE_OF[kind]:
-                raise NotFound(
-                    f"no {kind.value} receipt: the recipient is {state.state.value}, "
-                    f"not {_STATE_OF[kind].value}"
-                )
-            about, event_at = state.address, state.state_changed_at
-        kept = self._store.find_receipt(status.message_id, position, kind.value)
-        if kept is None:
-            issued_at = self._now()
-            content = self._store.receipt_content(status.message_id)
-            facts = _facts(
-                self._keyring,
-                content,
-                kind=kind,
-                position=position,
-                recipients=(about,) if about else tuple(r.address for r in status.recipients),
-                event_at=event_at,
-                issued_at=issued_at,
-            )
-            pdf = self._sign(self._render(facts), kind)
-            # Two requests at once store one; both answer with the stored one.
-            kept = self._store.add_receipt(
-                status.message_id, position, kind.value, issued_at=issued_at, pdf=pdf
-            )
-        issued_at, pdf = kept
-        return Receipt(
-            kind=kind, message_id=status.message_id, recipient=about, issued_at=issued_at, pdf=pdf
+        return status
+
+    def _kept_or_issued(
+        self, status: MessageStatus, kind: ReceiptKind, attested: _Attested
+    ) -> tuple[datetime, bytes]:
+        """(issued at, PDF) of the receipt kept for this, made and kept first if none is."""
+        kept = self._store.find_receipt(status.message_id, attested.position, kind.value)
+        if kept is not None:
+            return kept
+        issued_at = self._now()
+        content = self._store.receipt_content(status.message_id)
+        facts = _facts(
+            self._keyring,
+            content,
+            kind=kind,
+            position=attested.position,
+            recipients=(
+                (attested.recipient,)
+                if attested.recipient
+                else tuple(r.address for r in status.recipients)
+            ),
+            event_at=attested.event_at,
+            issued_at=issued_at,
         )
+        pdf = self._sign(self._render(facts), kind)
+        # Two requests at once store one; both answer with the stored one.
+        return self._store.add_receipt(
+            status.message_id, attested.position, kind.value, issued_at=issued_at, pdf=pdf
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Attested:
+    """What a receipt is about: the message (position 0) or its recipient at `position`
+    (from 1), and when the event it attests happened."""
+
+    position: int
+    recipient: str | None
+    event_at: datetime
+
+
+def _attested(status: MessageStatus, kind: ReceiptKind, recipient: str | None) -> _Attested:
+    if kind is ReceiptKind.SUBMISSION:
+        return _Attested(position=0, recipient=None, event_at=status.accepted_at)
+    if not recipient:
+        raise ValidationError(f"a {kind.value} receipt needs the RecipientAddress")
+    wanted = recipient.strip().lower()
+    found = next(
+        (
+            (number, r)
+            for number, r in enumerate(status.recipients, start=1)
+            if r.address.lower() == wanted
+        ),
+        None,
+    )
+    if found is None:
+        raise NotFound("the message has no such recipient")
+    position, state = found
+    if state.state is not _STATE_OF[kind]:
+        raise NotFound(
+            f"no {kind.value} receipt: the recipient is {state.state.value}, "
+            f"not {_STATE_OF[kind].value}"
+        )
+    return _Attested(position=position, recipient=state.address, event_at=state.state_changed_at)
 
 
 def _facts(

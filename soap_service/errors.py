@@ -122,3 +122,9 @@ class Conflict(SoapServiceError):
 
 class AccountExists(Conflict):
     """An account with this username exists."""
+
+
+class DeliveryError(SoapServiceError):
+    """A notification could not be handed to a mail server (no route, the server away or
+    busy): the delivery worker turns it into the recipient's outcome. Not a ServiceError:
+    it never reaches a SOAP caller as a fault."""

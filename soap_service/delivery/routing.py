@@ -8,15 +8,16 @@ import dns.resolver
 import idna
 
 from soap_service.delivery.smtp import Route
+from soap_service.errors import DeliveryError
 
 SMTP_PORT = 25
 
 
-class NoRoute(Exception):
+class NoRoute(DeliveryError):
     """The domain has no mail server, and never will: a permanent failure."""
 
 
-class RouteUnknown(Exception):
+class RouteUnknown(DeliveryError):
     """DNS did not answer: try again later."""
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from soap_service.delivery.addresses import smtp_address
 from soap_service.domain.delivery import Outcome, OutcomeKind
+from soap_service.errors import DeliveryError
 from soap_service.settings import SmtpSettings
 
 
-class TransportError(Exception):
+class TransportError(DeliveryError):
     """The connection failed or was lost before the mail was handed over: the mail is
     deferred, and the next one opens a new connection."""
 

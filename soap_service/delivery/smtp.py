@@ -104,6 +104,7 @@ class SmtpSession:
                 timeout=settings.timeout_seconds,
             )
             # Without TCP_NODELAY each mail waits ~40 ms for a delayed ACK (Nagle).
+            assert client.sock is not None, "SMTP(host) connects or raises"
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.ehlo(settings.hostname)
             encrypted = client.has_extn("starttls")

@@ -44,14 +44,14 @@ class _Field:
 class Codec:
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
-        self._plans: dict[type, tuple[_Field, ...]] = {}
+        self._plans: dict[type[ComplexModelBase], tuple[_Field, ...]] = {}
         self._lock = threading.Lock()
 
     # Requests.
 
     def read_arguments(
         self,
-        wrapper: type,
+        wrapper: type[ComplexModelBase],
         element: etree._Element,
         *,
         binary_parts: dict[str, bytes] | None = None,
@@ -62,7 +62,7 @@ class Codec:
         return [values.get(field.name) for field in self._plan(wrapper)]
 
     def _read_fields(
-        self, cls: type, element: etree._Element, parts: dict[str, bytes]
+        self, cls: type[ComplexModelBase], element: etree._Element, parts: dict[str, bytes]
     ) -> dict[str, Any]:
         by_tag = {field.tag: field for field in self._plan(cls)}
         values: dict[str, Any] = {}
@@ -98,14 +98,18 @@ class Codec:
 
     # Answers.
 
-    def write_arguments(self, wrapper: type, values: list[Any], parent: etree._Element) -> None:
+    def write_arguments(
+        self, wrapper: type[ComplexModelBase], values: list[Any], parent: etree._Element
+    ) -> None:
         element = etree.SubElement(parent, f"{{{self._namespace}}}{wrapper.get_type_name()}")
         self._write_fields(wrapper, dict(zip(self._names(wrapper), values, strict=False)), element)
 
-    def _names(self, cls: type) -> list[str]:
+    def _names(self, cls: type[ComplexModelBase]) -> list[str]:
         return [field.name for field in self._plan(cls)]
 
-    def _write_fields(self, cls: type, values: Any, element: etree._Element) -> None:
+    def _write_fields(
+        self, cls: type[ComplexModelBase], values: Any, element: etree._Element
+    ) -> None:
         get = values.get if isinstance(values, dict) else values.__dict__.get
         for field in self._plan(cls):
             value = get(field.name)
@@ -124,7 +128,7 @@ class Codec:
 
     # Plans.
 
-    def _plan(self, cls: type) -> tuple[_Field, ...]:
+    def _plan(self, cls: type[ComplexModelBase]) -> tuple[_Field, ...]:
         plan = self._plans.get(cls)
         if plan is None:
             with self._lock:

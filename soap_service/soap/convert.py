@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from spyne import ComplexModelBase
 
 from soap_service.domain import model
 from soap_service.domain.receipts import Receipt, ReceiptKind
 from soap_service.soap import types
+
+_Soap = TypeVar("_Soap", bound=ComplexModelBase)
 
 
 def draft_from_soap(message: Any) -> model.MessageDraft:
@@ -61,11 +65,12 @@ def status_to_soap(status: model.MessageStatus) -> types.MessageStatus:
     )
 
 
-def _build(cls: type[Any], **values: Any) -> Any:
+def _build(cls: type[_Soap], **values: Any) -> _Soap:
     """An instance of a SOAP type with these fields (the others None), without Spyne's
     __init__, which runs its per-field machinery: for a status with 100 recipients that
     cost more than writing the answer. The codec reads the fields from __dict__."""
-    instance = cls.__new__(cls)
+    # object.__new__ is what cls.__new__ is for every SOAP type, and mypy can type it.
+    instance = object.__new__(cls)
     instance.__dict__.update(dict.fromkeys(cls._type_info), **values)
     return instance
 

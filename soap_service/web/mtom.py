@@ -25,12 +25,13 @@ from soap_service.errors import (
     UnsupportedMediaType,
     VersionMismatch,
 )
-from soap_service.web.guard import (
+from soap_service.web.envelope import (
     BLOCK_BYTES,
     GuardedRequest,
     GuardLimits,
     check_binary_total,
     parse_envelope,
+    too_large,
 )
 
 XOP_INCLUDE = "{http://www.w3.org/2004/08/xop/include}Include"
@@ -128,10 +129,7 @@ def _read_body(stream: Any, length: int | None, limit: int) -> bytearray:
             break
         body += block
         if len(body) > limit:
-            raise MessageTooLarge(
-                f"the request is larger than {limit} bytes; a message may carry at most "
-                "30 MiB of attachments"
-            )
+            raise MessageTooLarge(too_large(limit))
     if length is not None and len(body) < length:
         raise MalformedRequest("the request body is shorter than its Content-Length")
     return body

@@ -208,11 +208,11 @@ def test_many_attachments_after_a_large_one_cost_one_pass_each(
 ) -> None:
     """Past the estimate, each attachment's exact size is counted once: 300 elements after
     a large one cost 301 counts, not a recount of all before them each time (45,000)."""
-    from soap_service.web import guard
+    from soap_service.web import envelope
 
     counted: list[int] = []
-    real = guard._decoded_size
-    monkeypatch.setattr(guard, "_decoded_size", lambda text: counted.append(1) or real(text))
+    real = envelope._decoded_size
+    monkeypatch.setattr(envelope, "_decoded_size", lambda text: counted.append(1) or real(text))
     limits = GuardLimits(
         max_request_bytes=2**20, max_binary_bytes=3500, binary_tags=LIMITS.binary_tags
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from lxml import etree
 
@@ -26,6 +26,10 @@ from soap_service.soap.faults import SOAP11_ENV
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 BLOCK_BYTES = 256 * 1024
 PROLOG_BYTES = 64 * 1024
+
+# A charset parameter as the email package reads it: an RFC 2231 value (charset*=) comes
+# as a (charset, language, value) tuple, which _new_parser refuses as unknown.
+Charset: TypeAlias = str | tuple[str | None, str | None, str] | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +59,7 @@ class GuardedRequest:
 
 
 def parse_envelope(
-    stream: BinaryIO, length: int | None, charset: str | None, limits: GuardLimits
+    stream: BinaryIO, length: int | None, charset: Charset, limits: GuardLimits
 ) -> tuple[etree._Element, Callable[[], int]]:
     """Parse an envelope from `stream` within the limits; it, and how to count the decoded
     size of its inline base64 content (a pass over the text: only MTOM needs it)."""
@@ -124,8 +128,11 @@ class _TreeWatcher:
 
     def _check_events(self) -> None:
         limits = self._limits
-        for event, element in self._parser.read_events():
-            if event == "start":
+        # Only "start" and "end" events are asked for (_new_parser); comparing the event's
+        # kind, rather than unpacking it, tells the type checker each carries an element.
+        for event in self._parser.read_events():
+            if event[0] == "start":
+                element = event[1]
                 self._elements += 1
                 self._depth += 1
                 if self._elements > limits.max_elements:
@@ -140,18 +147,19 @@ class _TreeWatcher:
                     raise MalformedRequest(
                         f"an element has more than {limits.max_attributes} attributes"
                     )
-                continue
-            self._depth -= 1
-            if element.tag in limits.binary_tags:
-                self._binaries.append(element)
-                if self._binary_exact is not None:
-                    self._binary_exact += _decoded_size(element.text or "")
-                    check_binary_total(self._binary_exact, limits)
-                    continue
-                self._binary_bound += len(element.text or "") * 3 // 4
-                if self._binary_bound > limits.max_binary_bytes:
-                    self._binary_exact = self.binary_bytes()
-                    check_binary_total(self._binary_exact, limits)
+            elif event[0] == "end":
+                element = event[1]
+                self._depth -= 1
+                if element.tag in limits.binary_tags:
+                    self._binaries.append(element)
+                    if self._binary_exact is not None:
+                        self._binary_exact += _decoded_size(element.text or "")
+                        check_binary_total(self._binary_exact, limits)
+                        continue
+                    self._binary_bound += len(element.text or "") * 3 // 4
+                    if self._binary_bound > limits.max_binary_bytes:
+                        self._binary_exact = self.binary_bytes()
+                        check_binary_total(self._binary_exact, limits)
 
     def binary_bytes(self) -> int:
         if self._binary_exact is not None:
@@ -176,7 +184,7 @@ def _decoded_size(text: str) -> int:
     return max(0, characters * 3 // 4 - padding)
 
 
-def _new_parser(charset: object) -> etree.XMLPullParser:
+def _new_parser(charset: Charset) -> etree.XMLPullParser:
     encoding = None
     if charset is not None and not isinstance(charset, str):  # e.g. RFC 2231 charset*=
         raise UnsupportedMediaType("the charset of the Content-Type is not known")

@@ -31,6 +31,7 @@ from soap_service.errors import (
 )
 from soap_service.web.envelope import (
     BLOCK_BYTES,
+    Charset,
     GuardedRequest,
     GuardLimits,
     parse_envelope,
@@ -48,17 +49,17 @@ __all__ = [
 ]
 
 
-def content_type_of(environ: Mapping[str, Any]) -> tuple[str, str | None]:
+def content_type_of(environ: Mapping[str, Any]) -> tuple[str, Charset]:
     return _parse_content_type(environ.get("CONTENT_TYPE", ""))
 
 
 # A client sends the same few Content-Type values again and again, and the email
 # package's parser costs more than the rest of the guard's header work.
 @functools.lru_cache(maxsize=256)
-def _parse_content_type(value: str) -> tuple[str, str | None]:
+def _parse_content_type(value: str) -> tuple[str, Charset]:
     header = Message()
     header["content-type"] = value
-    return header.get_content_type(), header.get_param("charset")  # type: ignore[return-value]
+    return header.get_content_type(), header.get_param("charset")
 
 
 def declared_length(environ: Mapping[str, Any]) -> int | None:

@@ -50,6 +50,8 @@ _ACTIONS = {"register", "login", "decision", "logout"}
 
 
 class PickupPages:
+    """The pages under `path`: each request is routed by its path and method to a handler."""
+
     def __init__(self, *, path: str, default_language: Language) -> None:
         self.path = path  # e.g. "/m/", from the configured pickup base URL
         self._default_language = default_language
@@ -123,6 +125,7 @@ def _failed(visit: _Visit, error: Exception, language: Language | None) -> Itera
 
 
 def _refused(visit: _Visit, refused: PickupRefused) -> Iterable[bytes]:
+    """What a refused link shows: the form that must come first, or its reason's notice."""
     if refused.reason in (PickupRefused.LOGIN, PickupRefused.REGISTER):
         identity = visit.service().identity(visit.token)
         if refused.reason == PickupRefused.LOGIN:

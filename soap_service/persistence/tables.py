@@ -1,7 +1,7 @@
 """The database schema as SQLAlchemy 2.x typed models. Migrations in `migrations/` create it.
 
 Changing a table means a new migration, and, for messages, attachments, recipients and
-events, the hand-written SendMessage insert in store.py (its SQL is the hot path).
+events, the hand-written SendMessage insert in message_insert.py (its SQL is the hot path).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -211,3 +212,22 @@ class ReceiptRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's table for Core statements (DeclarativeBase types `__table__` loosely)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+accounts = table_of(AccountRow)
+messages = table_of(MessageRow)
+recipients = table_of(RecipientRow)
+attachments = table_of(AttachmentRow)
+events = table_of(EventRow)
+used_nonces = table_of(UsedNonceRow)
+master_keys = table_of(MasterKeyRow)
+recipient_accounts = table_of(RecipientAccountRow)
+pickup_sessions = table_of(PickupSessionRow)
+receipts = table_of(ReceiptRow)

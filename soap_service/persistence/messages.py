@@ -1,0 +1,156 @@
+"""Messages as their sender sees them: stored once per reference, their status, withdrawal."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.sql.elements import TextClause
+
+from soap_service.crypto import WrappedKey
+from soap_service.domain.model import (
+    Language,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+    RecipientStatus,
+)
+from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedTexts
+from soap_service.persistence.message_insert import (
+    postgresql_insert_parameters,
+    postgresql_insert_statement,
+    run_sqlite_insert,
+    sqlite_insert_steps,
+)
+from soap_service.persistence.state_changes import (
+    OPEN_STATES,
+    POSTGRESQL,
+    change_states,
+    row_lock,
+)
+from soap_service.persistence.tables import UtcDateTime, messages, recipients
+from soap_service.persistence.transactions import Transactions
+
+_FIND_REFERENCE = select(messages.c.id, messages.c.key_id, messages.c.fingerprint).where(
+    messages.c.account_id == bindparam("account_id"),
+    messages.c.reference == bindparam("reference"),
+)
+
+
+class MessageQueries(Transactions):
+    def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
+        """Store the message, its attachments, recipients (queued) and journal events in one
+        transaction; or, if the account already has a message with this reference, store
+        nothing and return that message's reference record.
+
+        The unique (account, reference) index decides between concurrent senders: the
+        loser's INSERT waits for the winner's commit, then does nothing.
+        """
+        dialect = self._engine.dialect
+        if dialect.name == POSTGRESQL:
+            parameters = postgresql_insert_parameters(message, dialect)
+            # One statement is one transaction: no BEGIN and COMMIT round trips.
+            with self._driver_transaction(single_statement=True) as cursor:
+                cursor.execute(
+                    postgresql_insert_statement(len(message.attachments)), parameters, prepare=True
+                )
+                inserted = cursor.fetchone() is not None
+        else:
+            steps = sqlite_insert_steps(message, dialect)
+            with self._driver_transaction() as cursor:
+                inserted = run_sqlite_insert(cursor, steps)
+        if inserted:
+            return None
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                _FIND_REFERENCE,
+                {"account_id": message.account_id, "reference": message.reference},
+            ).one()
+        return ReferenceRecord(message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint)
+
+    def message_status(
+        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus | None:
+        query = select(
+            messages.c.id,
+            messages.c.reference,
+            messages.c.type,
+            messages.c.language,
+            messages.c.accepted_at,
+            messages.c.expires_at,
+        ).where(messages.c.account_id == account_id)
+        if message_id is not None:
+            query = query.where(messages.c.id == message_id)
+        if reference is not None:
+            query = query.where(messages.c.reference == reference)
+        with self._transaction(read_only=True) as connection:
+            message = connection.execute(query).first()
+            if message is None:
+                return None
+            rows = connection.execute(
+                select(recipients)
+                .where(recipients.c.message_id == message.id)
+                .order_by(recipients.c.position)
+            ).all()
+        return MessageStatus(
+            message_id=message.id,
+            reference=message.reference,
+            type=MessageType(message.type),
+            language=Language(message.language),
+            accepted_at=message.accepted_at,
+            expires_at=message.expires_at,
+            recipients=tuple(_recipient_status(row) for row in rows),
+        )
+
+    def cancel_message(self, message_id: str, now: datetime) -> int:
+        with self._transaction() as connection:
+            return change_states(
+                connection,
+                _cancel(connection.dialect.name),
+                {"message_id": message_id, "now": now},
+                RecipientState.CANCELLED,
+                "withdrawn by the sender",
+                now,
+            )
+
+
+@functools.cache
+def _cancel(dialect: str) -> TextClause:
+    # Locked in id order, as the worker's recording locks them: no deadlock. PostgreSQL
+    # checks the state again on a row it waited for (a worker recording it).
+    return text(
+        f"""
+        UPDATE recipients SET state = 'cancelled', state_changed_at = :now,
+            lease_owner = NULL, leased_until = NULL
+        WHERE state IN {OPEN_STATES} AND id IN (
+            SELECT id FROM recipients
+            WHERE message_id = :message_id AND state IN {OPEN_STATES}
+            ORDER BY id {row_lock(dialect, "FOR UPDATE")}
+        )
+        RETURNING id, message_id
+        """
+    ).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+def _recipient_status(row: Any) -> RecipientStatus:
+    return RecipientStatus(
+        address=row.address,
+        state=RecipientState(row.state),
+        attempts=row.attempts,
+        state_changed_at=row.state_changed_at,
+        last_attempt_at=row.last_attempt_at,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+    )
+
+
+def sealed_texts(row: Any) -> SealedTexts:
+    """A messages row's key and sealed texts."""
+    return SealedTexts(
+        data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+        subject=bytes(row.sealed_subject),
+        text_body=bytes(row.sealed_text_body),
+        html_body=bytes(row.sealed_html_body) if row.sealed_html_body is not None else None,
+    )

@@ -10,7 +10,7 @@ from datetime import datetime
 from soap_service import crypto
 from soap_service.domain.auth import digest_context
 from soap_service.domain.model import Account
-from soap_service.domain.ports import NewAccount, Store
+from soap_service.domain.ports import AccountStore, NewAccount
 from soap_service.errors import ValidationError
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
@@ -23,7 +23,7 @@ class NewCredentials:
 
 
 def create_account(
-    store: Store,
+    store: AccountStore,
     keyring: crypto.Keyring,
     *,
     username: str,

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from soap_service import crypto
 from soap_service.domain.model import Account
-from soap_service.domain.ports import Store
+from soap_service.domain.ports import AccountStore
 from soap_service.errors import AuthenticationFailed
 
 BAD_CREDENTIALS = "the username or password is wrong"
@@ -80,7 +80,7 @@ class Authenticator:
     def __init__(
         self,
         *,
-        store: Store,
+        store: AccountStore,
         keyring: crypto.Keyring,
         verified: VerifiedPasswords,
         time_window: timedelta,

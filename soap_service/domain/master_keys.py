@@ -12,12 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from soap_service import crypto
-from soap_service.domain.ports import Store
+from soap_service.domain.ports import MasterKeyStore
 from soap_service.errors import ConfigurationError
 
 
 def reconcile_master_keys(
-    store: Store, keyring: crypto.Keyring, keyring_file: str, now: Callable[[], datetime]
+    store: MasterKeyStore, keyring: crypto.Keyring, keyring_file: str, now: Callable[[], datetime]
 ) -> None:
     """Register this keyring's new keys; refuse a keyring that differs from the database's."""
     ours = keyring.check_values()

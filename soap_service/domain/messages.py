@@ -18,7 +18,7 @@ from soap_service.domain.model import (
     RecipientStatus,
     ValidMessage,
 )
-from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedAttachment, Store
+from soap_service.domain.ports import MessageStore, NewMessage, ReferenceRecord, SealedAttachment
 from soap_service.domain.sealing import MessageCipher
 from soap_service.domain.validation import validate_message
 from soap_service.errors import DuplicateReference, NotFound, ValidationError
@@ -28,7 +28,7 @@ class MessageService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: MessageStore,
         keyring: crypto.Keyring,
         limits: MessageLimits,
         default_language: Language,

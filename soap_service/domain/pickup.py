@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from soap_service import crypto
 from soap_service.domain import sealing
 from soap_service.domain.model import Language, MessageType, RecipientState
-from soap_service.domain.ports import PickupAttachment, PickupRecord, RecipientAccount, Store
+from soap_service.domain.ports import PickupAttachment, PickupRecord, PickupStore, RecipientAccount
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import AccountExists, SoapServiceError
 
@@ -131,7 +131,7 @@ class AttachmentFile:
 
 class PickupService:
     def __init__(
-        self, *, store: Store, keyring: crypto.Keyring, now: Callable[[], datetime]
+        self, *, store: PickupStore, keyring: crypto.Keyring, now: Callable[[], datetime]
     ) -> None:
         self._store = store
         self._keyring = keyring

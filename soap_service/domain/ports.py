@@ -1,12 +1,15 @@
-"""What the domain needs from storage, as a protocol; `persistence.store` implements it."""
+"""What the domain needs from storage: the records it reads and writes, and the protocols
+that `persistence.store.SqlStore` implements."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from soap_service.crypto import WrappedKey
+from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import (
     Account,
     Language,
@@ -148,13 +151,25 @@ class ReceiptContent:
     attachments: tuple[SealedFile, ...]
 
 
-class Store(Protocol):
+# What the domain needs from storage, one protocol per concern; `Store` is all of them,
+# as `persistence.store.SqlStore` implements it. Each method is one transaction.
+
+
+class StoreSession(Protocol):
+    def close(self) -> None:
+        """Give back the connection; a store serves one request or one worker step."""
+        ...
+
+
+class MasterKeyStore(Protocol):
     def known_master_keys(self) -> dict[str, bytes]:
         """Key id -> check value of every master key the database knows."""
         ...
 
     def add_master_keys(self, check_values: dict[str, bytes], created_at: datetime) -> None: ...
 
+
+class AccountStore(Protocol):
     def find_account(self, username: str) -> AccountRecord | None: ...
 
     def add_account(self, account: NewAccount) -> Account:
@@ -167,6 +182,8 @@ class Store(Protocol):
         """Record a UsernameToken nonce; False if this account already used it."""
         ...
 
+
+class MessageStore(Protocol):
     def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
         """Store the message, its recipients (queued) and journal events in one transaction,
         and return None; if the account already has a message with this reference, store
@@ -177,6 +194,39 @@ class Store(Protocol):
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
     ) -> MessageStatus | None: ...
 
+    def cancel_message(self, message_id: str, now: datetime) -> int:
+        """Recipients not final yet become `cancelled`, each with a journal event; how many."""
+        ...
+
+
+class DeliveryStore(StoreSession, Protocol):
+    """What the delivery worker uses: claims with leases, outcomes, expiry."""
+
+    def claim_due(
+        self, worker: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DeliveryJob]:
+        """Lease up to `limit` due recipients to `worker` until `lease_until`, atomically."""
+        ...
+
+    def extend_leases(self, worker: str, recipient_ids: list[int], until: datetime) -> set[int]:
+        """Renew the worker's leases; the ids it still holds."""
+        ...
+
+    def release_leases(self, worker: str, recipient_ids: list[int]) -> None:
+        """Give back recipients claimed but not tried: due again at once."""
+        ...
+
+    def record_results(self, worker: str, results: list[DeliveryResult]) -> int:
+        """Record each attempt (a recipient the worker no longer holds, in the journal
+        only); how many changed a recipient's state."""
+        ...
+
+    def expire_due(self, *, now: datetime, limit: int) -> int:
+        """At most `limit` recipients whose message expired become `expired`; how many."""
+        ...
+
+
+class PickupStore(Protocol):
     def find_pickup(self, token_hash: bytes) -> PickupRecord | None: ...
 
     def attachment_content(self, message_id: str, position: int) -> bytes | None:
@@ -186,10 +236,6 @@ class Store(Protocol):
     def mark_opened(self, recipient_id: int, now: datetime) -> bool:
         """`opened` and a journal event, if the recipient is not final yet; False if it was
         (opened meanwhile, expired, withdrawn): states never move backwards."""
-        ...
-
-    def cancel_message(self, message_id: str, now: datetime) -> int:
-        """Recipients not final yet become `cancelled`, each with a journal event; how many."""
         ...
 
     def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
@@ -228,7 +274,11 @@ class Store(Protocol):
 
     def delete_pickup_session(self, token_hash: bytes) -> None: ...
 
-    # Receipts.
+
+class ReceiptStore(Protocol):
+    def message_status(
+        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus | None: ...
 
     def receipt_content(self, message_id: str) -> ReceiptContent: ...
 
@@ -243,3 +293,20 @@ class Store(Protocol):
     ) -> tuple[datetime, bytes]:
         """Keep a new receipt; if one was kept meanwhile, that one. (issued at, PDF)."""
         ...
+
+
+class Store(
+    MasterKeyStore,
+    AccountStore,
+    MessageStore,
+    DeliveryStore,
+    PickupStore,
+    ReceiptStore,
+    StoreSession,
+    Protocol,
+):
+    """Everything above, on one request's connection."""
+
+
+# Opens a store for one request or one worker step; the caller closes it.
+StoreFactory = Callable[[], Store]

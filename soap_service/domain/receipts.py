@@ -17,7 +17,7 @@ from enum import StrEnum
 from soap_service import crypto
 from soap_service.domain import sealing
 from soap_service.domain.model import Account, MessageStatus, MessageType, RecipientState
-from soap_service.domain.ports import ReceiptContent, Store
+from soap_service.domain.ports import ReceiptContent, ReceiptStore
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import NotFound, ValidationError
 
@@ -82,7 +82,7 @@ class ReceiptService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ReceiptStore,
         keyring: crypto.Keyring,
         render: Callable[[ReceiptFacts], bytes],
         sign: Callable[[bytes, ReceiptKind], bytes],

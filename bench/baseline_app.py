@@ -96,14 +96,11 @@ class BaselineServer(HttpsServer):
         super().load_config()
         self.cfg.set("proc_name", "soap-service-baseline")
 
-    def load(self) -> WsgiApplication:  # type: ignore[override]
-        return build_wsgi_app()
-
 
 def main() -> None:
     settings = load_settings()
     print(f"baseline: serving https://{settings.bind}/ (WSDL: ?wsdl)", flush=True)
-    BaselineServer(settings).run()
+    BaselineServer(settings, build_wsgi_app).run()
 
 
 if __name__ == "__main__":

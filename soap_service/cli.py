@@ -9,14 +9,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from soap_service import crypto
-from soap_service.container import utc_now
-from soap_service.domain.accounts import NewCredentials, create_account
+from soap_service.container import Container
 from soap_service.errors import AccountExists, ConfigurationError, ServiceError
 from soap_service.logs import configure_logging
-from soap_service.persistence.database import Database
-from soap_service.settings import Settings, load_settings
+from soap_service.settings import load_settings
 
 DEV_ACCOUNT = "demo"
 
@@ -27,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
-        return int(args.handler(settings, args) or 0)
+        container = Container(settings)
+        try:
+            return int(args.handler(container, args) or 0)
+        finally:
+            container.close()
     except (ConfigurationError, ServiceError) as exc:
         print(f"soap-service: {exc}", file=sys.stderr)
         return 2
@@ -36,26 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soap-service", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_process_commands(commands)
+    _add_account_commands(commands)
+    _add_maintenance_commands(commands)
+    return parser
 
+
+def _add_process_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="serve the SOAP API over HTTPS (gunicorn)")
     serve.set_defaults(handler=_serve)
-
     worker = commands.add_parser("worker", help="deliver notification e-mails (run one or more)")
     worker.set_defaults(handler=_worker)
-
     sink = commands.add_parser(
         "mail-sink", help="development SMTP server (STARTTLS) keeping mails in var/mail/"
     )
     sink.set_defaults(handler=_mail_sink)
-
     dev = commands.add_parser(
         "dev", help="serve, deliver and catch mail on this machine: what `make run` starts"
     )
     dev.set_defaults(handler=_dev)
 
-    init = commands.add_parser("init", help="create keys, certificate and database schema")
-    init.set_defaults(handler=_init)
 
+def _add_account_commands(commands: Any) -> None:
     account = commands.add_parser("account", help="sender accounts").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -74,93 +79,74 @@ def _parser() -> argparse.ArgumentParser:
         help="show the message's subject in notification e-mails (off: only the sender's name)",
     )
     add.set_defaults(handler=_account_add)
-
     dev = commands.add_parser(
         "dev-account", help="ensure the development account exists and print its credentials"
     )
     dev.set_defaults(handler=_dev_account)
 
+
+def _add_maintenance_commands(commands: Any) -> None:
+    init = commands.add_parser("init", help="create keys, certificate and database schema")
+    init.set_defaults(handler=_init)
     database = commands.add_parser("db", help="database migrations").add_subparsers(
         required=True, metavar="ACTION"
     )
     upgrade = database.add_parser("upgrade", help="upgrade the schema (default: to head)")
     upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.set_defaults(handler=lambda s, a: Database(s.database_url).upgrade(a.revision))
+    upgrade.set_defaults(handler=lambda c, a: c.database.upgrade(a.revision))
     downgrade = database.add_parser("downgrade", help="downgrade the schema to a revision")
     downgrade.add_argument("revision")
-    downgrade.set_defaults(handler=lambda s, a: Database(s.database_url).downgrade(a.revision))
+    downgrade.set_defaults(handler=lambda c, a: c.database.downgrade(a.revision))
     current = database.add_parser("current", help="print the schema revision")
-    current.set_defaults(handler=lambda s, a: print(Database(s.database_url).current_revision()))
-
+    current.set_defaults(handler=lambda c, a: print(c.database.current_revision()))
     wsdl = commands.add_parser("wsdl", help="write the WSDL the service serves")
     wsdl.add_argument("--output", type=Path, help="file to write (default: standard output)")
     wsdl.set_defaults(handler=_wsdl)
-
     receipts = commands.add_parser(
         "receipt-certificate",
         help="print the certificate that signs receipts (for senders to trust)",
     )
     receipts.set_defaults(handler=_receipt_certificate)
-
     keys = commands.add_parser("keys", help="master keys").add_subparsers(
         required=True, metavar="ACTION"
     )
     rotate = keys.add_parser("rotate", help="add a new master key for new messages")
     rotate.set_defaults(handler=_rotate_keys)
-    return parser
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.server import HttpsServer, prepare
+def _serve(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()
+    server = container.https_server()
+    container.close()  # each gunicorn worker opens its own database connections
+    url = container.settings.public_url
+    print(f"SOAP endpoint: {url}   WSDL: {url}?wsdl", flush=True)
+    server.run()
 
-    prepare(settings)
-    print(f"SOAP endpoint: {settings.public_url}   WSDL: {settings.public_url}?wsdl", flush=True)
-    HttpsServer(settings).run()
 
-
-def _worker(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.delivery.worker import DeliveryWorker
-    from soap_service.server import prepare
-
-    prepare(settings)
-    database = Database(settings.database_url)
-    worker = DeliveryWorker(
-        database=database,
-        keyring=crypto.Keyring.load(settings.master_key_file),
-        settings=settings.delivery,
-        now=utc_now,
-    )
+def _worker(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()
+    worker = container.delivery_worker()
     try:
         worker.run(_stop_on_signals())
     finally:
         worker.close()
-        database.dispose()
 
 
-def _mail_sink(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.devmail import run_mail_sink
-    from soap_service.server import prepare
-
-    prepare(settings)  # the development certificate
-    run_mail_sink(
-        port=settings.delivery.dev_mail_port,
-        folder=settings.delivery.dev_mail_dir,
-        cert_file=settings.tls_cert_file,
-        key_file=settings.tls_key_file,
-        stop=_stop_on_signals(),
-    )
+def _mail_sink(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()  # the development certificate
+    container.run_mail_sink(_stop_on_signals())
 
 
-def _dev(settings: Settings, args: argparse.Namespace) -> int:
+def _dev(container: Container, args: argparse.Namespace) -> int:
     """Run the service, one delivery worker and the mail sink until Ctrl-C or one stops."""
-    from soap_service.server import prepare
-
-    prepare(settings)  # once, before three processes would race to do it
+    container.prepare()  # once, before three processes would race to do it
+    container.close()
     children = [
         subprocess.Popen([sys.executable, "-m", "soap_service", command])
         for command in ("mail-sink", "worker", "serve")
     ]
-    print(f"Mails the service sends are kept in {settings.delivery.dev_mail_dir}/", flush=True)
+    mail_dir = container.settings.delivery.dev_mail_dir
+    print(f"Mails the service sends are kept in {mail_dir}/", flush=True)
     stop = _stop_on_signals()
     try:
         while not stop.wait(0.5):
@@ -185,42 +171,15 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _init(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.server import prepare
-
-    prepare(settings)
-    print(f"soap-service: ready; data in {settings.data_dir}")
+def _init(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()
+    print(f"soap-service: ready; data in {container.settings.data_dir}")
 
 
-def _new_account(
-    settings: Settings,
-    name: str,
-    organisation: str | None,
-    digest: bool,
-    show_subject: bool = False,
-) -> NewCredentials:
-    database = Database(settings.database_url)
-    keyring = crypto.Keyring.load_or_create(settings.master_key_file)
-    store = database.store()
+def _account_add(container: Container, args: argparse.Namespace) -> int:
     try:
-        return create_account(
-            store,
-            keyring,
-            username=name,
-            organisation=organisation,
-            allow_digest=digest,
-            now=utc_now,
-            show_subject=show_subject,
-        )
-    finally:
-        store.close()
-        database.dispose()
-
-
-def _account_add(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        credentials = _new_account(
-            settings, args.name, args.organisation, args.allow_digest, args.show_subject
+        credentials = container.create_account(
+            args.name, args.organisation, digest=args.allow_digest, show_subject=args.show_subject
         )
     except AccountExists as exc:
         print(f"soap-service: {exc}", file=sys.stderr)
@@ -231,13 +190,13 @@ def _account_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev_account(settings: Settings, args: argparse.Namespace) -> None:
+def _dev_account(container: Container, args: argparse.Namespace) -> None:
     """The account `make run` prints: created once, its password kept in the data folder
     (a development convenience; production accounts are made with `account add`)."""
-    saved = settings.data_dir / "dev-account.txt"
+    saved = container.settings.data_dir / "dev-account.txt"
     if not saved.exists():
         try:
-            credentials = _new_account(settings, DEV_ACCOUNT, "Demo Payroll Ltd", True)
+            credentials = container.create_account(DEV_ACCOUNT, "Demo Payroll Ltd", digest=True)
         except AccountExists:
             print(
                 f"soap-service: account {DEV_ACCOUNT!r} exists but {saved} is gone;"
@@ -254,32 +213,25 @@ def _dev_account(settings: Settings, args: argparse.Namespace) -> None:
     print(f"  (kept in {saved})")
 
 
-def _receipt_certificate(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.server import prepare
-
-    prepare(settings)  # generated on first start
-    print(settings.receipt_cert_file.read_text(), end="")
+def _receipt_certificate(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()  # generated on first start
+    print(container.settings.receipt_cert_file.read_text(), end="")
 
 
-def _wsdl(settings: Settings, args: argparse.Namespace) -> None:
+def _wsdl(container: Container, args: argparse.Namespace) -> None:
     from soap_service.soap.application import SoapEndpoint
 
-    document = SoapEndpoint(settings.public_url).wsdl
+    document = SoapEndpoint(container.settings.public_url).wsdl
     if args.output:
         args.output.write_bytes(document)
     else:
         sys.stdout.buffer.write(document)
 
 
-def _rotate_keys(settings: Settings, args: argparse.Namespace) -> None:
-    from soap_service.server import check_master_keys
-
+def _rotate_keys(container: Container, args: argparse.Namespace) -> None:
+    settings = container.settings
     key_id = crypto.Keyring.rotate(settings.master_key_file)
-    database = Database(settings.database_url)
-    try:
-        check_master_keys(settings, database)  # registers the new key
-    finally:
-        database.dispose()
+    container.check_master_keys()  # registers the new key
     print(
         f"soap-service: new master key {key_id} is current; older keys stay for reading.\n"
         f"Copy {settings.master_key_file} to every host, then restart their services."

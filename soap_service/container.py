@@ -1,21 +1,37 @@
-"""The composition root: builds the long-lived parts from the settings, and the per-request
-parts (one database connection per request) from them."""
+"""The composition root: every process the service runs is wired here from the settings
+(the API under gunicorn, the delivery worker, the development mail sink), and so is each
+request's scope (its database connection and the domain services on it).
+
+Channels and workers get what they need handed to them; nothing below this module builds
+its own dependencies from the settings. A channel's modules are imported where its process
+is built, so that a worker does not load Spyne or gunicorn.
+"""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from soap_service import crypto
+from soap_service.bootstrap import ensure_files
+from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
-from soap_service.domain.model import Account
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
+from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.settings import Settings
+
+if TYPE_CHECKING:
+    from soap_service.delivery.worker import DeliveryWorker
+    from soap_service.server import HttpsServer
+    from soap_service.web.app import WebApp
 
 
 def utc_now() -> datetime:
@@ -23,17 +39,122 @@ def utc_now() -> datetime:
 
 
 class Container:
+    """Long-lived parts, built at first use: a command that only migrates the database
+    neither reads nor creates the keyring."""
+
     def __init__(self, settings: Settings, *, database: Database | None = None) -> None:
         self.settings = settings
-        self.database = database or Database(settings.database_url)
-        self.keyring = crypto.Keyring.load_or_create(settings.master_key_file)
+        self._given_database = database
         self.verified_passwords = VerifiedPasswords()
         self.now = utc_now
+
+    @cached_property
+    def database(self) -> Database:
+        return self._given_database or Database(self.settings.database_url)
+
+    @cached_property
+    def keyring(self) -> crypto.Keyring:
+        return crypto.Keyring.load_or_create(self.settings.master_key_file)
 
     @cached_property
     def receipt_signer(self) -> crypto.PdfSigner:
         """Loaded at the first receipt: most requests never need it."""
         return crypto.PdfSigner(self.settings.receipt_cert_file, self.settings.receipt_key_file)
+
+    def close(self) -> None:
+        if "database" in self.__dict__:
+            self.database.dispose()
+
+    # Start-up.
+
+    def prepare(self) -> None:
+        """What a first start needs: files, database schema, the master keys' check."""
+        ensure_files(self.settings)
+        self.database.upgrade()
+        self.check_master_keys()
+
+    def check_master_keys(self) -> None:
+        """Register the keyring's new keys; refuse one that differs from the database's."""
+        store = self.database.store()
+        try:
+            reconcile_master_keys(store, self.keyring, str(self.settings.master_key_file), self.now)
+        finally:
+            store.close()
+
+    # Processes.
+
+    def https_server(self) -> HttpsServer:
+        """The API: gunicorn over HTTPS, each of its worker processes building its own
+        container after the fork (no database connection crosses a fork)."""
+        from soap_service.server import HttpsServer
+
+        settings = self.settings
+
+        def api_in_worker() -> WebApp:
+            configure_logging(settings.log_level)
+            return Container(settings).wsgi_app()
+
+        return HttpsServer(settings, api_in_worker)
+
+    def wsgi_app(self) -> WebApp:
+        """The API's WSGI application: SOAP, pickup pages, health."""
+        from soap_service.soap.application import SoapEndpoint
+        from soap_service.web.app import WebApp
+
+        self.keyring  # noqa: B018  # a missing or broken keyring stops the start, not a request
+        return WebApp(
+            settings=self.settings,
+            endpoint=SoapEndpoint(self.settings.public_url),
+            open_scope=self.open_scope,
+            check_database=self.database.ping,
+        )
+
+    def delivery_worker(self, name: str | None = None) -> DeliveryWorker:
+        from soap_service.delivery.worker import DeliveryWorker
+
+        return DeliveryWorker(
+            stores=self.database.store,
+            keyring=self.keyring,
+            settings=self.settings.delivery,
+            now=self.now,
+            name=name,
+        )
+
+    def run_mail_sink(self, stop: threading.Event) -> None:
+        from soap_service.devmail import run_mail_sink
+
+        delivery = self.settings.delivery
+        run_mail_sink(
+            port=delivery.dev_mail_port,
+            folder=delivery.dev_mail_dir,
+            cert_file=self.settings.tls_cert_file,
+            key_file=self.settings.tls_key_file,
+            stop=stop,
+        )
+
+    # Operators' commands.
+
+    def create_account(
+        self, name: str, organisation: str | None, *, digest: bool, show_subject: bool = False
+    ) -> NewCredentials:
+        store = self.database.store()
+        try:
+            return create_account(
+                store,
+                self.keyring,
+                username=name,
+                organisation=organisation,
+                allow_digest=digest,
+                now=self.now,
+                show_subject=show_subject,
+            )
+        finally:
+            store.close()
+
+    # Requests.
+
+    def open_scope(self) -> RequestScope:
+        return RequestScope(self)
 
     def sign_receipt(self, pdf: bytes, kind: ReceiptKind) -> bytes:
         from soap_service.documents.receipt_pdf import TITLES
@@ -41,22 +162,13 @@ class Container:
         location = urlsplit(self.settings.public_url).hostname or "soap-service"
         return self.receipt_signer.sign(pdf, reason=TITLES[kind], location=location)
 
-    def open_scope(self) -> RequestScope:
-        return RequestScope(self)
-
-    def close(self) -> None:
-        self.database.dispose()
-
 
 class RequestScope:
-    """What one request uses; `close()` returns its database connection."""
+    """What one request uses, built at first use; `close()` returns its database
+    connection. It is the domain services a channel calls (soap.call.DomainServices)."""
 
     def __init__(self, container: Container) -> None:
         self._container = container
-        self.account: Account | None = None
-        self.operation: str | None = None
-        self.outcome = "ok"  # or the fault code, for the request's log line
-        self.body_format = "-"  # xml or mtom, once the guard has read the body
 
     @cached_property
     def store(self) -> SqlStore:

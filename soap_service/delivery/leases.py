@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime, timedelta
 
+from soap_service.domain.ports import DeliveryStore
 from soap_service.errors import SoapServiceError
-from soap_service.persistence.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,12 @@ class LeaseKeeper:
     def __init__(
         self,
         *,
-        database: Database,
+        stores: Callable[[], DeliveryStore],
         worker: str,
         lease: timedelta,
         now: Callable[[], datetime],
     ) -> None:
-        self._database = database
+        self._stores = stores
         self._worker = worker
         self._lease = lease
         self._now = now
@@ -63,11 +64,8 @@ class LeaseKeeper:
             ids = sorted(self._held - self._lost)
         if not ids:
             return
-        store = self._database.store()
-        try:
+        with closing(self._stores()) as store:
             still_held = store.extend_leases(self._worker, ids, self._now() + self._lease)
-        finally:
-            store.close()
         gone = set(ids) - still_held
         if gone:
             log.warning("%d lease(s) were taken back; those notifications are not sent", len(gone))

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime, timedelta
 
 from soap_service import crypto
@@ -38,11 +39,10 @@ from soap_service.domain.delivery import (
     OutcomeKind,
     RetryPolicy,
 )
+from soap_service.domain.ports import DeliveryStore
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import ServiceError, SoapServiceError, Unavailable
 from soap_service.logs import describe_exception
-from soap_service.persistence.database import Database
-from soap_service.persistence.store import SqlStore
 from soap_service.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,14 @@ class DeliveryWorker:
     def __init__(
         self,
         *,
-        database: Database,
+        stores: Callable[[], DeliveryStore],
         keyring: crypto.Keyring,
         settings: DeliverySettings,
         now: Callable[[], datetime],
         name: str | None = None,
     ) -> None:
         self.name = name or worker_name()
-        self._database = database
+        self._stores = stores
         self._keyring = keyring
         self._settings = settings
         self._now = now
@@ -85,7 +85,7 @@ class DeliveryWorker:
             give_up=timedelta(seconds=settings.give_up_seconds),
         )
         self._lease = timedelta(seconds=settings.lease_seconds)
-        self._leases = LeaseKeeper(database=database, worker=self.name, lease=self._lease, now=now)
+        self._leases = LeaseKeeper(stores=stores, worker=self.name, lease=self._lease, now=now)
         self._writer = NotificationWriter(
             mail_from=settings.smtp.mail_from,
             hostname=settings.smtp.hostname,
@@ -148,15 +148,12 @@ class DeliveryWorker:
         In the background, a batch's outcomes are written while the next batch is sent
         (its recipients stay leased until then); otherwise before this returns.
         """
-        store = self._database.store()
-        try:
+        with closing(self._stores()) as store:
             self._expire_due(store)
             now = self._now()
             jobs = store.claim_due(
                 self.name, now=now, lease_until=now + self._lease, limit=self._settings.batch_size
             )
-        finally:
-            store.close()
         if not jobs:
             self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
             return 0
@@ -182,7 +179,7 @@ class DeliveryWorker:
 
     # Expiry.
 
-    def _expire_due(self, store: SqlStore) -> None:
+    def _expire_due(self, store: DeliveryStore) -> None:
         if time.monotonic() - self._last_sweep < EXPIRY_SWEEP_SECONDS:
             return
         self._last_sweep = time.monotonic()
@@ -343,9 +340,9 @@ class DeliveryWorker:
         deadline = time.monotonic() + self._lease.total_seconds()
         pause = 0.5
         while True:
-            store = self._database.store()
             try:
-                store.record_results(self.name, results)
+                with closing(self._stores()) as store:
+                    store.record_results(self.name, results)
                 return
             except Unavailable:
                 if time.monotonic() + pause > deadline or self._stop.wait(pause):
@@ -353,17 +350,13 @@ class DeliveryWorker:
                 pause = min(pause * 2, 10.0)
             except SoapServiceError:
                 break
-            finally:
-                store.close()
         unrecorded = 0
         for result in results:
-            store = self._database.store()
             try:
-                store.record_results(self.name, [result])
+                with closing(self._stores()) as store:
+                    store.record_results(self.name, [result])
             except SoapServiceError:
                 unrecorded += 1
-            finally:
-                store.close()
         if unrecorded:
             raise RecordingFailed(f"{unrecorded} of {len(results)} outcomes were not recorded")
 
@@ -380,17 +373,16 @@ class DeliveryWorker:
                 log.warning("a batch was not recorded: %s", describe_exception(exc))
 
     def _release(self, recipient_ids: list[int]) -> None:
-        store = self._database.store()
         try:
-            store.release_leases(self.name, recipient_ids)
+            with closing(self._stores()) as store:
+                store.release_leases(self.name, recipient_ids)
         except SoapServiceError as exc:
             log.warning("leases not released, they run out instead: %s", exc)
         finally:
-            store.close()
             self._leases.forget(recipient_ids)
 
 
-class RecordingFailed(Exception):
+class RecordingFailed(SoapServiceError):
     """Some outcomes of a batch could not be written; their leases run out instead."""
 
 
@@ -404,4 +396,4 @@ def _temporary(detail: str) -> Outcome:
 
 def _backoff(poll_seconds: float, failures: int) -> float:
     """Waits that grow while the database stays away, up to half a minute."""
-    return min(poll_seconds * 2 ** min(failures, 10), 30.0)
+    return min(poll_seconds * (1 << min(failures, 10)), 30.0)

@@ -1,30 +1,21 @@
-"""The Spyne application: operations, protocol, published WSDL, and its WSGI adapter."""
+"""The Spyne application: operations, protocol, published WSDL, and how a call runs
+through it."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import spyne.const
 from spyne import Application
-from spyne.server.wsgi import WsgiApplication
+from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from soap_service.errors import FaultCode
+from soap_service.soap.call import SoapCall
 from soap_service.soap.codec import Codec
-from soap_service.soap.faults import (
-    FAULT_CONTENT_TYPE,
-    FAULT_STATUS,
-    ServiceFault,
-    as_service_error,
-    render_fault,
-)
-from soap_service.soap.protocol import SCOPE_KEY, CodecSoap11, GuardedSoap11
+from soap_service.soap.protocol import CodecSoap11, GuardedSoap11
 from soap_service.soap.service import MessagingService
 from soap_service.soap.types import TNS
 from soap_service.soap.wsdl import schema_of, tidy_wsdl
-
-log = logging.getLogger(__name__)
 
 # Spyne runs a full gc.collect() when a request context closes, at most once a second:
 # a 50-100 ms stall of the worker each second. Python's own collector is enough.
@@ -52,26 +43,37 @@ class SoapEndpoint:
             in_protocol=self._in_protocol,
             out_protocol=CodecSoap11(codec),
         )
-        self.wsgi = _SpyneWsgi(self.application)
-        self.wsgi.doc.wsdl11.build_interface_document(public_url)
-        self.wsdl = tidy_wsdl(self.wsgi.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION)
+        self._server = _SpyneServer(self.application)
+        self._server.doc.wsdl11.build_interface_document(public_url)
+        self.wsdl = tidy_wsdl(
+            self._server.doc.wsdl11.get_interface_document(), SERVICE_DOCUMENTATION
+        )
         self.schema = schema_of(self.wsdl)
         self._in_protocol.use_schema(self.schema)
 
+    def answer(self, call: SoapCall, environ: dict[str, Any]) -> bytes:
+        """The answer's envelope; raises whatever made the call fail (faults.py answers it)."""
+        return self._server.answer(call, environ)
 
-class _SpyneWsgi(WsgiApplication):
-    def handle_error(
-        self, p_ctx: Any, others: Any, error: BaseException, start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        """Every error, Spyne's or ours, leaves through `render_fault`."""
-        service_error = as_service_error(error)
-        p_ctx.transport.req_env[SCOPE_KEY].outcome = service_error.code
-        if not isinstance(error, ServiceFault):  # ours were logged where they were raised
-            log.warning("spyne fault %s mapped to %s", type(error).__name__, service_error.code)
-        body = render_fault(service_error)
-        p_ctx.close()
-        start_response(
-            FAULT_STATUS,
-            [("Content-Type", FAULT_CONTENT_TYPE), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+
+class _SpyneServer(WsgiApplication):
+    """Runs one call through Spyne's stages, as `WsgiApplication.handle_rpc` does, but with
+    the call handed over explicitly (`ctx.udc`) and every failure raised, not answered."""
+
+    def answer(self, call: SoapCall, environ: dict[str, Any]) -> bytes:
+        ctx = WsgiMethodContext(self, environ, self.app.out_protocol.mime_type)
+        ctx.udc = call
+        # Our protocol raises its own errors; Spyne's stages keep theirs (and whatever an
+        # operation raised, carried) in the context.
+        ctx, *_ = self.generate_contexts(ctx)
+        if ctx.in_error is None:
+            self.get_in_object(ctx)
+        if ctx.in_error is None:
+            self.get_out_object(ctx)
+        error = ctx.in_error or ctx.out_error
+        if error is not None:
+            raise error
+        self.get_out_string(ctx)
+        body = b"".join(ctx.out_string)
+        ctx.close()
+        return body

@@ -1,12 +1,15 @@
 """Spyne's SOAP 1.1 protocol, adapted to run after the request guard.
 
-- The envelope arrives parsed by the guard (size-capped, no DTD); Spyne does not parse it
-  again, and does not resolve SOAP-encoding hrefs (document/literal has none).
+- The envelope arrives parsed by the guard (size-capped, no DTD), in the call (call.py);
+  Spyne does not parse it again, and does not resolve SOAP-encoding hrefs
+  (document/literal has none).
 - The sender is authenticated before anything else is looked at.
 - The body is validated against the schema published in the WSDL; schema errors become
   fault strings built from the element path and our own words, never the submitted value.
 - Arguments are read and answers written by the compiled codec (codec.py), not by
   Spyne's generic walk over class attributes.
+- Errors are raised as they are, not as Spyne faults: they leave Spyne and become faults
+  in one place (faults.py).
 """
 
 from __future__ import annotations
@@ -24,15 +27,12 @@ from soap_service.errors import (
     UnknownOperation,
     ValidationError,
 )
+from soap_service.soap.call import call_of
 from soap_service.soap.codec import Codec, readable_path
-from soap_service.soap.faults import SOAP11_ENV, ServiceFault
+from soap_service.soap.faults import SOAP11_ENV
 from soap_service.soap.wsdl import PublishedSchema
 from soap_service.soap.wssecurity import SECURITY_TAG, read_username_token
 
-ENVELOPE_KEY = "soap_service.envelope"
-SCOPE_KEY = "soap_service.scope"
-# MTOM parts of the request, by the path of the element that referred to them.
-BINARY_PARTS_KEY = "soap_service.binary_parts"
 UNDERSTOOD_HEADERS = frozenset({SECURITY_TAG})
 _MUST_UNDERSTAND = f"{{{SOAP11_ENV}}}mustUnderstand"
 
@@ -55,31 +55,29 @@ class GuardedSoap11(Soap11):
         }
 
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
-        ctx.in_document = (ctx.transport.req_env.pop(ENVELOPE_KEY), {})
+        ctx.in_document = call_of(ctx).envelope
 
     def decompose_incoming_envelope(self, ctx: Any, message: Any = None) -> None:
-        envelope, _ids = ctx.in_document
-        ctx.in_document = envelope
+        call = call_of(ctx)
+        envelope = ctx.in_document
         header = envelope.find(f"{{{SOAP11_ENV}}}Header")
         body = envelope.find(f"{{{SOAP11_ENV}}}Body")[0]  # the guard checked there is one
         ctx.in_header_doc = list(header) if header is not None else None
         ctx.in_body_doc = body
         ctx.method_request_string = body.tag
-        scope = ctx.transport.req_env[SCOPE_KEY]
-        try:
-            operation = self._operations.get(body.tag)
-            if operation is None:
-                raise UnknownOperation(
-                    "unknown operation; this service offers "
-                    + ", ".join(sorted(self._operations.values()))
-                )
-            scope.operation = operation
-            _check_soap_action(ctx.transport.req_env.get("HTTP_SOAPACTION"), operation)
-            _check_must_understand(ctx.in_header_doc)
-            scope.account = scope.authenticator.authenticate(read_username_token(ctx.in_header_doc))
-            self._validate(body)
-        except ServiceError as exc:
-            raise ServiceFault(exc) from exc
+        operation = self._operations.get(body.tag)
+        if operation is None:
+            raise UnknownOperation(
+                "unknown operation; this service offers "
+                + ", ".join(sorted(self._operations.values()))
+            )
+        call.operation = operation
+        _check_soap_action(call.soap_action, operation)
+        _check_must_understand(ctx.in_header_doc)
+        call.account = call.services.authenticator.authenticate(
+            read_username_token(ctx.in_header_doc)
+        )
+        self._validate(body)
 
     def _validate(self, body: etree._Element) -> None:
         assert self._schema is not None, "use_schema() was not called"
@@ -92,14 +90,9 @@ class GuardedSoap11(Soap11):
 
     def deserialize(self, ctx: Any, message: Any) -> None:
         """The operation's arguments, read along compiled plans (see codec.py)."""
-        try:
-            ctx.in_object = self._codec.read_arguments(
-                ctx.descriptor.in_message,
-                ctx.in_body_doc,
-                binary_parts=ctx.transport.req_env.pop(BINARY_PARTS_KEY, None),
-            )
-        except ServiceError as exc:
-            raise ServiceFault(exc) from exc
+        ctx.in_object = self._codec.read_arguments(
+            ctx.descriptor.in_message, ctx.in_body_doc, binary_parts=call_of(ctx).binary_parts
+        )
         ctx.in_header = None
 
 
@@ -183,9 +176,9 @@ def schema_error(error: Any, repeat_limits: dict[str, int]) -> ServiceError:
         parent, _, found = path.rpartition("/")
         repeated = _REPEATED_STEP.match(found)
         if not wanted and repeated and repeated["name"] in repeat_limits:
-            limit = repeat_limits[repeated["name"]]
+            most = repeat_limits[repeated["name"]]
             return ValidationError(
-                f"{parent}: at most {limit} {repeated['name']} elements are allowed"
+                f"{parent}: at most {most} {repeated['name']} elements are allowed"
             )
         if wanted:
             return ValidationError(

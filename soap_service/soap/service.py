@@ -1,18 +1,16 @@
 """The SOAP operations. Each converts its input, calls the domain and converts the result;
-the docstrings are published in the WSDL."""
+the docstrings are published in the WSDL. Errors are raised as they are: faults.py turns
+them into faults."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from spyne import ServiceBase, Unicode, rpc
 
-from soap_service.errors import InternalError, ServiceError
-from soap_service.logs import describe_exception
 from soap_service.soap import convert
-from soap_service.soap.faults import ServiceFault
-from soap_service.soap.protocol import SCOPE_KEY
+from soap_service.soap.call import call_of
+from soap_service.soap.faults import CarriedError
 from soap_service.soap.types import (
     MessageStatus,
     OutgoingMessage,
@@ -21,8 +19,6 @@ from soap_service.soap.types import (
     optional,
     required,
 )
-
-log = logging.getLogger(__name__)
 
 
 class MessagingService(ServiceBase):
@@ -34,8 +30,8 @@ class MessagingService(ServiceBase):
         """Send one message. The reply comes after the message is stored; resending the same
         Reference with the same content returns the same MessageId, with other content it
         is the fault Client.DuplicateReference."""
-        scope = ctx.transport.req_env[SCOPE_KEY]
-        status = scope.messages.send(scope.account, convert.draft_from_soap(Message))
+        call = call_of(ctx)
+        status = call.services.messages.send(call.sender, convert.draft_from_soap(Message))
         return convert.status_to_soap(status)
 
     @rpc(
@@ -46,8 +42,10 @@ class MessagingService(ServiceBase):
     def GetStatus(ctx: Any, MessageId: Any, Reference: Any) -> Any:
         """The state of a message and of each recipient, by MessageId or by Reference (give
         exactly one). Another sender's message answers Client.NotFound."""
-        scope = ctx.transport.req_env[SCOPE_KEY]
-        status = scope.messages.status(scope.account, message_id=MessageId, reference=Reference)
+        call = call_of(ctx)
+        status = call.services.messages.status(
+            call.sender, message_id=MessageId, reference=Reference
+        )
         return convert.status_to_soap(status)
 
     @rpc(
@@ -60,8 +58,10 @@ class MessagingService(ServiceBase):
         recipient who has not opened it yet becomes cancelled, and the link in its
         notification says the message was withdrawn; recipients in a final state keep it.
         Calling it again changes nothing. Another sender's message answers Client.NotFound."""
-        scope = ctx.transport.req_env[SCOPE_KEY]
-        status = scope.messages.cancel(scope.account, message_id=MessageId, reference=Reference)
+        call = call_of(ctx)
+        status = call.services.messages.cancel(
+            call.sender, message_id=MessageId, reference=Reference
+        )
         return convert.status_to_soap(status)
 
     @rpc(
@@ -79,9 +79,9 @@ class MessagingService(ServiceBase):
         (accepted), refusal or expiry. A receipt not (yet) due, such as a pickup receipt
         before the recipient accepted, answers Client.NotFound; a message that is not
         registered answers Client.ValidationError. Asked again, the same document."""
-        scope = ctx.transport.req_env[SCOPE_KEY]
-        receipt = scope.receipts.receipt(
-            scope.account,
+        call = call_of(ctx)
+        receipt = call.services.receipts.receipt(
+            call.sender,
             convert.receipt_kind(Kind),
             message_id=MessageId,
             reference=Reference,
@@ -91,11 +91,8 @@ class MessagingService(ServiceBase):
 
     @classmethod
     def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
-        """Every error of an operation leaves as a fault with our code and words."""
+        """Every error of an operation travels on through Spyne unchanged (see CarriedError)."""
         try:
             return super().call_wrapper(ctx, args)
-        except ServiceError as exc:
-            raise ServiceFault(exc) from exc
         except Exception as exc:
-            log.error("internal error in %s: %s", ctx.method_name, describe_exception(exc))
-            raise ServiceFault(InternalError("an internal error occurred")) from exc
+            raise CarriedError(exc) from exc

@@ -1,21 +1,26 @@
-"""The WSGI application: routes, the guard before Spyne, and one line of log per request."""
+"""The WSGI application: routes, the guard before Spyne, and one line of log per request.
+
+It is handed what it uses (the settings, the SOAP endpoint, a way to open one request's
+scope of domain services, a database check): the composition root (container.py) builds it.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from soap_service.container import Container
-from soap_service.errors import InternalError, MessageTooLarge, ServiceError
-from soap_service.logs import describe_exception
+from soap_service.domain.model import Account
+from soap_service.domain.pickup import PickupService
+from soap_service.errors import MessageTooLarge, ServiceError
+from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
-from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, render_fault
-from soap_service.soap.protocol import BINARY_PARTS_KEY, ENVELOPE_KEY, SCOPE_KEY
+from soap_service.soap.call import DomainServices, SoapCall
+from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, SoapFault, fault_for
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.pickup import PickupPages
 from soap_service.web.responses import StartResponse, respond
@@ -23,22 +28,51 @@ from soap_service.web.responses import StartResponse, respond
 log = logging.getLogger("soap_service.requests")
 
 WSDL_CONTENT_TYPE = "text/xml; charset=utf-8"
+SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+class RequestScope(DomainServices, Protocol):
+    """One request's domain services on one database connection (container.RequestScope);
+    `close()` gives the connection back."""
+
+    @property
+    def pickup(self) -> PickupService: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _SoapLogLine:
+    """What the request's one log line says; never any content."""
+
+    operation: str | None = None
+    account: Account | None = None
+    outcome: str = "ok"  # or the fault code
+    body_format: str = "-"  # xml or mtom, once the guard has read the body
 
 
 class WebApp:
-    def __init__(self, container: Container, endpoint: SoapEndpoint) -> None:
-        self._container = container
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        endpoint: SoapEndpoint,
+        open_scope: Callable[[], RequestScope],
+        check_database: Callable[[], None],
+    ) -> None:
         self._endpoint = endpoint
-        self._settings = container.settings
-        self._soap_path = container.settings.soap_path
+        self._open_scope = open_scope
+        self._check_database = check_database
+        self._settings = settings
+        self._soap_path = settings.soap_path
         self._guard_limits = GuardLimits(
-            max_request_bytes=container.settings.max_request_bytes,
-            max_binary_bytes=container.settings.limits.max_attachment_bytes,
+            max_request_bytes=settings.max_request_bytes,
+            max_binary_bytes=settings.limits.max_attachment_bytes,
             binary_tags=endpoint.schema.binary_tags,
         )
         self._pickup = PickupPages(
-            path=urlsplit(container.settings.delivery.pickup_base_url).path,
-            default_language=container.settings.default_language,
+            path=urlsplit(settings.delivery.pickup_base_url).path,
+            default_language=settings.default_language,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -61,7 +95,7 @@ class WebApp:
         if path == "/health" and method in ("GET", "HEAD"):
             return self._health(start_response)
         if self._pickup.handles(path):
-            scope = self._container.open_scope()
+            scope = self._open_scope()
             try:
                 return self._pickup(environ, start_response, lambda: scope.pickup)
             finally:
@@ -70,7 +104,7 @@ class WebApp:
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            self._container.database.ping()
+            self._check_database()
         except ServiceError:
             body = json.dumps({"status": "unavailable", "database": "unreachable"}).encode()
             return respond(start_response, "503 Service Unavailable", "application/json", body)
@@ -78,60 +112,54 @@ class WebApp:
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
-        scope = self._container.open_scope()
+        scope = self._open_scope()
+        line = _SoapLogLine()
         try:
-            try:
-                guarded = read_envelope(environ, self._guard_limits)
-                environ[ENVELOPE_KEY] = guarded.envelope
-                environ[BINARY_PARTS_KEY] = guarded.binary_parts
-                scope.body_format = "mtom" if guarded.mtom else "xml"
-            except MessageTooLarge as exc:
-                scope.outcome = exc.code
-                return self._refuse_oversized(environ, start_response, exc)
-            except ServiceError as exc:
-                scope.outcome = exc.code
-                return _fault(start_response, exc)
-            environ[SCOPE_KEY] = scope
-            # Spyne must not read the body again: the guard has consumed it.
-            environ["wsgi.input"] = io.BytesIO(b"")
-            environ["CONTENT_LENGTH"] = "0"
-            captured: list[Any] = []
-
-            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-                captured[:] = [status, headers]
-
-            body = b"".join(self._endpoint.wsgi(environ, capture))
-            start_response(*captured)
-            return [body]
+            body = self._answer(environ, scope, line)
+            return respond(start_response, "200 OK", SOAP_CONTENT_TYPE, body)
         except Exception as exc:
-            log.error("internal error: %s", describe_exception(exc))
-            scope.outcome = InternalError.code
-            return _fault(start_response, InternalError("an internal error occurred"))
+            fault = fault_for(exc)
+            line.outcome = fault.code
+            if isinstance(exc, MessageTooLarge) and line.body_format == "-":
+                return self._refuse_oversized(environ, start_response, fault)
+            return _fault(start_response, fault)
         finally:
             scope.close()
-            account = scope.account.username if scope.account else "-"
             log.info(
                 "soap op=%s account=%s outcome=%s body=%s ms=%.1f",
-                scope.operation or "-",
-                account,
-                scope.outcome,
-                scope.body_format,
+                line.operation or "-",
+                line.account.username if line.account else "-",
+                line.outcome,
+                line.body_format,
                 (time.monotonic() - started) * 1000,
             )
 
+    def _answer(self, environ: dict[str, Any], scope: RequestScope, line: _SoapLogLine) -> bytes:
+        """Guard, then Spyne: the answer's envelope, or the error that made the call fail."""
+        guarded = read_envelope(environ, self._guard_limits)
+        line.body_format = "mtom" if guarded.mtom else "xml"
+        call = SoapCall(
+            envelope=guarded.envelope,
+            binary_parts=guarded.binary_parts,
+            soap_action=environ.get("HTTP_SOAPACTION"),
+            services=scope,
+        )
+        try:
+            return self._endpoint.answer(call, environ)
+        finally:
+            line.operation, line.account = call.operation, call.account
+
     def _refuse_oversized(
-        self, environ: dict[str, Any], start_response: StartResponse, error: MessageTooLarge
+        self, environ: dict[str, Any], start_response: StartResponse, fault: SoapFault
     ) -> Iterable[bytes]:
         # A client that is still sending only reads our answer once its body is out:
         # drop a bounded amount of it, then close the connection whatever remains.
         length = declared_length(environ)
         if length is None or length <= 2 * self._settings.max_request_bytes:
             discard_body(environ, 2 * self._settings.max_request_bytes)
-        return _fault(start_response, error, close=True)
+        return _fault(start_response, fault, close=True)
 
 
-def _fault(
-    start_response: StartResponse, error: ServiceError, *, close: bool = False
-) -> list[bytes]:
+def _fault(start_response: StartResponse, fault: SoapFault, *, close: bool = False) -> list[bytes]:
     extra = [("Connection", "close")] if close else []
-    return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, render_fault(error), extra)
+    return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, fault.body, extra)

@@ -193,7 +193,7 @@ def worker_for(
     environ.update({f"SOAP_SERVICE_{key}": value for key, value in extra.items()})
     settings = load_settings(environ)
     return DeliveryWorker(
-        database=env.database,
+        stores=env.database.store,
         keyring=env.keyring,
         settings=settings.delivery,
         now=env.clock,

@@ -55,7 +55,7 @@ def test_a_message_is_delivered_over_starttls(tmp_path: Path, tls: TlsFiles) -> 
             ),
         )
         worker = DeliveryWorker(
-            database=database, keyring=keyring, settings=settings.delivery, now=now
+            stores=database.store, keyring=keyring, settings=settings.delivery, now=now
         )
         assert worker.run_once() == 1
         [mail] = sink.received

@@ -24,8 +24,6 @@ from soap_service.domain.accounts import create_account
 from soap_service.errors import FaultCode
 from soap_service.persistence.database import Database
 from soap_service.settings import load_settings
-from soap_service.soap.application import SoapEndpoint
-from soap_service.web.app import WebApp
 from tests.support import SOAP11_ENV, envelope, security_header, send_message_xml
 
 FAULT_CODES = {
@@ -59,9 +57,7 @@ class Target:
         finally:
             store.close()
         self.username, self.password = credentials.account.username, credentials.password
-        self.app = WebApp(
-            Container(settings_, database=database), SoapEndpoint(settings_.public_url)
-        )
+        self.app = Container(settings_, database=database).wsgi_app()
         self.seeds = [
             envelope(
                 send_message_xml(

@@ -17,7 +17,6 @@ from soap_service.crypto import WrappedKey
 from soap_service.domain.sealing import MessageCipher
 from soap_service.persistence.tables import MessageRow, RecipientRow
 from soap_service.settings import load_settings
-from soap_service.soap.application import SoapEndpoint
 from soap_service.web.app import WebApp
 from tests.delivery.conftest import Env, env_factory  # noqa: F401 (a fixture)
 
@@ -41,7 +40,7 @@ def app(env: Env, tmp_path: Path) -> WebApp:
     )
     container = Container(settings, database=env.database)
     container.now = env.clock  # the pages see the test's time
-    return WebApp(container, SoapEndpoint(settings.public_url))
+    return container.wsgi_app()
 
 
 def token_for(env: Env, message_id: str, position: int = 1) -> str:

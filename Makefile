@@ -26,10 +26,9 @@ run: $(STAMP)
 	$(BIN)/soap-service dev-account
 	$(BIN)/soap-service dev
 
-## Lint, then every test (unit, end-to-end on SQLite and PostgreSQL, migrations).
-test: $(STAMP) postgres test-tools
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+## Lint and type-check, then every test (unit, end-to-end on SQLite and PostgreSQL,
+## migrations).
+test: $(STAMP) postgres test-tools lint
 	$(BIN)/pytest
 
 postgres:
@@ -42,6 +41,7 @@ test-tools:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -77,4 +77,4 @@ bench: $(STAMP) postgres
 ## Remove the virtual environment and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

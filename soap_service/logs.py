@@ -18,7 +18,7 @@ def configure_logging(level: str = "INFO") -> None:
     # stack) and the multiprocessing process name. The logging HOWTO's "Optimization"
     # section documents both switches. (Without the caller's location, stack_info and
     # stacklevel are ignored too; nothing here uses them.)
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -67,9 +67,10 @@ class Codec:
         by_tag = {field.tag: field for field in self._plan(cls)}
         values: dict[str, Any] = {}
         for child in element:
-            field = by_tag.get(child.tag)
+            # A comment's tag is not a str; unknown elements were refused by the schema.
+            field = by_tag.get(child.tag) if isinstance(child.tag, str) else None
             if field is None:
-                continue  # unknown elements were refused by the schema; comments skip
+                continue
             value = self._read_value(field, child, parts)
             if field.many:
                 values.setdefault(field.name, []).append(value)

@@ -108,8 +108,7 @@ def _prefixes_in_values(root: etree._Element) -> set[str]:
     used = set()
     for element in root.iter(etree.Element):
         for value in element.attrib.values():
-            # lxml gives attribute values as str; lxml-stubs says str | bytes.
-            match = _QNAME_VALUE.match(value)  # type: ignore[arg-type]
+            match = _QNAME_VALUE.match(value)
             if match and match.group(1) in declared:
                 used.add(match.group(1))
     return used

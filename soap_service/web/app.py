@@ -20,15 +20,15 @@ from soap_service.errors import MessageTooLarge, ServiceError
 from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
-from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, SoapFault, fault_for
+from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, fault_for
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.pickup import PickupPages
 from soap_service.web.responses import StartResponse, respond
 
 log = logging.getLogger("soap_service.requests")
 
-WSDL_CONTENT_TYPE = "text/xml; charset=utf-8"
-SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+# The WSDL and SOAP 1.1 answers.
+XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 
 class RequestScope(DomainServices, Protocol):
@@ -84,7 +84,7 @@ class WebApp:
             if method in ("GET", "HEAD") and (
                 path.endswith(".wsdl") or environ.get("QUERY_STRING", "").lower() == "wsdl"
             ):
-                return respond(start_response, "200 OK", WSDL_CONTENT_TYPE, self._endpoint.wsdl)
+                return respond(start_response, "200 OK", XML_CONTENT_TYPE, self._endpoint.wsdl)
             return respond(
                 start_response,
                 "405 Method Not Allowed",
@@ -116,13 +116,20 @@ class WebApp:
         line = _SoapLogLine()
         try:
             body = self._answer(environ, scope, line)
-            return respond(start_response, "200 OK", SOAP_CONTENT_TYPE, body)
+            return respond(start_response, "200 OK", XML_CONTENT_TYPE, body)
         except Exception as exc:
             fault = fault_for(exc)
+            # Refused for its size before the guard read it all: the rest is dropped and
+            # the connection closed.
+            close = isinstance(exc, MessageTooLarge) and line.body_format == "-"
+            if close:
+                try:
+                    self._discard_unread(environ)
+                except Exception as lost:  # the client went away meanwhile
+                    fault = fault_for(lost)
             line.outcome = fault.code
-            if isinstance(exc, MessageTooLarge) and line.body_format == "-":
-                return self._refuse_oversized(environ, start_response, fault)
-            return _fault(start_response, fault)
+            extra = [("Connection", "close")] if close else []
+            return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, fault.body, extra)
         finally:
             scope.close()
             log.info(
@@ -149,17 +156,9 @@ class WebApp:
         finally:
             line.operation, line.account = call.operation, call.account
 
-    def _refuse_oversized(
-        self, environ: dict[str, Any], start_response: StartResponse, fault: SoapFault
-    ) -> Iterable[bytes]:
+    def _discard_unread(self, environ: dict[str, Any]) -> None:
         # A client that is still sending only reads our answer once its body is out:
-        # drop a bounded amount of it, then close the connection whatever remains.
+        # drop a bounded amount of it; the connection is closed whatever remains.
         length = declared_length(environ)
         if length is None or length <= 2 * self._settings.max_request_bytes:
             discard_body(environ, 2 * self._settings.max_request_bytes)
-        return _fault(start_response, fault, close=True)
-
-
-def _fault(start_response: StartResponse, fault: SoapFault, *, close: bool = False) -> list[bytes]:
-    extra = [("Connection", "close")] if close else []
-    return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, fault.body, extra)

@@ -24,6 +24,7 @@ def ensure_files(settings: Settings) -> None:
             settings.tls_key_file,
             crypto.generate_self_signed_certificate,
             "a self-signed development certificate",
+            lock=".generate.lock",
         )
     _require("TLS file", settings.tls_cert_file, settings.tls_key_file)
     if settings.receipt_generate_cert:
@@ -32,17 +33,23 @@ def ensure_files(settings: Settings) -> None:
             settings.receipt_key_file,
             crypto.generate_receipt_signing_certificate,
             f"the receipt signing certificate {settings.receipt_cert_file}",
+            lock=".receipts.lock",
         )
     _require("receipt signing file", settings.receipt_cert_file, settings.receipt_key_file)
 
 
 def _ensure_pair(
-    cert_file: Path, key_file: Path, generate: Callable[[Path, Path], None], what: str
+    cert_file: Path,
+    key_file: Path,
+    generate: Callable[[Path, Path], None],
+    what: str,
+    *,
+    lock: str,
 ) -> None:
     cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # `serve` and `init` may start together: one of them generates, the other waits.
-    with open(cert_file.parent / f".{cert_file.stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(cert_file.parent / lock, "w") as locked:
+        fcntl.flock(locked, fcntl.LOCK_EX)
         if cert_file.is_file() and key_file.is_file():
             return
         generate(cert_file, key_file)

@@ -134,6 +134,7 @@ def _worker(container: Container, args: argparse.Namespace) -> None:
 
 def _mail_sink(container: Container, args: argparse.Namespace) -> None:
     container.prepare()  # the development certificate
+    container.close()  # the sink needs no database
     container.run_mail_sink(_stop_on_signals())
 
 

@@ -2,14 +2,16 @@
 (the API under gunicorn, the delivery worker, the development mail sink), and so is each
 request's scope (its database connection and the domain services on it).
 
-Channels and workers get what they need handed to them; nothing below this module builds
-its own dependencies from the settings. A channel's modules are imported where its process
-is built, so that a worker does not load Spyne or gunicorn.
+Channels and workers are handed what they share with others (the database's stores, the
+keyring, the clock, their part of the settings); none of them opens a database or reads
+a key file itself. A channel's modules are imported where its process is built, so that
+a worker does not load Spyne or gunicorn.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -22,10 +24,10 @@ from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
 from soap_service.domain.pickup import PickupService
+from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
-from soap_service.persistence.store import SqlStore
 from soap_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,8 +64,10 @@ class Container:
         return crypto.PdfSigner(self.settings.receipt_cert_file, self.settings.receipt_key_file)
 
     def close(self) -> None:
-        if "database" in self.__dict__:
-            self.database.dispose()
+        """Dispose of the database's connections; a later use opens new ones."""
+        database = self.__dict__.pop("database", None)
+        if database is not None:
+            database.dispose()
 
     # Start-up.
 
@@ -75,11 +79,8 @@ class Container:
 
     def check_master_keys(self) -> None:
         """Register the keyring's new keys; refuse one that differs from the database's."""
-        store = self.database.store()
-        try:
+        with closing(self.database.store()) as store:
             reconcile_master_keys(store, self.keyring, str(self.settings.master_key_file), self.now)
-        finally:
-            store.close()
 
     # Processes.
 
@@ -137,8 +138,7 @@ class Container:
     def create_account(
         self, name: str, organisation: str | None, *, digest: bool, show_subject: bool = False
     ) -> NewCredentials:
-        store = self.database.store()
-        try:
+        with closing(self.database.store()) as store:
             return create_account(
                 store,
                 self.keyring,
@@ -148,8 +148,6 @@ class Container:
                 now=self.now,
                 show_subject=show_subject,
             )
-        finally:
-            store.close()
 
     # Requests.
 
@@ -171,7 +169,7 @@ class RequestScope:
         self._container = container
 
     @cached_property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         return self._container.database.store()
 
     @cached_property

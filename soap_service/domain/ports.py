@@ -3,7 +3,6 @@ that `persistence.store.SqlStore` implements."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -183,16 +182,20 @@ class AccountStore(Protocol):
         ...
 
 
-class MessageStore(Protocol):
+class StatusStore(Protocol):
+    def message_status(
+        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
+    ) -> MessageStatus | None:
+        """A message of this account, by id or by reference, with its recipients."""
+        ...
+
+
+class MessageStore(StatusStore, Protocol):
     def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
         """Store the message, its recipients (queued) and journal events in one transaction,
         and return None; if the account already has a message with this reference, store
         nothing and return that message's record."""
         ...
-
-    def message_status(
-        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
-    ) -> MessageStatus | None: ...
 
     def cancel_message(self, message_id: str, now: datetime) -> int:
         """Recipients not final yet become `cancelled`, each with a journal event; how many."""
@@ -275,11 +278,7 @@ class PickupStore(Protocol):
     def delete_pickup_session(self, token_hash: bytes) -> None: ...
 
 
-class ReceiptStore(Protocol):
-    def message_status(
-        self, account_id: int, *, message_id: str | None = None, reference: str | None = None
-    ) -> MessageStatus | None: ...
-
+class ReceiptStore(StatusStore, Protocol):
     def receipt_content(self, message_id: str) -> ReceiptContent: ...
 
     def find_receipt(
@@ -306,7 +305,3 @@ class Store(
     Protocol,
 ):
     """Everything above, on one request's connection."""
-
-
-# Opens a store for one request or one worker step; the caller closes it.
-StoreFactory = Callable[[], Store]

@@ -16,7 +16,7 @@ from soap_service.crypto import WrappedKey
 from soap_service.domain.model import Account
 from soap_service.domain.ports import AccountRecord, NewAccount
 from soap_service.errors import AccountExists
-from soap_service.persistence.state_changes import POSTGRESQL
+from soap_service.persistence.dialects import POSTGRESQL
 from soap_service.persistence.tables import accounts, master_keys, used_nonces
 from soap_service.persistence.transactions import Transactions
 

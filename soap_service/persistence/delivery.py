@@ -17,12 +17,11 @@ from sqlalchemy.sql.elements import TextClause
 from soap_service.crypto import WrappedKey
 from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.persistence.dialects import POSTGRESQL, row_lock
 from soap_service.persistence.state_changes import (
     OPEN_STATES,
-    POSTGRESQL,
     WAITING_STATES,
     change_states,
-    row_lock,
     storable,
 )
 from soap_service.persistence.tables import UtcDateTime, events, recipients

@@ -18,18 +18,14 @@ from soap_service.domain.model import (
     RecipientStatus,
 )
 from soap_service.domain.ports import NewMessage, ReferenceRecord, SealedTexts
+from soap_service.persistence.dialects import POSTGRESQL, row_lock
 from soap_service.persistence.message_insert import (
     postgresql_insert_parameters,
     postgresql_insert_statement,
     run_sqlite_insert,
     sqlite_insert_steps,
 )
-from soap_service.persistence.state_changes import (
-    OPEN_STATES,
-    POSTGRESQL,
-    change_states,
-    row_lock,
-)
+from soap_service.persistence.state_changes import OPEN_STATES, change_states
 from soap_service.persistence.tables import UtcDateTime, messages, recipients
 from soap_service.persistence.transactions import Transactions
 

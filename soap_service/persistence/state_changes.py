@@ -18,17 +18,10 @@ from sqlalchemy.sql.elements import TextClause
 from soap_service.domain.model import RecipientState
 from soap_service.persistence.tables import events
 
-POSTGRESQL = "postgresql"
 # Waiting for the delivery engine.
 WAITING_STATES = "('queued', 'deferred')"
 # Not final: a recipient in these may still expire, be withdrawn, opened or decide.
 OPEN_STATES = "('queued', 'deferred', 'sent')"
-
-
-def row_lock(dialect: str, clause: str) -> str:
-    """A row-locking clause on PostgreSQL; nothing on SQLite, where the one write
-    transaction at a time already keeps every other writer out."""
-    return clause if dialect == POSTGRESQL else ""
 
 
 def change_states(

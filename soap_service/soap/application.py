@@ -76,10 +76,9 @@ class _SpyneServer(WsgiApplication):
                 # naming the error would make a cycle of them, message and all.
                 raise ctx.in_error or ctx.out_error
             self.get_out_string(ctx)
-            body = b"".join(ctx.out_string)
-            ctx.close()
-            return body
+            return b"".join(ctx.out_string)
         finally:
+            ctx.close()
             _release(ctx)
 
 

@@ -97,16 +97,14 @@ class GuardedSoap11(Soap11):
 
 
 class CodecSoap11(Soap11):
-    """Answers written along compiled plans (see codec.py); faults are rendered apart."""
+    """Answers written along compiled plans (see codec.py). Only answers: a call that
+    failed is raised before anything is written (faults.py writes its fault)."""
 
     def __init__(self, codec: Codec) -> None:
         super().__init__(cleanup_namespaces=False)
         self._codec = codec
 
     def serialize(self, ctx: Any, message: Any) -> None:
-        if ctx.out_error is not None:
-            super().serialize(ctx, message)
-            return
         ctx.out_document = etree.Element(
             f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap11env": SOAP11_ENV, "tns": self.app.tns}
         )

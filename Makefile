@@ -67,12 +67,13 @@ wsdl-check: $(STAMP)
 ## SendMessage against a bare Spyne baseline (SQLite and PostgreSQL); delivery against a
 ## plain smtplib loop, and 10,000 payslips end to end (PostgreSQL); a worker's peak memory
 ## accepting 30 MiB inline and as MTOM, beside the baseline's; 10,000 payslips through the
-## reference payroll client.
+## reference payroll client; what hostile requests cost a worker in CPU and memory.
 bench: $(STAMP) postgres
 	$(BIN)/python -m bench.send_message
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.payroll
+	$(BIN)/python -m bench.hostile
 
 ## Remove the virtual environment and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -50,6 +50,11 @@ class SoapEndpoint:
         )
         self.schema = schema_of(self.wsdl)
         self._in_protocol.use_schema(self.schema)
+        # Each operation's request element, and the most elements a valid one holds.
+        self.operation_elements = {
+            tag: self.schema.element_limits[tag]
+            for tag in self.application.interface.service_method_map
+        }
 
     def answer(self, call: SoapCall, environ: dict[str, Any]) -> bytes:
         """The answer's envelope; raises whatever made the call fail (faults.py answers it)."""

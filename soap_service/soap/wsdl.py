@@ -48,6 +48,9 @@ class PublishedSchema:
     binary_tags: frozenset[str]
     # Element name -> maxOccurs, for the elements that may repeat.
     repeat_limits: dict[str, int]
+    # Tag of each global element (the operations among them) -> the most elements a valid
+    # document under it holds, itself included.
+    element_limits: dict[str, int]
 
 
 def schema_of(wsdl: bytes) -> PublishedSchema:
@@ -58,6 +61,7 @@ def schema_of(wsdl: bytes) -> PublishedSchema:
     schema = schemas[0]
     namespace = schema.get("targetNamespace")
     elements = list(schema.iter(f"{{{XSD}}}element"))
+    element_limits = _element_limits(schema, namespace or "")
     binaries = [element for element in elements if element.get("type") == "xs:base64Binary"]
     binary_tags = frozenset(f"{{{namespace}}}{element.get('name')}" for element in binaries)
     for element in binaries:
@@ -71,7 +75,44 @@ def schema_of(wsdl: bytes) -> PublishedSchema:
             for element in elements
             if element.get("maxOccurs", "1").isdigit() and int(element.get("maxOccurs", "1")) > 1
         },
+        element_limits=element_limits,
     )
+
+
+def _element_limits(schema: etree._Element, namespace: str) -> dict[str, int]:
+    """How many elements a valid document under each global element holds at most: every
+    element counted as often as its maxOccurs allows, a base64 one with the xop:Include it
+    holds when sent as MTOM. The guard bounds each operation's request by it, so every
+    repetition in the schema must have a bound."""
+    types = {kind.get("name"): kind for kind in schema.findall(f"{{{XSD}}}complexType")}
+    counted: dict[str, int] = {}
+
+    def inside(type_name: str, seen: frozenset[str]) -> int:
+        local = type_name.rpartition(":")[2]
+        if type_name == "xs:base64Binary":
+            return 1  # its content, or the xop:Include that refers to it
+        if local not in types or type_name.startswith("xs:"):
+            return 0  # a simple type: text only
+        if local in seen:
+            raise ValueError(f"the type {local} contains itself: no bound on its elements")
+        if local not in counted:
+            counted[local] = sum(
+                _max_occurs(child) * (1 + inside(child.get("type", ""), seen | {local}))
+                for child in types[local].iter(f"{{{XSD}}}element")
+            )
+        return counted[local]
+
+    return {
+        f"{{{namespace}}}{element.get('name')}": 1 + inside(element.get("type", ""), frozenset())
+        for element in schema.findall(f"{{{XSD}}}element")
+    }
+
+
+def _max_occurs(element: etree._Element) -> int:
+    value = element.get("maxOccurs", "1")
+    if not value.isdigit():
+        raise ValueError(f"{element.get('name')} may repeat without bound ({value})")
+    return int(value)
 
 
 def _order_sections(root: etree._Element) -> None:

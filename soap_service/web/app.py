@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from soap_service.domain.model import Account
 from soap_service.domain.pickup import PickupService
-from soap_service.errors import MessageTooLarge, ServiceError
+from soap_service.errors import MalformedRequest, MessageTooLarge, ServiceError
 from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
@@ -65,10 +65,11 @@ class WebApp:
         self._check_database = check_database
         self._settings = settings
         self._soap_path = settings.soap_path
-        self._guard_limits = GuardLimits(
+        self._guard_limits = GuardLimits.for_operations(
             max_request_bytes=settings.max_request_bytes,
             max_binary_bytes=settings.limits.max_attachment_bytes,
             binary_tags=endpoint.schema.binary_tags,
+            operation_elements=endpoint.operation_elements,
         )
         self._pickup = PickupPages(
             path=urlsplit(settings.delivery.pickup_base_url).path,
@@ -119,14 +120,15 @@ class WebApp:
             return respond(start_response, "200 OK", XML_CONTENT_TYPE, body)
         except Exception as exc:
             fault = fault_for(exc)
-            # Refused for its size before the guard read it all: the rest is dropped and
-            # the connection closed.
-            close = isinstance(exc, MessageTooLarge) and line.body_format == "-"
-            if close:
+            close = False
+            if line.body_format == "-":
+                # Refused while the guard was reading: a client still sending reads our
+                # answer only once its body is out. The rest is dropped (a bounded
+                # amount), and the connection closed unless that reached its end.
                 try:
-                    self._discard_unread(environ)
+                    close = not self._discard_unread(environ) or isinstance(exc, MessageTooLarge)
                 except Exception as lost:  # the client went away meanwhile
-                    fault = fault_for(lost)
+                    fault, close = fault_for(lost), True
             line.outcome = fault.code
             extra = [("Connection", "close")] if close else []
             return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, fault.body, extra)
@@ -156,9 +158,14 @@ class WebApp:
         finally:
             line.operation, line.account = call.operation, call.account
 
-    def _discard_unread(self, environ: dict[str, Any]) -> None:
-        # A client that is still sending only reads our answer once its body is out:
-        # drop a bounded amount of it; the connection is closed whatever remains.
-        length = declared_length(environ)
-        if length is None or length <= 2 * self._settings.max_request_bytes:
-            discard_body(environ, 2 * self._settings.max_request_bytes)
+    def _discard_unread(self, environ: dict[str, Any]) -> bool:
+        """Drop what is left of the body, up to twice the largest request; whether that
+        reached its end."""
+        limit = 2 * self._settings.max_request_bytes
+        try:
+            length = declared_length(environ)
+        except MalformedRequest:
+            return False
+        if length is not None and length > limit:
+            return False
+        return discard_body(environ, limit)

@@ -1,14 +1,18 @@
 """Parsing a SOAP 1.1 envelope within the guard's limits (guard.py says what they are),
-for a plain request's body and an MTOM request's root part alike: the prolog is checked
-for a DOCTYPE before the parser gets a byte, the body is fed to a pull parser block by
-block, and each element is checked as it completes, so a hostile request stops the
-reading at once.
+for a plain request's body and an MTOM request's root part alike.
+
+The body is read block by block and reaches the parser as UTF-8 (another charset is
+transcoded as it arrives, so that what the parser reads is what was checked); the prolog
+is checked for a DOCTYPE before the parser gets a byte; each block's markup is counted
+before the parser gets it (markup.py); and each element is checked as it completes, so
+a hostile request stops the reading at once.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeAlias
 
@@ -22,8 +26,10 @@ from soap_service.errors import (
     VersionMismatch,
 )
 from soap_service.soap.faults import SOAP11_ENV
+from soap_service.web.markup import MarkupLimits, MarkupScan
 
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+_HEADER = f"{{{SOAP11_ENV}}}Header"
 BLOCK_BYTES = 256 * 1024
 PROLOG_BYTES = 64 * 1024
 
@@ -41,11 +47,49 @@ class GuardLimits:
     max_binary_bytes: int
     # The elements holding base64 content, as {namespace}name.
     binary_tags: frozenset[str] = frozenset()
-    # A SendMessage with 100 recipients and 20 attachments has under 500 elements; each
-    # costs the parser about 120 bytes, so this bounds a hostile tree to a few MB.
+    # Elements in the whole request (counted on the markup, before the parser sees it).
     max_elements: int = 50_000
+    # Elements in the SOAP Header: a UsernameToken takes six, WS-Addressing a few more.
+    max_header_elements: int = 64
+    # Elements in the SOAP Body by its operation element's tag: what a valid request of
+    # each holds at most (from the published schema); any other tag gets the largest.
+    operation_elements: Mapping[str, int] = field(default_factory=dict)
     max_depth: int = 64
     max_attributes: int = 64
+    # Namespace declarations: clients declare a few, on the Envelope or the operation.
+    max_element_namespaces: int = 32
+    max_namespaces: int = 128
+    # The longest start tag, attributes and all; a real one is well under 1 KB.
+    max_tag_bytes: int = 64 * 1024
+
+    @classmethod
+    def for_operations(
+        cls,
+        *,
+        max_request_bytes: int,
+        max_binary_bytes: int,
+        binary_tags: frozenset[str],
+        operation_elements: Mapping[str, int],
+    ) -> GuardLimits:
+        """The limits of a service whose operations hold at most `operation_elements`:
+        no request holds more elements than the Envelope, its Header and the largest."""
+        header = cls.max_header_elements
+        return cls(
+            max_request_bytes=max_request_bytes,
+            max_binary_bytes=max_binary_bytes,
+            binary_tags=binary_tags,
+            operation_elements=operation_elements,
+            max_elements=3 + header + max(operation_elements.values(), default=0),
+        )
+
+    def markup(self) -> MarkupLimits:
+        return MarkupLimits(
+            max_elements=self.max_elements,
+            max_attributes=self.max_attributes,
+            max_element_namespaces=self.max_element_namespaces,
+            max_namespaces=self.max_namespaces,
+            max_tag_bytes=self.max_tag_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,9 +107,11 @@ def parse_envelope(
 ) -> tuple[etree._Element, Callable[[], int]]:
     """Parse an envelope from `stream` within the limits; it, and how to count the decoded
     size of its inline base64 content (a pass over the text: only MTOM needs it)."""
-    parser = _TreeWatcher(_new_parser(charset), limits)
+    charset_encoding = _charset_encoding(charset)
+    parser = _TreeWatcher(_new_parser(), limits)
+    scan = MarkupScan(limits.markup())
+    utf8: _Utf8 | None = None  # once the prolog has told the encoding
     received = 0
-    prolog_checked = False
     pending = b""
     while True:
         want = BLOCK_BYTES if length is None else min(BLOCK_BYTES, length - received)
@@ -74,18 +120,22 @@ def parse_envelope(
             received += len(block)
             if received > limits.max_request_bytes:
                 raise MessageTooLarge(too_large(limits.max_request_bytes))
-        if not prolog_checked:
+        if utf8 is None:
             pending += block
             if len(pending) < PROLOG_BYTES and block:
                 continue
             if not pending.strip():
                 raise MalformedRequest("the request body is empty")
-            _refuse_doctype(pending)
-            prolog_checked = True
-            block, pending = pending, b""
-        if not block:
+            utf8 = _Utf8(_body_encoding(charset_encoding, pending))
+            block, pending = utf8.decode(pending, final=not block), b""
+            _refuse_doctype(block)
+        else:
+            block = utf8.decode(block, final=not block)
+        if block:
+            scan.feed(block)
+            parser.feed(block)
+        elif utf8.done:
             break
-        parser.feed(block)
     if length is not None and received < length:
         raise MalformedRequest("the request body is shorter than its Content-Length")
     root = parser.close()
@@ -104,6 +154,12 @@ class _TreeWatcher:
         self._limits = limits
         self._elements = 0
         self._depth = 0
+        # Elements inside the Header, or inside the Body's operation element, and their
+        # bound (the operation's, once its element starts).
+        self._section: str | None = None
+        self._inside = 0
+        self._section_limit = 0
+        self._counting = False
         # Base64 elements seen, and an upper bound of their decoded size: the exact size
         # costs passes over the text, worth it only near the limit. Once there, each
         # element's exact size is counted once, as it completes.
@@ -139,6 +195,11 @@ class _TreeWatcher:
                     raise MalformedRequest(
                         f"the request has more than {limits.max_elements} elements"
                     )
+                tag = element.tag if isinstance(element.tag, str) else ""
+                if self._depth == 2:
+                    self._section, self._inside, self._section_limit = tag, 0, 0
+                elif self._depth > 2:
+                    self._count_in_section(tag, self._depth)
                 if self._depth > limits.max_depth:
                     raise MalformedRequest(
                         f"the request nests deeper than {limits.max_depth} levels"
@@ -160,6 +221,33 @@ class _TreeWatcher:
                     if self._binary_bound > limits.max_binary_bytes:
                         self._binary_exact = self.binary_bytes()
                         check_binary_total(self._binary_exact, limits)
+
+    def _count_in_section(self, tag: str, depth: int) -> None:
+        """Elements in the Header, and in the Body's operation element by what a request
+        of that operation may hold. What stands beside the operation element is not
+        counted here: the envelope check refuses it, and the total bounds it."""
+        limits = self._limits
+        if self._section == _HEADER:
+            self._inside += 1
+            if self._inside > limits.max_header_elements:
+                raise MalformedRequest(
+                    f"the SOAP Header has more than {limits.max_header_elements} elements"
+                )
+            return
+        if depth == 3:
+            self._counting = self._section_limit == 0  # the first: the operation
+            if self._counting:
+                operations = limits.operation_elements
+                largest = max(operations.values(), default=limits.max_elements)
+                self._section_limit = operations.get(tag, largest)
+        if not self._counting:
+            return
+        self._inside += 1
+        if self._inside > self._section_limit:
+            raise MalformedRequest(
+                "the operation element holds more elements than a valid request of it "
+                f"may hold ({self._section_limit})"
+            )
 
     def binary_bytes(self) -> int:
         if self._binary_exact is not None:
@@ -184,32 +272,91 @@ def _decoded_size(text: str) -> int:
     return max(0, characters * 3 // 4 - padding)
 
 
-def _new_parser(charset: Charset) -> etree.XMLPullParser:
-    encoding = None
-    if charset is not None and not isinstance(charset, str):  # e.g. RFC 2231 charset*=
+def _new_parser() -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("start", "end"),
+        # Always UTF-8 (_Utf8): an encoding declared inside the document, UTF-7 say,
+        # must not show the parser markup the scan did not see.
+        encoding="utf-8",
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=True,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+# The charsets a body may come in (Python's codec names): UTF-8 and UTF-16, which the
+# WS-I Basic Profile allows (R1012), and a few an older client may still send. UTF-8 and
+# ASCII are read as they are; the others are transcoded to UTF-8.
+_AS_IS = frozenset({"utf-8", "utf-8-sig", "ascii"})
+_TRANSCODED = frozenset(
+    {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
+    | {"iso8859-1", "iso8859-15", "cp1252"}
+)
+_XML_DECLARATION = re.compile(r"\s*<\?xml\s[^?>]*?\bencoding\s*=\s*[\"']([^\"']{1,40})[\"']")
+
+
+def _charset_encoding(charset: Charset) -> str | None:
+    """The codec the Content-Type's charset names; None if it names none."""
+    if charset is None or charset == "":
+        return None
+    if not isinstance(charset, str):  # e.g. RFC 2231 charset*=
         raise UnsupportedMediaType("the charset of the Content-Type is not known")
-    if charset:
-        try:
-            normalised = codecs.lookup(charset).name
-        except (LookupError, ValueError):
-            raise UnsupportedMediaType("the charset of the Content-Type is not known") from None
-        if normalised not in {"utf-8", "ascii"}:
-            encoding = charset  # libxml2 knows the IANA names, not Python's aliases
     try:
-        return etree.XMLPullParser(
-            events=("start", "end"),
-            encoding=encoding,
-            resolve_entities=False,
-            load_dtd=False,
-            dtd_validation=False,
-            no_network=True,
-            huge_tree=True,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-        )
+        name = codecs.lookup(charset).name
     except (LookupError, ValueError):
-        raise UnsupportedMediaType(f"the charset {charset!r:.40} is not supported") from None
+        raise UnsupportedMediaType("the charset of the Content-Type is not known") from None
+    if name not in _AS_IS | _TRANSCODED:
+        raise UnsupportedMediaType(f"the charset {charset!r:.40} is not supported")
+    return name
+
+
+def _body_encoding(charset_encoding: str | None, head: bytes) -> str:
+    """The body's encoding: the Content-Type's charset; else what the first bytes show
+    (XML 1.0, appendix F); else the XML declaration's; else UTF-8."""
+    if charset_encoding is not None:
+        return charset_encoding
+    for signature, encoding in _ENCODING_SIGNATURES:
+        if head.startswith(signature):
+            return encoding
+    declared = _XML_DECLARATION.match(head[:1024].decode("latin-1"))
+    if declared is None:
+        return "utf-8"
+    try:
+        name = codecs.lookup(declared.group(1)).name
+    except (LookupError, ValueError):
+        name = ""
+    if name not in _AS_IS | _TRANSCODED:
+        raise UnsupportedMediaType(
+            f"the encoding {declared.group(1)!r} of the XML declaration is not supported"
+        )
+    return name
+
+
+class _Utf8:
+    """The body as UTF-8: as it came, or transcoded from its charset block by block."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._decoder = (
+            None if encoding in _AS_IS else codecs.getincrementaldecoder(encoding)(errors="strict")
+        )
+        self.done = False
+
+    def decode(self, data: bytes, *, final: bool) -> bytes:
+        self.done = final
+        if self._decoder is None:
+            return data
+        try:
+            return self._decoder.decode(data, final).encode("utf-8")
+        except UnicodeError:
+            raise MalformedRequest(
+                f"the request is not well-formed XML: its bytes are not {self._encoding}"
+            ) from None
 
 
 def _not_well_formed(exc: etree.XMLSyntaxError) -> MalformedRequest:
@@ -241,11 +388,7 @@ _ENCODING_SIGNATURES = (
 
 
 def _prolog_text(head: bytes) -> str:
-    encoding = next(
-        (encoding for signature, encoding in _ENCODING_SIGNATURES if head.startswith(signature)),
-        "latin-1",  # any ASCII-compatible charset spells "<!DOCTYPE" alike
-    )
-    return head.decode(encoding, errors="replace").lstrip("\ufeff")
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff")  # UTF-8 by now (_Utf8)
 
 
 def _refuse_doctype(head: bytes) -> None:

@@ -92,12 +92,14 @@ def read_envelope(environ: Mapping[str, Any], limits: GuardLimits) -> GuardedReq
     return GuardedRequest(root)
 
 
-def discard_body(environ: Mapping[str, Any], limit: int) -> None:
-    """Read and drop up to `limit` bytes, so a client still sending can read our fault."""
+def discard_body(environ: Mapping[str, Any], limit: int) -> bool:
+    """Read and drop up to `limit` bytes, so a client still sending can read our fault;
+    whether the body's end was reached."""
     stream = environ["wsgi.input"]
     remaining = limit
     while remaining > 0:
         block = stream.read(min(BLOCK_BYTES, remaining))
         if not block:
-            return
+            return True
         remaining -= len(block)
+    return not stream.read(1)

@@ -248,6 +248,31 @@ CASES = [
         "Client.UnsupportedMediaType",
         content_type="application/json",
     ),
+    # What the markup would cost the parser, refused before the parser sees it.
+    Case(
+        "a million and a half namespace declarations",
+        lambda s: envelope(
+            message(),
+            security_header(s.username, s.password)
+            + "<x:h "
+            + " ".join(f'xmlns:p{n}="u{MARKER}"' for n in range(1_500_000))
+            + "/>",
+        ),
+        "Client.MalformedRequest",
+        says="more than 32 namespaces",
+    ),
+    Case(
+        "49,000 elements in an unknown header, no credentials",
+        lambda s: envelope(message(), "<x:h xmlns:x='urn:x'>" + "<a/>" * 49_000 + "</x:h>"),
+        "Client.MalformedRequest",
+        says="more than 378 elements",
+    ),
+    Case(
+        "an operation holding more than a valid one may",
+        authed("<m:GetStatus>" + "<m:MessageId>x</m:MessageId>" * 5 + "</m:GetStatus>"),
+        "Client.MalformedRequest",
+        says="may hold (3)",
+    ),
     Case(
         "unknown mustUnderstand header",
         lambda s: envelope(

@@ -481,3 +481,141 @@ def test_a_charset_that_lies_about_the_bytes_is_malformed(body: bytes, charset: 
 def test_an_rfc2231_charset_parameter_is_unsupported_not_an_error() -> None:
     with pytest.raises(UnsupportedMediaType, match="charset"):
         read(VALID, content_type="text/xml; charset*=utf-8''utf-8")
+
+
+# What the markup may cost, counted before the parser sees it (markup.py), and what each
+# operation may hold.
+
+PRODUCTION = GuardLimits.for_operations(
+    max_request_bytes=56 * 2**20,
+    max_binary_bytes=30 * 2**20,
+    binary_tags=frozenset({f"{{{TNS}}}Content"}),
+    operation_elements={f"{{{TNS}}}GetStatus": 3, f"{{{TNS}}}SendMessage": 311},
+)
+
+
+def test_a_flood_of_namespace_declarations_never_reaches_the_parser() -> None:
+    declarations = b"".join(b' xmlns:p%d="u"' % n for n in range(1_500_000))
+    flood = f'<soapenv:Envelope xmlns:soapenv="{SOAP11}"'.encode() + declarations + b"/>"
+    request = environ(flood)
+    with pytest.raises(MalformedRequest, match=r"^an element declares more than 32 namespaces$"):
+        read_envelope(request, PRODUCTION)
+    assert request["wsgi.input"].tell() <= 2 * 256 * 1024  # a block or two, of 26 MiB
+
+
+def test_namespace_declarations_are_bounded_per_request() -> None:
+    declared = "".join(f'<m:Reference xmlns:p{n}="urn:{n}"/>' for n in range(129))
+    body = envelope(f"<m:GetStatus>{declared}</m:GetStatus>").encode()
+    with pytest.raises(MalformedRequest, match=r"^the request declares more than 128 namespaces$"):
+        read_envelope(environ(body), GENEROUS)
+
+
+def test_the_header_holds_at_most_64_elements() -> None:
+    def with_header(elements: int) -> bytes:
+        header = "<h>" + "<a/>" * (elements - 1) + "</h>"
+        return envelope().replace("<soapenv:Header/>", f"<soapenv:Header>{header}</soapenv:Header>")
+
+    assert read_with(with_header(64).encode(), GENEROUS)[0] is not None
+    with pytest.raises(MalformedRequest, match=r"^the SOAP Header has more than 64 elements$"):
+        read_with(with_header(65).encode(), GENEROUS)
+
+
+def test_an_operation_holds_at_most_what_a_valid_request_of_it_may() -> None:
+    assert read_with(VALID, PRODUCTION)[0] is not None  # GetStatus and its MessageId
+    crowded = envelope(
+        "<m:GetStatus><m:MessageId>x</m:MessageId><m:Reference>y</m:Reference><m:X/></m:GetStatus>"
+    )
+    with pytest.raises(MalformedRequest, match=r"may hold \(3\)$"):
+        read_with(crowded.encode(), PRODUCTION)
+
+
+def test_no_request_holds_more_elements_than_the_envelope_header_and_largest_operation() -> None:
+    assert PRODUCTION.max_elements == 3 + 64 + 311
+    flood = envelope("<m:Unknown>" + "<a/>" * 100_000 + "</m:Unknown>").encode()
+    request = environ(flood)
+    with pytest.raises(MalformedRequest, match=r"^the request has more than 378 elements$"):
+        read_envelope(request, PRODUCTION)
+    assert request["wsgi.input"].tell() <= 256 * 1024
+
+
+# Encodings: whatever the request comes in, the parser reads UTF-8 (what the scan saw).
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [
+        ("utf-16", "text/xml"),  # with a BOM, no charset
+        ("utf-16-le", "text/xml; charset=UTF-16LE"),
+        ("utf-32", "text/xml"),
+        ("utf-8-sig", "text/xml"),
+    ],
+)
+def test_unicode_bodies_are_read_as_they_come(encoding: str, content_type: str) -> None:
+    body = envelope("<m:GetStatus><m:Reference>Zürich</m:Reference></m:GetStatus>")
+    root = read(body.encode(encoding), content_type=content_type)
+    assert root.findtext(f".//{{{TNS}}}Reference") == "Zürich"
+
+
+def test_the_xml_declaration_names_the_encoding_when_the_content_type_does_not() -> None:
+    body = '<?xml version="1.0" encoding="ISO-8859-1"?>' + envelope(
+        "<m:GetStatus><m:Reference>Zürich</m:Reference></m:GetStatus>"
+    )
+    root = read(body.encode("latin-1"), content_type="text/xml")
+    assert root.findtext(f".//{{{TNS}}}Reference") == "Zürich"
+
+
+@pytest.mark.parametrize("content_type", ["text/xml; charset=KOI8-R", "text/xml"])
+def test_an_encoding_outside_the_supported_few_is_unsupported(content_type: str) -> None:
+    body = '<?xml version="1.0" encoding="KOI8-R"?>' + envelope()
+    with pytest.raises(UnsupportedMediaType, match="not supported"):
+        read(body.encode("koi8-r"), content_type=content_type)
+
+
+def test_markup_only_another_encoding_would_reveal_is_never_parsed() -> None:
+    # In UTF-7, "+ADw-" is "<": a parser that believed the declaration would see markup
+    # the scan did not count. Declared alone, UTF-7 is not supported; under a UTF-8
+    # Content-Type the parser reads UTF-8, where it is text.
+    hidden = envelope().replace("<", "+ADw-").replace(">", "+AD4-")
+    body = f'<?xml version="1.0" encoding="UTF-7"?>{hidden}'.encode()
+    with pytest.raises(UnsupportedMediaType, match="UTF-7"):
+        read(body, content_type="text/xml")
+    with pytest.raises(MalformedRequest, match="not well-formed"):
+        read(body, content_type="text/xml; charset=utf-8")
+
+
+def test_the_largest_valid_send_message_passes_the_guard_inline_and_as_mtom() -> None:
+    from soap_service.soap.application import SoapEndpoint
+
+    endpoint = SoapEndpoint("https://localhost/soap/v1")
+    limits = GuardLimits.for_operations(
+        max_request_bytes=56 * 2**20,
+        max_binary_bytes=30 * 2**20,
+        binary_tags=endpoint.schema.binary_tags,
+        operation_elements=endpoint.operation_elements,
+    )
+    recipients = "".join(
+        f"<m:Recipient><m:Address>a{n}@example.ch</m:Address></m:Recipient>" for n in range(100)
+    )
+    xop = 'xmlns:xop="http://www.w3.org/2004/08/xop/include"'
+
+    def attachments(content: str) -> str:
+        return "".join(
+            f"<m:Attachment><m:FileName>f{n}.pdf</m:FileName>"
+            f"<m:ContentType>application/pdf</m:ContentType><m:Content>{content}</m:Content>"
+            "</m:Attachment>"
+            for n in range(20)
+        )
+
+    for content in ("JVBERi0=", f'<xop:Include {xop} href="cid:part"/>'):
+        message = (
+            "<m:SendMessage><m:Message><m:Reference>r</m:Reference><m:Type>registered</m:Type>"
+            f"<m:Recipients>{recipients}</m:Recipients><m:Subject>s</m:Subject>"
+            "<m:TextBody>t</m:TextBody><m:HtmlBody>h</m:HtmlBody>"
+            f"<m:Attachments>{attachments(content)}</m:Attachments>"
+            "<m:Language>de</m:Language><m:ExpiryDays>7</m:ExpiryDays></m:Message></m:SendMessage>"
+        )
+        root = read_with(envelope(message).encode(), limits)[0]
+        assert root is not None
+        assert endpoint.schema.schema.validate(root.find(f"{{{SOAP11}}}Body")[0]) == (
+            "Include" not in content
+        )

@@ -44,6 +44,7 @@ class Script:
     data_replies: deque[str] = field(default_factory=deque)
     drop_after_data: int = 0  # drop the connection instead of answering this many DATAs
     data_delay: float = 0.0  # seconds to wait before answering DATA
+    mail_delay: float = 0.0  # seconds to wait before answering MAIL (a busy server)
 
 
 class _Handler:
@@ -60,6 +61,8 @@ class _Handler:
         if sink.on_mail is not None:
             sink.on_mail(len(sink.mail_sessions))
         script = sink.script
+        if script.mail_delay:
+            await asyncio.sleep(script.mail_delay)
         if script.mail_replies:
             return script.mail_replies.popleft()
         envelope.mail_from = address

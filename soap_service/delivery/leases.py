@@ -66,12 +66,13 @@ class LeaseKeeper:
             return
         with closing(self._stores()) as store:
             still_held = store.extend_leases(self._worker, ids, self._now() + self._lease)
-        gone = set(ids) - still_held
-        if gone:
-            log.warning("%d lease(s) were taken back; those notifications are not sent", len(gone))
         with self._lock:
-            # Only what is still held here: a batch recorded meanwhile is not lost.
-            self._lost.update(gone & self._held)
+            # Only what is still held here: an outcome recorded meanwhile gave its lease
+            # up itself, and is not lost.
+            lost = (set(ids) - still_held) & self._held
+            self._lost.update(lost)
+        if lost:
+            log.warning("%d lease(s) were taken back; those notifications are not sent", len(lost))
 
     def close(self) -> None:
         self._stopped.set()

@@ -2,8 +2,10 @@
 
 Several workers, on one host or several, share the database. A claim is one atomic step
 and carries a lease; a worker renews the leases of what it still holds, and what a dead
-worker held becomes due again when its lease runs out. A crash between a server's 250
-and the record of it sends that notification again, once, with the same Message-ID.
+worker held becomes due again when its lease runs out. Each outcome is recorded as soon
+as it is known (recording.py): a crash between a server's 250 and the record of it sends
+that notification again, once, with the same Message-ID, and only the one or two mails
+on their way when it happened.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import time
 import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timedelta
 
 from soap_service import crypto
 from soap_service.delivery.leases import LeaseKeeper
 from soap_service.delivery.notification import Notification, NotificationWriter
+from soap_service.delivery.recording import OutcomeRecorder
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
 from soap_service.delivery.smtp import (
     DestinationBusy,
@@ -41,7 +44,7 @@ from soap_service.domain.delivery import (
 )
 from soap_service.domain.ports import DeliveryStore
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import ServiceError, SoapServiceError, Unavailable
+from soap_service.errors import ServiceError, SoapServiceError
 from soap_service.logs import describe_exception
 from soap_service.settings import DeliverySettings
 
@@ -94,10 +97,15 @@ class DeliveryWorker:
         self._router = Router(settings.smtp.relay)
         self._tls = TlsContexts.from_settings(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
-        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
-        self._recording: Future[None] | None = None
         # Set when the worker is asked to stop: nothing more is sent, retries end.
         self._stop = threading.Event()
+        self._outcomes = OutcomeRecorder(
+            stores=stores,
+            worker=self.name,
+            leases=self._leases,
+            lease=self._lease,
+            stop=lambda: self._stop,
+        )
         # Connections kept open between batches, by destination, with when last used.
         self._idle: dict[tuple[Route, ...], tuple[SmtpSession, float]] = {}
         self._last_sweep = -float("inf")
@@ -113,8 +121,6 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 handled = self.run_once(record_in_background=True)
-                if not handled:
-                    self._wait_for_recording()
             except ServiceError as exc:  # the database is away: wait and try again
                 if not failures:
                     log.warning("delivery paused: %s", exc.message)
@@ -133,20 +139,20 @@ class DeliveryWorker:
                 failures = 0
             if not handled:
                 stop.wait(self._settings.poll_seconds)
-        self._wait_for_recording()
+        self._outcomes.flush()
         log.info("delivery worker %s stopped", self.name)
 
     def close(self) -> None:
         self._close_idle_sessions(older_than=-1.0)
         self._writer_thread.shutdown(wait=True, cancel_futures=True)
-        self._recorder.shutdown(wait=True)
+        self._outcomes.close()
         self._leases.close()
 
     def run_once(self, *, record_in_background: bool = False) -> int:
         """Expire what is due, then deliver one batch; the number of recipients tried.
 
-        In the background, a batch's outcomes are written while the next batch is sent
-        (its recipients stay leased until then); otherwise before this returns.
+        Each outcome is written as soon as it is known, in the background; the last ones
+        may still be on their way when this returns, unless `record_in_background` is off.
         """
         with closing(self._stores()) as store:
             self._expire_due(store)
@@ -168,11 +174,11 @@ class DeliveryWorker:
             raise
         finally:
             self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
-        self._wait_for_recording()  # at most one batch waits to be written
-        if record_in_background:
-            self._recording = self._recorder.submit(self._record, results, batch)
-        else:
-            self._record(results, batch)
+        # Lost to another worker meanwhile: neither tried nor recorded here.
+        settled = {result.job.recipient_id for result in results} | set(untried)
+        self._leases.forget([recipient for recipient in batch if recipient not in settled])
+        if not record_in_background:
+            self._outcomes.flush()
         counts = Counter(result.decision.state.value for result in results)
         log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
         return len(results)
@@ -217,9 +223,8 @@ class DeliveryWorker:
                     if self._leases.lost(job.recipient_id):
                         continue
                     if notification is None:
-                        results.append(
-                            self._result(job, _temporary("the notification could not be written"))
-                        )
+                        problem = _temporary("the notification could not be written")
+                        self._done(results, self._result(job, problem))
                         continue
                     try:
                         if session is None:
@@ -232,18 +237,30 @@ class DeliveryWorker:
                         if isinstance(exc, DestinationBusy | _OpenFailed):
                             # Nobody to talk to, or it asked us to go away: the same answer
                             # for the whole group, without knocking again for each.
-                            for deferred in (job, *waiting):
-                                if not self._leases.lost(deferred.recipient_id):
-                                    results.append(self._result(deferred, _temporary(str(exc))))
+                            busy = _temporary(str(exc))
+                            self._done(
+                                results,
+                                *(
+                                    self._result(deferred, busy)
+                                    for deferred in (job, *waiting)
+                                    if not self._leases.lost(deferred.recipient_id)
+                                ),
+                            )
                             break
                         outcome = _temporary(str(exc))  # the next mail opens a new connection
-                    results.append(self._result(job, outcome))
+                    self._done(results, self._result(job, outcome))
                     if session is not None and not session.is_open:
                         session = None
             finally:
                 if session is not None:
                     self._idle[routes] = (session, time.monotonic())
         return results, untried
+
+    def _done(self, results: list[DeliveryResult], *tried: DeliveryResult) -> None:
+        """Outcomes now known: recorded at once (the next mail waits if the recording
+        falls behind), and kept for the batch's log line."""
+        results.extend(tried)
+        self._outcomes.record(tried)
 
     def _open(self, routes: tuple[Route, ...]) -> SmtpSession:
         failures = []
@@ -272,11 +289,10 @@ class DeliveryWorker:
                     known[key] = exc
             found = known[key]
             if isinstance(found, NoRoute):
-                results.append(
-                    self._result(job, Outcome(kind=OutcomeKind.PERMANENT, detail=str(found)))
-                )
+                failure = Outcome(kind=OutcomeKind.PERMANENT, detail=str(found))
+                self._done(results, self._result(job, failure))
             elif isinstance(found, Exception):
-                results.append(self._result(job, _temporary(str(found))))
+                self._done(results, self._result(job, _temporary(str(found))))
             else:
                 groups[found].append(job)
         return groups
@@ -325,53 +341,6 @@ class DeliveryWorker:
         )
         return DeliveryResult(job=job, decision=decision, attempted_at=now)
 
-    # Recording.
-
-    def _record(self, results: list[DeliveryResult], batch: list[int]) -> None:
-        try:
-            self._record_batch(results)
-        finally:
-            self._leases.forget(batch)
-
-    def _record_batch(self, results: list[DeliveryResult]) -> None:
-        """Record the batch; while the database is away, try again until a lease has
-        passed or the worker stops. A batch the database refuses for another reason is
-        recorded one result at a time, so that one bad row costs only itself."""
-        deadline = time.monotonic() + self._lease.total_seconds()
-        pause = 0.5
-        while True:
-            try:
-                with closing(self._stores()) as store:
-                    store.record_results(self.name, results)
-                return
-            except Unavailable:
-                if time.monotonic() + pause > deadline or self._stop.wait(pause):
-                    raise
-                pause = min(pause * 2, 10.0)
-            except SoapServiceError:
-                break
-        unrecorded = 0
-        for result in results:
-            try:
-                with closing(self._stores()) as store:
-                    store.record_results(self.name, [result])
-            except SoapServiceError:
-                unrecorded += 1
-        if unrecorded:
-            raise RecordingFailed(f"{unrecorded} of {len(results)} outcomes were not recorded")
-
-    def _wait_for_recording(self) -> None:
-        if self._recording is not None:
-            recording, self._recording = self._recording, None
-            try:
-                recording.result()
-            except RecordingFailed as exc:
-                log.warning("a batch was not recorded: %s; tried again after its leases", exc)
-            except Exception as exc:
-                # Its recipients are tried again when their leases run out: at most one
-                # duplicate each, never a loss.
-                log.warning("a batch was not recorded: %s", describe_exception(exc))
-
     def _release(self, recipient_ids: list[int]) -> None:
         try:
             with closing(self._stores()) as store:
@@ -380,10 +349,6 @@ class DeliveryWorker:
             log.warning("leases not released, they run out instead: %s", exc)
         finally:
             self._leases.forget(recipient_ids)
-
-
-class RecordingFailed(SoapServiceError):
-    """Some outcomes of a batch could not be written; their leases run out instead."""
 
 
 class _OpenFailed(TransportError):

@@ -6,7 +6,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy.exc import DisconnectionError
 
 from soap_service.persistence.connections import KEPT_CONNECTIONS, KeptConnections, alive
 from soap_service.persistence.store import SqlStore
+from soap_service.persistence.transactions import WriteLock
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # A pooled PostgreSQL connection unused this long is checked before use.
@@ -29,7 +30,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.write_lock: Callable[[], AbstractContextManager[None]] = nullcontext
+        self.write_lock: WriteLock = _no_write_lock
         if self.is_sqlite:
             path = _sqlite_path(url)
             self.engine = create_engine(url, connect_args={"timeout": 30})
@@ -72,6 +73,11 @@ class Database:
     def dispose(self) -> None:
         self.kept.close()
         self.engine.dispose()
+
+
+def _no_write_lock(*, synced: bool = True) -> AbstractContextManager[None]:
+    # PostgreSQL: its own locks order the writers, and each commit says how durable it is.
+    return nullcontext()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -117,7 +123,10 @@ class SqliteWriteLock:
         self._wal_inode: int | None = None
 
     @contextmanager
-    def __call__(self) -> Iterator[None]:
+    def __call__(self, *, synced: bool = True) -> Iterator[None]:
+        """`synced=False`: a write whose loss with the host (never with the process: its
+        frames are in the WAL) costs nothing but a repetition, such as a delivery
+        outcome, skips the sync; the next synced write covers it too."""
         with self._thread_lock:
             fd = self._file()
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -125,7 +134,8 @@ class SqliteWriteLock:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        self._sync_wal()  # only after a write that did not fail
+        if synced:
+            self._sync_wal()  # only after a write that did not fail
 
     def _file(self) -> int:
         # A descriptor inherited through fork() shares its lock with the parent.

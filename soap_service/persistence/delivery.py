@@ -11,20 +11,25 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.sql.elements import TextClause
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import Language, MessageType, RecipientState
-from soap_service.persistence.dialects import POSTGRESQL, row_lock
+from soap_service.persistence.dialects import POSTGRESQL, row_lock, timestamp_format
+from soap_service.persistence.outcomes import (
+    outcome_rows,
+    postgresql_parameters,
+    postgresql_record,
+    run_sqlite_record,
+)
 from soap_service.persistence.state_changes import (
     OPEN_STATES,
     WAITING_STATES,
     change_states,
-    storable,
 )
-from soap_service.persistence.tables import UtcDateTime, events, recipients
+from soap_service.persistence.tables import UtcDateTime, recipients
 from soap_service.persistence.transactions import Transactions
 
 
@@ -76,21 +81,19 @@ class DeliveryQueries(Transactions):
         """
         if not results:
             return 0
-        with self._transaction() as connection:
-            # Three statements for the whole batch: which of them this worker still holds
-            # (locked on PostgreSQL, so that no claim takes them meanwhile), their updates,
-            # and one journal event each.
-            ids = [result.job.recipient_id for result in results]
-            held = set(
-                connection.execute(
-                    _held(connection.dialect.name), {"ids": ids, "worker": worker}
-                ).scalars()
+        dialect = self._engine.dialect
+        rows = outcome_rows(results, timestamp_format(dialect))
+        # Not durable: an outcome lost with the database host (never with a worker) only
+        # sends its mail again. See outcomes.py for the statements.
+        if dialect.name != POSTGRESQL:
+            with self._driver_transaction(durable=False) as cursor:
+                return run_sqlite_record(cursor, rows, worker)
+        with self._driver_transaction(single_statement=True) as cursor:
+            cursor.execute(
+                postgresql_record(len(rows)), postgresql_parameters(rows, worker), prepare=True
             )
-            updates = [_attempt(result) for result in results if result.job.recipient_id in held]
-            if updates:
-                connection.execute(_RECORD_ATTEMPT, updates)
-            connection.execute(insert(events), [_attempt_event(result, held) for result in results])
-        return len(updates)
+            changed: int = cursor.fetchone()[0]
+            return changed
 
     def expire_due(self, *, now: datetime, limit: int) -> int:
         """Recipients not final when their message expires become expired; at most
@@ -104,27 +107,6 @@ class DeliveryQueries(Transactions):
                 "the message expired",
                 now,
             )
-
-
-def _attempt(result: DeliveryResult) -> dict[str, Any]:
-    decision = result.decision
-    return {
-        "id": result.job.recipient_id,
-        "state": decision.state.value,
-        "at": result.attempted_at,
-        "next": decision.next_attempt_at,
-        "error": None if decision.state is RecipientState.SENT else storable(decision.detail),
-    }
-
-
-def _attempt_event(result: DeliveryResult, held: set[int]) -> dict[str, Any]:
-    return {
-        "message_id": result.job.message_id,
-        "recipient_id": result.job.recipient_id,
-        "at": result.attempted_at,
-        "kind": result.decision.state.value if result.job.recipient_id in held else "late-attempt",
-        "detail": storable(result.decision.detail),
-    }
 
 
 def _job(row: Any) -> DeliveryJob:
@@ -213,29 +195,6 @@ _EXTEND_LEASES = text(
     RETURNING id
     """
 ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=UtcDateTime()))
-_RECORD_ATTEMPT = text(
-    """
-    UPDATE recipients SET
-        state_changed_at = CASE WHEN state = :state THEN state_changed_at ELSE :at END,
-        state = :state, attempts = attempts + 1, last_attempt_at = :at,
-        next_attempt_at = :next, last_error = :error,
-        lease_owner = NULL, leased_until = NULL
-    WHERE id = :id
-    """
-).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("next", type_=UtcDateTime()))
-
-
-@functools.cache
-def _held(dialect: str) -> TextClause:
-    # Locked in id order on PostgreSQL, as every other writer of these rows locks them: no
-    # deadlock, and no claim takes them while their outcomes are written.
-    return text(
-        f"""
-        SELECT id FROM recipients
-        WHERE id IN :ids AND lease_owner = :worker AND state IN {WAITING_STATES}
-        ORDER BY id {row_lock(dialect, "FOR UPDATE")}
-        """
-    ).bindparams(bindparam("ids", expanding=True))
 
 
 @functools.cache

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+
+from soap_service.persistence.tables import UtcDateTime
+
 POSTGRESQL = "postgresql"
 
 
@@ -9,3 +18,11 @@ def row_lock(dialect: str, clause: str) -> str:
     """A row-locking clause on PostgreSQL; nothing on SQLite, where the one write
     transaction at a time already keeps every other writer out."""
     return clause if dialect == POSTGRESQL else ""
+
+
+@functools.cache
+def timestamp_format(dialect: Dialect) -> Callable[[datetime], Any]:
+    """How the driver receives a UtcDateTime value, exactly as SQLAlchemy would send it:
+    for the statements run on the driver's own cursor (message_insert.py, outcomes.py)."""
+    process = UtcDateTime().bind_processor(dialect)
+    return process if process is not None else lambda value: value

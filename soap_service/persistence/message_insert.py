@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 
 from soap_service.domain.ports import NewMessage
 from soap_service.errors import InternalError
-from soap_service.persistence.tables import UtcDateTime
+from soap_service.persistence.dialects import timestamp_format
 
 _MESSAGE_COLUMNS = (
     "id, account_id, reference, type, language, accepted_at, expires_at, key_id, "
@@ -55,13 +55,6 @@ def _accepted_detail(message: NewMessage) -> str:
         f"{len(message.recipients)} recipient(s), {len(message.attachments)} attachment(s), "
         f"{message.content_bytes} bytes"
     )
-
-
-@functools.cache
-def _timestamp_format(dialect: Dialect) -> Callable[[datetime], Any]:
-    """How the driver receives a UtcDateTime value, exactly as SQLAlchemy would send it."""
-    process = UtcDateTime().bind_processor(dialect)
-    return process if process is not None else lambda value: value
 
 
 _SQLITE_INSERT_MESSAGE = (
@@ -101,7 +94,7 @@ class SqliteInsert:
 
 
 def sqlite_insert_steps(message: NewMessage, dialect: Dialect) -> SqliteInsert:
-    values = _message_values(message, _timestamp_format(dialect))
+    values = _message_values(message, timestamp_format(dialect))
     message_id, accepted_at = message.message_id, values[5]
     return SqliteInsert(
         message=values,
@@ -208,7 +201,7 @@ def postgresql_insert_parameters(message: NewMessage, dialect: Dialect) -> tuple
             attachment.sealed_content,
         )
     return (
-        *_message_values(message, _timestamp_format(dialect)),
+        *_message_values(message, timestamp_format(dialect)),
         *attachments,
         _RECIPIENT_SEPARATOR.join(message.recipients),
         ",".join(token.hex() for token in message.recipient_token_hashes),

@@ -9,9 +9,9 @@ a connection kept aside for it instead (see connections.py and `_driver_transact
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
@@ -20,8 +20,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from soap_service.errors import InternalError, SoapServiceError, Unavailable
 from soap_service.logs import describe_exception
 from soap_service.persistence.connections import Kept, KeptConnections
+from soap_service.persistence.dialects import POSTGRESQL
 
 log = logging.getLogger(__name__)
+
+
+class WriteLock(Protocol):
+    """One writer at a time (SQLite's, database.py), whose write is on disk once released
+    unless `synced` is off."""
+
+    def __call__(self, *, synced: bool = True) -> AbstractContextManager[None]: ...
 
 
 class Transactions:
@@ -31,7 +39,7 @@ class Transactions:
     def __init__(
         self,
         engine: Engine,
-        write_lock: Callable[[], AbstractContextManager[None]],
+        write_lock: WriteLock,
         kept: KeptConnections,
     ) -> None:
         self._engine = engine
@@ -44,18 +52,28 @@ class Transactions:
         return self._engine.dialect.name
 
     @contextmanager
-    def _transaction(self, *, read_only: bool = False) -> Iterator[Connection]:
-        with self._translated_errors(), nullcontext() if read_only else self._write_lock():
+    def _transaction(
+        self, *, read_only: bool = False, durable: bool = True
+    ) -> Iterator[Connection]:
+        """`durable=False`: a write whose loss with the database host (a power cut, never
+        a killed process) costs only a repetition, such as a delivery outcome (the mail
+        goes out again): its commit does not wait for the disk."""
+        lock = nullcontext() if read_only else self._write_lock(synced=durable)
+        with self._translated_errors(), lock:
             if self._connection is None:
                 self._connection = self._engine.connect()
             connection = self._connection
             # SQLite: a reader need not take the write lock (see database.py).
             connection.execution_options(sqlite_begin="DEFERRED" if read_only else "IMMEDIATE")
             with connection.begin():
+                if not durable and self._dialect == POSTGRESQL:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield connection
 
     @contextmanager
-    def _driver_transaction(self, *, single_statement: bool = False) -> Iterator[Any]:
+    def _driver_transaction(
+        self, *, single_statement: bool = False, durable: bool = True
+    ) -> Iterator[Any]:
         """One write transaction on the driver's own cursor, for SendMessage's insert.
 
         Through SQLAlchemy, each statement's events and result set-up cost more CPU than
@@ -64,7 +82,8 @@ class Transactions:
         only BEGIN, the statements and COMMIT run while holding it. The connection is the
         request's own if it has one already, else one kept aside for this (see
         KeptConnections). A `single_statement` runs in the driver's autocommit mode
-        (PostgreSQL), where it is its own transaction.
+        (PostgreSQL), where it is its own transaction. `durable` as for `_transaction`
+        (on PostgreSQL the statements say it themselves).
         """
         with self._translated_errors():
             kept, driver = self._driver_connection()
@@ -72,7 +91,7 @@ class Transactions:
         with self._translated_errors(driver):
             try:
                 cursor = driver.cursor()
-                with self._write_lock():
+                with self._write_lock(synced=durable):
                     if single_statement:
                         driver.autocommit = True
                         try:

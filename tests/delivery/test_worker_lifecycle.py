@@ -8,11 +8,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from soap_service.domain.delivery import Decision, DeliveryResult
 from soap_service.domain.model import RecipientState
 from soap_service.errors import InternalError
 from soap_service.persistence.store import SqlStore
@@ -29,6 +31,9 @@ def env(database_url: str, env_factory: Callable[..., Env]) -> Env:
 @pytest.fixture
 def sink(start_sink: Callable[..., SmtpSink], tls: TlsFiles) -> SmtpSink:
     return start_sink(cert_chain=tls.server_cert, key=tls.server_key)
+
+
+SENT = Decision(state=RecipientState.SENT, next_attempt_at=None, detail="250 ok")
 
 
 def states(env: Env, message_id: str) -> list[RecipientState]:
@@ -142,24 +147,52 @@ def test_the_run_loop_records_every_batch_in_the_background(
     assert len({mail.message_id for mail in sink.received}) == 10
 
 
-def test_a_batch_the_database_refuses_is_recorded_one_result_at_a_time(
+def test_each_outcome_is_recorded_before_the_mail_after_the_next_is_sent(
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed at any moment has at most two notifications sent but not recorded:
+    the one whose outcome is being written, and the one just answered."""
+    status = env.send(*(f"r{n}@example.ch" for n in range(6)))
+    record_results = SqlStore.record_results
+    unrecorded_at_mail: list[int] = []
+    recorded: list[int] = []
+
+    def counting(self: SqlStore, worker: str, results: list) -> int:  # type: ignore[type-arg]
+        written = record_results(self, worker, results)
+        recorded.extend(result.job.recipient_id for result in results)
+        return written
+
+    monkeypatch.setattr(SqlStore, "record_results", counting)
+    # At each MAIL FROM: the mails this server took (250) whose outcome is not written yet.
+    sink.on_mail = lambda _: unrecorded_at_mail.append(len(sink.received) - len(recorded))
+    worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
+    assert worker.run_once() == 6
+    assert states(env, status.message_id) == [RecipientState.SENT] * 6
+    assert len(unrecorded_at_mail) == 6
+    assert max(unrecorded_at_mail) <= 1  # the one being written; the next waits for it
+    worker.close()
+
+
+def test_a_group_of_outcomes_the_database_refuses_is_recorded_one_at_a_time(
     env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     status = env.send("anna@example.ch", "bert@example.ch", "carla@example.ch")
     record_results = SqlStore.record_results
     calls: list[int] = []
 
-    def refuse_batches(self: SqlStore, worker: str, results: list) -> int:  # type: ignore[type-arg]
+    def refuse_groups(self: SqlStore, worker: str, results: list) -> int:  # type: ignore[type-arg]
         calls.append(len(results))
         if len(results) > 1:
             raise InternalError("a storage error occurred")
         return record_results(self, worker, results)
 
-    monkeypatch.setattr(SqlStore, "record_results", refuse_batches)
+    monkeypatch.setattr(SqlStore, "record_results", refuse_groups)
+    # A 421 to the first MAIL defers the whole destination at once: one group of three.
+    sink.script.mail_replies.append("421 4.3.2 Service shutting down")
     worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
     assert worker.run_once() == 3
     assert calls == [3, 1, 1, 1]
-    assert states(env, status.message_id) == [RecipientState.SENT] * 3
+    assert states(env, status.message_id) == [RecipientState.DEFERRED] * 3
     worker.close()
 
 
@@ -181,12 +214,12 @@ def test_a_batch_that_cannot_be_recorded_is_left_to_its_leases(
     worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
     stop = threading.Event()
     sink.on_mail = lambda mail_number: mail_number == 2 and stop.set()
-    with caplog.at_level(logging.WARNING, logger="soap_service.delivery.worker"):
+    with caplog.at_level(logging.WARNING, logger="soap_service.delivery.recording"):
         thread = run_in_thread(worker, stop)
         thread.join(timeout=30)
     worker.close()
     assert len(sink.received) == 2
-    assert "a batch was not recorded: 2 of 2 outcomes were not recorded" in caplog.text
+    assert caplog.text.count("outcomes not recorded: 1 of 1 outcomes were not recorded") == 2
     # Still leased to this worker: due again for anyone when the lease runs out, and then
     # sent once more (at most one duplicate, never a loss).
     for recipient_id in ids:
@@ -210,4 +243,49 @@ def test_a_reply_with_control_characters_is_stored_clean(
     assert ghost.state is RecipientState.FAILED
     assert ghost.last_error == "550 5.1.1 no such [31m user"
     assert anna.state is RecipientState.SENT
+    worker.close()
+
+
+def test_leases_given_up_by_a_recording_are_not_reported_taken_back(
+    env: Env,
+    sink: SmtpSink,
+    tls: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A renewal that races the recording of its recipients finds their leases gone: they
+    were recorded, not taken back, and no warning says otherwise. One really taken back
+    still is."""
+    status = env.send("anna@example.ch", "bert@example.ch", "carla@example.ch")
+    anna, bert, carla = env.recipient_ids(status.message_id)
+    worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert)
+    now = env.clock()
+    store = env.database.store()
+    try:
+        jobs = store.claim_due(worker.name, now=now, lease_until=now + timedelta(1), limit=10)
+    finally:
+        store.close()
+    assert [job.recipient_id for job in jobs] == [anna, bert, carla]
+    worker.leases.hold([anna, bert, carla])
+    extend_leases = SqlStore.extend_leases
+
+    def recorded_meanwhile(self: SqlStore, name: str, ids: list[int], until: datetime) -> set[int]:
+        # Anna's and Bert's outcomes are written while the renewal is on its way; Carla's
+        # lease is taken by another worker.
+        store = env.database.store()
+        try:
+            results = [DeliveryResult(job=job, decision=SENT, attempted_at=now) for job in jobs[:2]]
+            assert store.record_results(name, results) == 2
+        finally:
+            store.close()
+        worker.leases.forget([anna, bert])
+        take_over(env, [carla], "worker-2")
+        return extend_leases(self, name, ids, until)
+
+    monkeypatch.setattr(SqlStore, "extend_leases", recorded_meanwhile)
+    with caplog.at_level(logging.WARNING, logger="soap_service.delivery.leases"):
+        worker.leases.renew()
+    assert "1 lease(s) were taken back" in caplog.text
+    assert not worker.leases.lost(anna) and worker.leases.lost(carla)
     worker.close()

@@ -8,6 +8,7 @@ asserts states, replies and Message-IDs, never durations.
 
 from __future__ import annotations
 
+import random
 import re
 import signal
 import subprocess
@@ -488,3 +489,55 @@ def test_two_workers_send_each_of_2000_recipients_exactly_once(
     for worker in workers:  # both took part: the claims really competed
         assert worker.is_running()
         assert re.search(r"delivered \d+", worker.log_text()), f"{worker.name} sent nothing"
+
+
+# 7. A kill storm: two workers, 2,000 recipients, 20 SIGKILLs at random moments, each
+#    worker started again at once. Nothing is lost, and each outcome is recorded as soon
+#    as it is known, so a kill sends again only the mail on its way: at most one extra
+#    mail per kill in all.
+
+KILLS = 20
+
+
+def test_a_kill_storm_loses_nothing_and_sends_at_most_one_extra_mail_per_kill(
+    make_stack: Callable[[str], Stack],
+    start_sink: Callable[..., SmtpSink],
+    record_property: Callable[[str, object], None],
+) -> None:
+    stack = make_stack("postgresql")
+    sink = start_sink()
+    # A server that takes a few ms to accept each sender, as busy ones do: the storm's
+    # kills fall while there is work, and mostly before a mail is handed over.
+    sink.script.mail_delay = 0.01
+    expected: dict[str, str] = {}  # Message-ID -> address
+    for batch in range(20):
+        addresses = tuple(f"storm-{batch:02d}-{i:03d}@example.ch" for i in range(100))
+        message_id = stack.send(addresses)
+        for position, address in enumerate(addresses, start=1):
+            expected[expected_message_id(message_id, position)] = address
+    workers = [stack.start_worker(sink, f"storm-{i}") for i in (1, 2)]
+
+    chance = random.Random(20261206)  # the same storm on every run
+    during_work = 0
+    for _ in range(KILLS):
+        time.sleep(chance.uniform(0.05, 0.5))
+        victim = workers[chance.randrange(len(workers))]
+        during_work += len({m.message_id for m in sink.received}) < len(expected)
+        victim.kill()
+        victim.start()
+
+    wait_until(
+        lambda: set(expected) <= {mail.message_id for mail in sink.received},
+        "every recipient's notification at the SMTP server",
+        timeout=180,
+        why=lambda: f"{len(sink.received)} received\n{stack.describe([])}",
+    )
+    extra = len(sink.received) - len(expected)
+    record_property("kills_while_working", during_work)
+    record_property("extra_mails", extra)
+    print(f"kill storm: {during_work} of {KILLS} kills while there was work, {extra} extra mails")
+    assert during_work >= KILLS // 2, "the storm must hit the workers while they work"
+    assert extra <= KILLS
+    counts = Counter(mail.message_id for mail in sink.received)
+    assert set(counts) == set(expected)  # nothing lost, nothing unexpected
+    assert all(mail.recipients == (expected[mail.message_id],) for mail in sink.received)

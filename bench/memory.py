@@ -7,7 +7,7 @@ worker's peak resident memory (VmHWM, reset before each request through
 /proc/PID/clear_refs) is read after the request, and compared with its resident memory
 just before: the growth is what accepting the message cost. Side by side in the same
 run, the bare Spyne baseline (`bench.baseline_app`, stores nothing) receiving the same
-inline request. Goal: the service's growth stays under 6 times the message size.
+inline request. Goal: the service's growth stays under 4 times the message size.
 
 Results are printed and written to var/bench/memory.json.
 """
@@ -35,7 +35,7 @@ from bench.send_message import (
 )
 
 RESULTS_FILE = REPO / "var" / "bench" / "memory.json"
-GOAL = 6.0
+GOAL = 4.0  # the bare Spyne baseline grows by over 5 times
 BOUNDARY = "uuid:bench-memory"
 
 

@@ -64,12 +64,26 @@ def validate_message(
 
 
 def normalise_address(address: str) -> str:
-    """The canonical form of one address; raises InvalidAddress with the reason."""
+    """The canonical form of one address; raises InvalidAddress with the reason.
+
+    Strict: a part before the @ over 64 characters (RFC 5321) is refused here, rather
+    than by the recipient's server after the message was accepted."""
     try:
-        result = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=True)
+        result = validate_email(
+            address.strip(), check_deliverability=False, allow_smtputf8=True, strict=True
+        )
     except EmailNotValidError as exc:
-        raise InvalidAddress(str(exc)) from None
+        raise InvalidAddress(_reason(exc)) from None
     return result.normalized
+
+
+def _reason(exc: EmailNotValidError) -> str:
+    """The library's reason without what it quotes of the address (the characters it
+    refused, the domain), which a fault must not echo: its sentence up to the detail."""
+    reason = str(exc)
+    for detail in (": ", " ("):
+        reason = reason.split(detail, 1)[0]
+    return reason.rstrip(".") + "."
 
 
 def normalise_recipients(addresses: tuple[str, ...], limits: MessageLimits) -> tuple[str, ...]:

@@ -164,6 +164,9 @@ def _decode_base64(element: etree._Element) -> bytes:
     # Strict: libxml2's xs:base64Binary check lets characters like "!" through, and
     # Python's default decoder silently drops them.
     text = element.text or ""
+    # The tree's copy of the (larger) base64 text goes before decoding: the str just
+    # made is the only one left, and the decoded bytes do not meet both.
+    element.text = None
     try:
         try:
             content = pybase64.b64decode(text, validate=True)
@@ -171,7 +174,6 @@ def _decode_base64(element: etree._Element) -> bytes:
             content = pybase64.b64decode(_WHITESPACE.sub("", text), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidBase64(f"{element_path(element)}: the content is not valid base64") from None
-    element.text = None  # drop the (larger) base64 text as soon as it is decoded
     return content
 
 

@@ -364,3 +364,22 @@ def test_expiry_limits_and_default_come_from_the_limits() -> None:
     assert validate(draft(), limits).expiry_days == 3
     with pytest.raises(ValidationError, match=r"between 2 and 10 days"):
         validate(draft(expiry_days=1), limits)
+
+
+def test_a_part_before_the_at_longer_than_64_characters_is_refused() -> None:
+    assert validate(draft(recipients=("a" * 64 + "@example.ch",))).recipients
+    with pytest.raises(InvalidAddress, match=r"^Recipient 1 .*too long before the @-sign\.$"):
+        validate(draft(recipients=("a" * 65 + "@example.ch",)))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["anna<secret>@example.ch", "anna@exa mple.ch", "anna@xn--secret-.ch", "a..secret@example.ch"],
+)
+def test_the_reason_for_a_bad_address_does_not_quote_it(address: str) -> None:
+    with pytest.raises(InvalidAddress) as caught:
+        validate(draft(recipients=("ok@example.ch", address)))
+    message = caught.value.message
+    assert message.startswith("Recipient 2 is not a valid e-mail address: ")
+    assert "secret" not in message and "<" not in message
+    assert message.endswith(".")

@@ -9,6 +9,9 @@ cost, median and worst. Side by side, in the same run: a valid SendMessage with 
 attachment (the baseline a request should cost) and a 56 MiB body that is too large.
 Memory: the worker's resident size once warm, after the burst, and its peak during it.
 
+Then 20 wrong passwords in a row for one account: what they cost in all (each check is a
+scrypt; the throttle refuses most of them before it).
+
 Goals (issue 12): every hostile request answered with its own fault in under 100 ms of
 server CPU; the worker's memory back within 10% of its warm size after the burst.
 Results are printed and written to var/bench/hostile.json.
@@ -211,7 +214,16 @@ def measure(server: Server, username: str, password: str, repeat: int) -> dict[s
                 "cpu_ms_max": max(costs),
             }
         )
+    before = cpu_ms(pid)
+    wrong = envelope(GET_STATUS, security(username, "wrong-password"))
+    answers = [send(server, wrong) for _ in range(20)]
+    wrong_passwords = {
+        "cpu_ms": cpu_ms(pid) - before,
+        "checked": answers.count("Client.AuthenticationFailed"),
+        "throttled": answers.count("Client.AuthenticationThrottled"),
+    }
     return {
+        "wrong_passwords": wrong_passwords,
         "worker_warm_mib": warm_kib / 1024,
         "worker_after_mib": kib(pid, "VmRSS") / 1024,
         "worker_peak_mib": kib(pid, "VmHWM") / 1024,
@@ -236,6 +248,12 @@ def report(results: dict[str, object]) -> None:
     print(
         f"worker memory: {warm:.0f} MiB warm, {after:.0f} MiB after the burst "
         f"({(after - warm) / warm:+.0%}), peak {float(results['worker_peak_mib']):.0f} MiB"  # type: ignore[arg-type]
+    )
+    wrong = results["wrong_passwords"]
+    assert isinstance(wrong, dict)
+    print(
+        f"20 wrong passwords in a row for one account: {wrong['cpu_ms']:.0f} ms of CPU in all "
+        f"({wrong['checked']} checked, {wrong['throttled']} refused before the check)"
     )
     hostile = [case for case in cases if case["expected"] != "ok"]
     print(

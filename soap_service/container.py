@@ -21,6 +21,7 @@ from soap_service import crypto
 from soap_service.bootstrap import ensure_files
 from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
 from soap_service.domain.pickup import PickupService
@@ -48,6 +49,7 @@ class Container:
         self.settings = settings
         self._given_database = database
         self.verified_passwords = VerifiedPasswords()
+        self.login_throttle = LoginThrottle()
         self.now = utc_now
 
     @cached_property
@@ -179,6 +181,7 @@ class RequestScope:
             store=self.store,
             keyring=container.keyring,
             verified=container.verified_passwords,
+            guard=LoginGuard(store=self.store, policy=container.login_throttle, now=container.now),
             time_window=timedelta(seconds=container.settings.wss_time_window_seconds),
             now=container.now,
         )

@@ -14,6 +14,7 @@ class FaultCode:
     """Fault codes are part of the API contract (see docs and the WSDL's documentation)."""
 
     AUTHENTICATION_FAILED = "Client.AuthenticationFailed"
+    AUTHENTICATION_THROTTLED = "Client.AuthenticationThrottled"
     MALFORMED_REQUEST = "Client.MalformedRequest"
     FORBIDDEN_XML = "Client.ForbiddenXml"
     UNSUPPORTED_MEDIA_TYPE = "Client.UnsupportedMediaType"
@@ -48,6 +49,13 @@ class ServiceError(SoapServiceError):
 
 class AuthenticationFailed(ServiceError):
     code = FaultCode.AUTHENTICATION_FAILED
+
+
+class AuthenticationThrottled(ServiceError):
+    """Too many failed logins for the username or from the address: retry after the wait
+    the message says."""
+
+    code = FaultCode.AUTHENTICATION_THROTTLED
 
 
 class MalformedRequest(ServiceError):

@@ -6,6 +6,7 @@ the frozen `Settings` object (or the part of it it needs) from the composition r
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class Settings:
     max_request_bytes: int
     # A UsernameToken's Created may differ this much from our clock.
     wss_time_window_seconds: int
+    # Reverse proxies whose X-Forwarded-For names the client (failed logins are throttled
+    # by client address); empty: the peer's address is the client's.
+    trusted_proxies: frozenset[str]
     default_language: Language
     log_level: str
     delivery: DeliverySettings
@@ -128,6 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             get("MAX_REQUEST_BYTES", str(56 * 1024 * 1024)), "MAX_REQUEST_BYTES"
         ),
         wss_time_window_seconds=_positive_int(get("WSS_TIME_WINDOW", "300"), "WSS_TIME_WINDOW"),
+        trusted_proxies=_addresses(get("TRUSTED_PROXIES", ""), "TRUSTED_PROXIES"),
         default_language=language,
         log_level=log_level,
         delivery=_delivery_settings(
@@ -320,3 +325,16 @@ def _positive_int(value: str, name: str) -> int:
     if number <= 0:
         raise ConfigurationError(f"{PREFIX}{name} must be positive")
     return number
+
+
+def _addresses(value: str, name: str) -> frozenset[str]:
+    """A comma-separated list of IP addresses, each written as ipaddress writes it."""
+    found = set()
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            found.add(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ConfigurationError(f"{PREFIX}{name}: {item!r:.60} is not an IP address") from None
+    return frozenset(found)

@@ -23,8 +23,9 @@ TABLES = {
     "recipient_accounts",
     "pickup_sessions",
     "receipts",
+    "login_failures",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 def tables(database: Database) -> set[str]:

@@ -8,6 +8,9 @@ account disabled meanwhile is refused once that memory expires.
 PasswordDigest (Base64(SHA-1(nonce + created + password))) can only be checked by a
 party that knows the password, so the account keeps that secret sealed by the master key.
 A Created outside the time window, or a nonce used before, is refused.
+
+Failed passwords are throttled by username and by client address (login_throttle.py): a
+password check that must wait is refused before it costs anything.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from soap_service import crypto
+from soap_service.domain.login_throttle import LoginGuard
 from soap_service.domain.model import Account
 from soap_service.domain.ports import AccountStore
 from soap_service.errors import AuthenticationFailed
@@ -83,27 +87,44 @@ class Authenticator:
         store: AccountStore,
         keyring: crypto.Keyring,
         verified: VerifiedPasswords,
+        guard: LoginGuard,
         time_window: timedelta,
         now: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._verified = verified
+        self._guard = guard
         self._window = time_window
         self._now = now
 
-    def authenticate(self, token: UsernameToken | None) -> Account:
+    def authenticate(self, token: UsernameToken | None, client: str | None = None) -> Account:
+        """The sender the token proves; `client` is the address it came from (throttling)."""
         if token is None:
             raise AuthenticationFailed(
                 "authentication required: send a WS-Security UsernameToken header"
             )
         created_at = self._check_created(token)
-        if token.password_type is PasswordType.DIGEST:
-            account = self._check_digest(token)
-        else:
-            account = self._check_text(token)
+        account = self._verified_account(token, client)
         if token.nonce is not None:
             self._check_nonce(account, token.nonce, created_at or self._now())
+        return account
+
+    def _verified_account(self, token: UsernameToken, client: str | None) -> Account:
+        if token.password_type is PasswordType.TEXT:
+            cached = self._verified.get(token.username, token.password)
+            if cached is not None:  # a password that checked out a moment ago: no wait
+                return cached
+        attempt = self._guard.attempt(token.username, client)
+        try:
+            if token.password_type is PasswordType.DIGEST:
+                account = self._check_digest(token)
+            else:
+                account = self._check_text(token)
+        except AuthenticationFailed:
+            attempt.failed()
+            raise
+        attempt.succeeded()
         return account
 
     def _check_created(self, token: UsernameToken) -> datetime | None:
@@ -120,9 +141,6 @@ class Authenticator:
         return created_at
 
     def _check_text(self, token: UsernameToken) -> Account:
-        cached = self._verified.get(token.username, token.password)
-        if cached is not None:
-            return cached
         record = self._store.find_account(token.username)
         password_hash = record.password_hash if record else crypto.dummy_password_hash()
         valid = crypto.verify_password(token.password, password_hash)

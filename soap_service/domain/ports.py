@@ -150,6 +150,13 @@ class ReceiptContent:
     attachments: tuple[SealedFile, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class LoginFailures:
+    failures: int
+    last_failure_at: datetime
+    blocked_until: datetime | None
+
+
 # What the domain needs from storage, one protocol per concern; `Store` is all of them,
 # as `persistence.store.SqlStore` implements it. Each method is one transaction.
 
@@ -188,6 +195,22 @@ class StatusStore(Protocol):
     ) -> MessageStatus | None:
         """A message of this account, by id or by reference, with its recipients."""
         ...
+
+
+class LoginFailureStore(Protocol):
+    """Failed logins by key (a username's or a client address's, as login_throttle.py
+    makes them)."""
+
+    def login_failures(self, keys: list[str]) -> dict[str, LoginFailures]: ...
+
+    def add_login_failure(self, key: str, *, now: datetime, forget_before: datetime) -> int:
+        """One more failure; a count last added to before `forget_before` starts again.
+        The count now."""
+        ...
+
+    def block_logins(self, key: str, until: datetime) -> None: ...
+
+    def clear_login_failures(self, key: str) -> None: ...
 
 
 class MessageStore(StatusStore, Protocol):
@@ -297,6 +320,7 @@ class ReceiptStore(StatusStore, Protocol):
 class Store(
     MasterKeyStore,
     AccountStore,
+    LoginFailureStore,
     MessageStore,
     DeliveryStore,
     PickupStore,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from soap_service.persistence.accounts import AccountQueries
 from soap_service.persistence.delivery import DeliveryQueries
+from soap_service.persistence.login_failures import LoginFailureQueries
 from soap_service.persistence.messages import MessageQueries
 from soap_service.persistence.pickup import PickupQueries
 from soap_service.persistence.receipts import ReceiptQueries
@@ -23,6 +24,7 @@ from soap_service.persistence.recipient_accounts import RecipientAccountQueries
 
 class SqlStore(
     AccountQueries,
+    LoginFailureQueries,
     MessageQueries,
     DeliveryQueries,
     PickupQueries,

@@ -148,6 +148,19 @@ class EventRow(Base):
     detail: Mapped[str | None] = mapped_column(String(1000))
 
 
+class LoginFailureRow(Base):
+    """Failed sender logins, by username and by client address (each key a SHA-256 in hex
+    with its kind: never the username itself), and how long their next check waits."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_last_failure_at", "last_failure_at"),)
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
 class UsedNonceRow(Base):
     """WS-Security nonces seen recently, per account, to refuse replays."""
 
@@ -227,6 +240,7 @@ recipients = table_of(RecipientRow)
 attachments = table_of(AttachmentRow)
 events = table_of(EventRow)
 used_nonces = table_of(UsedNonceRow)
+login_failures = table_of(LoginFailureRow)
 master_keys = table_of(MasterKeyRow)
 recipient_accounts = table_of(RecipientAccountRow)
 pickup_sessions = table_of(PickupSessionRow)

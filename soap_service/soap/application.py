@@ -26,7 +26,8 @@ SERVICE_DOCUMENTATION = (
     "Authenticate every request with a WS-Security UsernameToken (PasswordText over TLS, "
     "or PasswordDigest with Nonce and Created). Faults carry a faultcode naming the cause: "
     + ", ".join(code for name, code in vars(FaultCode).items() if name.isupper())
-    + ". Server.Unavailable is worth retrying; resending with the same Reference is safe."
+    + ". Server.Unavailable is worth retrying, Client.AuthenticationThrottled after the wait "
+    "its faultstring gives; resending with the same Reference is safe."
 )
 
 

@@ -37,6 +37,8 @@ class SoapCall:
     # MTOM parts of the request, by the path of the element that referred to them.
     binary_parts: dict[str, bytes]
     soap_action: str | None
+    # The client's address, as far as it is known (failed logins are throttled by it).
+    client: str | None
     services: DomainServices
     operation: str | None = None
     account: Account | None = None

@@ -75,7 +75,7 @@ class GuardedSoap11(Soap11):
         _check_soap_action(call.soap_action, operation)
         _check_must_understand(ctx.in_header_doc)
         call.account = call.services.authenticator.authenticate(
-            read_username_token(ctx.in_header_doc)
+            read_username_token(ctx.in_header_doc), call.client
         )
         self._validate(body)
 

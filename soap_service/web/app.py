@@ -151,6 +151,7 @@ class WebApp:
             envelope=guarded.envelope,
             binary_parts=guarded.binary_parts,
             soap_action=environ.get("HTTP_SOAPACTION"),
+            client=client_address(environ, self._settings.trusted_proxies),
             services=scope,
         )
         try:
@@ -169,3 +170,17 @@ class WebApp:
         if length is not None and length > limit:
             return False
         return discard_body(environ, limit)
+
+
+def client_address(environ: dict[str, Any], trusted_proxies: frozenset[str]) -> str | None:
+    """The peer's address; behind a trusted reverse proxy, the nearest address in
+    X-Forwarded-For that is not one of the trusted proxies."""
+    peer: str | None = environ.get("REMOTE_ADDR") or None
+    if peer not in trusted_proxies:
+        return peer
+    hops = [hop.strip() for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for hop in reversed(hops):
+        if hop and hop not in trusted_proxies:
+            forwarded: str = hop[:64]  # what a proxy wrote: bounded, it is only ever a key
+            return forwarded
+    return peer

@@ -18,6 +18,7 @@ from soap_service.domain.auth import (
     UsernameToken,
     VerifiedPasswords,
 )
+from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.model import Account
 from soap_service.domain.ports import AccountRecord
 from soap_service.errors import AuthenticationFailed
@@ -82,6 +83,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         store=store,
         keyring=keyring,
         verified=VerifiedPasswords(),
+        guard=LoginGuard(store=store, policy=LoginThrottle(), now=lambda: clock[0]),
         time_window=WINDOW,
         now=lambda: clock[0],
     )

@@ -65,6 +65,7 @@ def test_listening_beyond_this_host_needs_a_public_url_and_a_certificate() -> No
         ("DEFAULT_LANGUAGE", "es", "de, fr, it, en"),
         ("TLS_CERT_FILE", "/etc/cert.pem", "both"),
         ("LOG_LEVEL", "chatty", "DEBUG, INFO, WARNING, ERROR"),
+        ("TRUSTED_PROXIES", "10.0.0.1, proxy.internal", "not an IP address"),
     ],
 )
 def test_wrong_settings_are_refused_at_start(name: str, value: str, complaint: str) -> None:
@@ -172,3 +173,9 @@ def test_an_exception_is_described_without_its_message() -> None:
     assert ":fail:" in description
     assert "SELECT" not in description and "Anna" not in description
     assert "/" not in description  # a module name, not a file path
+
+
+def test_trusted_proxies_are_read_as_ip_addresses() -> None:
+    settings = load_settings({"SOAP_SERVICE_TRUSTED_PROXIES": " 10.0.0.1,::1 , 2001:DB8::1"})
+    assert settings.trusted_proxies == frozenset({"10.0.0.1", "::1", "2001:db8::1"})
+    assert load_settings({}).trusted_proxies == frozenset()

@@ -10,11 +10,9 @@ a hostile request stops the reading at once.
 
 from __future__ import annotations
 
-import codecs
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeAlias
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -22,20 +20,16 @@ from soap_service.errors import (
     ForbiddenXml,
     MalformedRequest,
     MessageTooLarge,
-    UnsupportedMediaType,
     VersionMismatch,
 )
 from soap_service.soap.faults import SOAP11_ENV
+from soap_service.web.encoding import Charset, Utf8, body_encoding, charset_encoding
 from soap_service.web.markup import MarkupLimits, MarkupScan
 
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 _HEADER = f"{{{SOAP11_ENV}}}Header"
 BLOCK_BYTES = 256 * 1024
 PROLOG_BYTES = 64 * 1024
-
-# A charset parameter as the email package reads it: an RFC 2231 value (charset*=) comes
-# as a (charset, language, value) tuple, which _new_parser refuses as unknown.
-Charset: TypeAlias = str | tuple[str | None, str | None, str] | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,10 +101,10 @@ def parse_envelope(
 ) -> tuple[etree._Element, Callable[[], int]]:
     """Parse an envelope from `stream` within the limits; it, and how to count the decoded
     size of its inline base64 content (a pass over the text: only MTOM needs it)."""
-    charset_encoding = _charset_encoding(charset)
+    declared = charset_encoding(charset)
     parser = _TreeWatcher(_new_parser(), limits)
     scan = MarkupScan(limits.markup())
-    utf8: _Utf8 | None = None  # once the prolog has told the encoding
+    utf8: Utf8 | None = None  # once the prolog has told the encoding
     received = 0
     pending = b""
     while True:
@@ -126,7 +120,7 @@ def parse_envelope(
                 continue
             if not pending.strip():
                 raise MalformedRequest("the request body is empty")
-            utf8 = _Utf8(_body_encoding(charset_encoding, pending))
+            utf8 = Utf8(body_encoding(declared, pending))
             block, pending = utf8.decode(pending, final=not block), b""
             _refuse_doctype(block)
         else:
@@ -275,7 +269,7 @@ def _decoded_size(text: str) -> int:
 def _new_parser() -> etree.XMLPullParser:
     return etree.XMLPullParser(
         events=("start", "end"),
-        # Always UTF-8 (_Utf8): an encoding declared inside the document, UTF-7 say,
+        # Always UTF-8 (encoding.py): an encoding declared inside the document, UTF-7 say,
         # must not show the parser markup the scan did not see.
         encoding="utf-8",
         resolve_entities=False,
@@ -287,76 +281,6 @@ def _new_parser() -> etree.XMLPullParser:
         remove_pis=True,
         collect_ids=False,
     )
-
-
-# The charsets a body may come in (Python's codec names): UTF-8 and UTF-16, which the
-# WS-I Basic Profile allows (R1012), and a few an older client may still send. UTF-8 and
-# ASCII are read as they are; the others are transcoded to UTF-8.
-_AS_IS = frozenset({"utf-8", "utf-8-sig", "ascii"})
-_TRANSCODED = frozenset(
-    {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
-    | {"iso8859-1", "iso8859-15", "cp1252"}
-)
-_XML_DECLARATION = re.compile(r"\s*<\?xml\s[^?>]*?\bencoding\s*=\s*[\"']([^\"']{1,40})[\"']")
-
-
-def _charset_encoding(charset: Charset) -> str | None:
-    """The codec the Content-Type's charset names; None if it names none."""
-    if charset is None or charset == "":
-        return None
-    if not isinstance(charset, str):  # e.g. RFC 2231 charset*=
-        raise UnsupportedMediaType("the charset of the Content-Type is not known")
-    try:
-        name = codecs.lookup(charset).name
-    except (LookupError, ValueError):
-        raise UnsupportedMediaType("the charset of the Content-Type is not known") from None
-    if name not in _AS_IS | _TRANSCODED:
-        raise UnsupportedMediaType(f"the charset {charset!r:.40} is not supported")
-    return name
-
-
-def _body_encoding(charset_encoding: str | None, head: bytes) -> str:
-    """The body's encoding: the Content-Type's charset; else what the first bytes show
-    (XML 1.0, appendix F); else the XML declaration's; else UTF-8."""
-    if charset_encoding is not None:
-        return charset_encoding
-    for signature, encoding in _ENCODING_SIGNATURES:
-        if head.startswith(signature):
-            return encoding
-    declared = _XML_DECLARATION.match(head[:1024].decode("latin-1"))
-    if declared is None:
-        return "utf-8"
-    try:
-        name = codecs.lookup(declared.group(1)).name
-    except (LookupError, ValueError):
-        name = ""
-    if name not in _AS_IS | _TRANSCODED:
-        raise UnsupportedMediaType(
-            f"the encoding {declared.group(1)!r} of the XML declaration is not supported"
-        )
-    return name
-
-
-class _Utf8:
-    """The body as UTF-8: as it came, or transcoded from its charset block by block."""
-
-    def __init__(self, encoding: str) -> None:
-        self._encoding = encoding
-        self._decoder = (
-            None if encoding in _AS_IS else codecs.getincrementaldecoder(encoding)(errors="strict")
-        )
-        self.done = False
-
-    def decode(self, data: bytes, *, final: bool) -> bytes:
-        self.done = final
-        if self._decoder is None:
-            return data
-        try:
-            return self._decoder.decode(data, final).encode("utf-8")
-        except UnicodeError:
-            raise MalformedRequest(
-                f"the request is not well-formed XML: its bytes are not {self._encoding}"
-            ) from None
 
 
 def _not_well_formed(exc: etree.XMLSyntaxError) -> MalformedRequest:
@@ -373,22 +297,8 @@ def too_large(max_bytes: int) -> str:
     )
 
 
-# How the first bytes reveal the encoding (XML 1.0, appendix F), BOM or not.
-_ENCODING_SIGNATURES = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (b"<\0\0\0", "utf-32-le"),
-    (b"\0\0\0<", "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-    (b"<\0", "utf-16-le"),
-    (b"\0<", "utf-16-be"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-)
-
-
 def _prolog_text(head: bytes) -> str:
-    return head.decode("utf-8", errors="replace").lstrip("\ufeff")  # UTF-8 by now (_Utf8)
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff")  # UTF-8 by now (encoding.py)
 
 
 def _refuse_doctype(head: bytes) -> None:

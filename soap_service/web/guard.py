@@ -29,9 +29,9 @@ from soap_service.errors import (
     UnsupportedMediaType,
     VersionMismatch,
 )
+from soap_service.web.encoding import Charset
 from soap_service.web.envelope import (
     BLOCK_BYTES,
-    Charset,
     GuardedRequest,
     GuardLimits,
     parse_envelope,

@@ -107,6 +107,16 @@ def _add_maintenance_commands(commands: Any) -> None:
         help="print the certificate that signs receipts (for senders to trust)",
     )
     receipts.set_defaults(handler=_receipt_certificate)
+    backup = commands.add_parser(
+        "backup", help="write the database, keyring and receipt keys into a new folder"
+    )
+    backup.add_argument("folder", type=Path, help="a new or empty folder")
+    backup.set_defaults(handler=_backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup into a fresh data folder and an empty database"
+    )
+    restore.add_argument("folder", type=Path, help="a folder `soap-service backup` wrote")
+    restore.set_defaults(handler=_restore)
     keys = commands.add_parser("keys", help="master keys").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -227,6 +237,17 @@ def _wsdl(container: Container, args: argparse.Namespace) -> None:
         args.output.write_bytes(document)
     else:
         sys.stdout.buffer.write(document)
+
+
+def _backup(container: Container, args: argparse.Namespace) -> None:
+    written = container.back_up(args.folder)
+    print(f"soap-service: backup in {args.folder}: {', '.join(written)}")
+    print("It holds the master keyring: keep it as safe as the keyring itself.")
+
+
+def _restore(container: Container, args: argparse.Namespace) -> None:
+    container.restore(args.folder)
+    print(f"soap-service: restored {args.folder} into {container.settings.data_dir}")
 
 
 def _rotate_keys(container: Container, args: argparse.Namespace) -> None:

@@ -14,10 +14,11 @@ import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from soap_service import crypto
+from soap_service import backups, crypto
 from soap_service.bootstrap import ensure_files
 from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
@@ -136,6 +137,18 @@ class Container:
         )
 
     # Operators' commands.
+
+    def back_up(self, folder: Path) -> list[str]:
+        """A backup of the database, the keyring and the receipt signing files."""
+        return backups.back_up(self.settings, self.database, folder, self.now())
+
+    def restore(self, folder: Path) -> None:
+        """A backup into this (fresh) data folder and empty database, then brought to the
+        current schema and checked against its keyring."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        backups.restore(self.settings, self.database, folder)
+        self.database.upgrade()
+        self.check_master_keys()
 
     def create_account(
         self, name: str, organisation: str | None, *, digest: bool, show_subject: bool = False

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests drive, unless they are there already: a real
-# browser (chromium), real SOAP toolkits (PHP's SoapClient, Java's wsimport/JAX-WS) and
-# xmllint.
+# browser (chromium), real SOAP toolkits (PHP's SoapClient, Java's wsimport/JAX-WS),
+# xmllint, and PostgreSQL's pg_dump and pg_restore (backup and restore).
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -10,6 +10,7 @@ php -m 2>/dev/null | grep -qx soap || missing+=(php-soap)
 command -v wsimport >/dev/null 2>&1 || missing+=(jaxws)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing for the tests: run 'sudo apt-get install ${missing[*]}'" >&2

@@ -32,7 +32,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.write_lock: WriteLock = _no_write_lock
         if self.is_sqlite:
-            path = _sqlite_path(url)
+            path = sqlite_path(url)
             self.engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(self.engine)
             if path is not None:
@@ -87,7 +87,7 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     path = url.split("///", 1)[-1]
     if not path or path == ":memory:":
         return None

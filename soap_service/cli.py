@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,15 @@ def _add_maintenance_commands(commands: Any) -> None:
     )
     restore.add_argument("folder", type=Path, help="a folder `soap-service backup` wrote")
     restore.set_defaults(handler=_restore)
+    retention = commands.add_parser(
+        "retention",
+        help="list the messages whose content is due for deletion (the workers delete it)",
+    )
+    retention.add_argument(
+        "--within", type=int, default=0, metavar="DAYS", help="also what falls due within DAYS"
+    )
+    retention.add_argument("--delete", action="store_true", help="delete what is due now")
+    retention.set_defaults(handler=_retention)
     keys = commands.add_parser("keys", help="master keys").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -248,6 +259,30 @@ def _backup(container: Container, args: argparse.Namespace) -> None:
 def _restore(container: Container, args: argparse.Namespace) -> None:
     container.restore(args.folder)
     print(f"soap-service: restored {args.folder} into {container.settings.data_dir}")
+
+
+def _retention(container: Container, args: argparse.Namespace) -> None:
+    if args.delete:
+        deleted = total = container.delete_due_content()
+        while deleted:  # a batch a call
+            deleted = container.delete_due_content()
+            total += deleted
+        print(f"soap-service: deleted the content of {total} message(s)")
+        return
+    keep = timedelta(days=container.settings.retention_days)
+    now = container.now()
+    with closing(container.database.store()) as store:
+        due = container.content_retention(store).due(
+            at=now + timedelta(days=max(args.within, 0)), limit=10_000
+        )
+    print(f"{len(due)} message(s) whose content is deleted {keep.days} days after settling:")
+    for message in due:
+        when = max(message.settled_at + keep, now)
+        print(
+            f"  {message.message_id}  {message.type.value:12}  settled "
+            f"{message.settled_at:%Y-%m-%d %H:%M}  deleted from {when:%Y-%m-%d %H:%M} UTC  "
+            f"{message.reference}"
+        )
 
 
 def _rotate_keys(container: Container, args: argparse.Namespace) -> None:

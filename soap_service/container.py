@@ -28,6 +28,7 @@ from soap_service.domain.messages import MessageService
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
+from soap_service.domain.retention import ContentRetention
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
 from soap_service.settings import Settings
@@ -122,6 +123,7 @@ class Container:
             settings=self.settings.delivery,
             now=self.now,
             name=name,
+            delete_due_content=self.delete_due_content,
         )
 
     def run_mail_sink(self, stop: threading.Event) -> None:
@@ -168,6 +170,30 @@ class Container:
 
     def open_scope(self) -> RequestScope:
         return RequestScope(self)
+
+    def receipt_service(self, store: Store) -> ReceiptService:
+        from soap_service.documents.receipt_pdf import render_receipt
+
+        return ReceiptService(
+            store=store,
+            keyring=self.keyring,
+            render=render_receipt,
+            sign=self.sign_receipt,
+            now=self.now,
+        )
+
+    def content_retention(self, store: Store) -> ContentRetention:
+        return ContentRetention(
+            store=store,
+            keep=timedelta(days=self.settings.retention_days),
+            issue_receipts=self.receipt_service(store).issue_due,
+            now=self.now,
+        )
+
+    def delete_due_content(self) -> int:
+        """Delete the content of messages whose retention is over (a batch); how many."""
+        with closing(self.database.store()) as store:
+            return self.content_retention(store).delete_due()
 
     def sign_receipt(self, pdf: bytes, kind: ReceiptKind) -> bytes:
         from soap_service.documents.receipt_pdf import TITLES
@@ -217,16 +243,7 @@ class RequestScope:
 
     @cached_property
     def receipts(self) -> ReceiptService:
-        from soap_service.documents.receipt_pdf import render_receipt
-
-        container = self._container
-        return ReceiptService(
-            store=self.store,
-            keyring=container.keyring,
-            render=render_receipt,
-            sign=container.sign_receipt,
-            now=container.now,
-        )
+        return self._container.receipt_service(self.store)
 
     def close(self) -> None:
         if "store" in self.__dict__:

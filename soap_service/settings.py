@@ -91,6 +91,9 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For names the client (failed logins are throttled
     # by client address); empty: the peer's address is the client's.
     trusted_proxies: frozenset[str]
+    # A message's bodies and attachments are deleted this long after it is settled (every
+    # recipient done, or expired).
+    retention_days: int
     default_language: Language
     log_level: str
     delivery: DeliverySettings
@@ -133,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         wss_time_window_seconds=_positive_int(get("WSS_TIME_WINDOW", "300"), "WSS_TIME_WINDOW"),
         trusted_proxies=_addresses(get("TRUSTED_PROXIES", ""), "TRUSTED_PROXIES"),
+        retention_days=_positive_int(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
         default_language=language,
         log_level=log_level,
         delivery=_delivery_settings(

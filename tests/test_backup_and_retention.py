@@ -1,5 +1,6 @@
-"""`soap-service backup` and `restore`, on both databases: a restore into a fresh data
-folder and an empty database opens a message accepted before the backup."""
+"""The operator's `soap-service backup`, `restore` and `retention`: on both databases, a
+restore into a fresh data folder and an empty database opens a message accepted before the
+backup; `retention` says whose content falls due."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def test_a_restore_into_a_fresh_folder_opens_a_message_accepted_before_the_backu
     shown = opened(target, message_id)
     assert shown.subject == "Lohnabrechnung Dezember"
     assert shown.text_body == "Ihr Nettolohn beträgt CHF 6'543.21"
-    assert target.cli("db", "current").stdout.strip() == "0003"
+    assert target.cli("db", "current").stdout.strip() == "0004"
 
 
 @pytest.mark.parametrize(
@@ -137,3 +138,17 @@ def test_a_backup_goes_into_a_new_folder_only(
     refused = source.cli("backup", str(tmp_path / "full"), check=False)
     assert refused.returncode == 2
     assert "not empty" in refused.stderr
+
+
+def test_the_operator_sees_whose_content_the_retention_will_delete(
+    tmp_path: Path, tls: TlsFiles, postgres: PostgresDatabases
+) -> None:
+    process = service(tmp_path / "var", "sqlite", tls, postgres)
+    process.cli("init")
+    message_id = accept_a_payslip(process)  # unread: settled when it expires, in 7 days
+    now = process.cli("retention").stdout
+    assert now.startswith("0 message(s) whose content is deleted 30 days after settling")
+    later = process.cli("retention", "--within", "40").stdout  # expired in 7, kept 30 more
+    assert later.startswith("1 message(s)")
+    assert message_id in later and "payroll-2026-12-0001" in later
+    assert process.cli("retention", "--delete").stdout.strip().endswith("content of 0 message(s)")

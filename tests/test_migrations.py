@@ -25,7 +25,7 @@ TABLES = {
     "receipts",
     "login_failures",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def tables(database: Database) -> set[str]:

@@ -57,6 +57,8 @@ MAX_IDLE_CONNECTIONS = 32
 # Expired messages are looked for at most this often, this many per transaction.
 EXPIRY_SWEEP_SECONDS = 30.0
 EXPIRY_BATCH = 1000
+# Messages whose retention is over are looked for at most this often (a batch each time).
+RETENTION_SWEEP_SECONDS = 300.0
 # recipients.lease_owner is 64 characters.
 WORKER_NAME_LENGTH = 64
 
@@ -76,8 +78,12 @@ class DeliveryWorker:
         settings: DeliverySettings,
         now: Callable[[], datetime],
         name: str | None = None,
+        delete_due_content: Callable[[], int] | None = None,
     ) -> None:
         self.name = name or worker_name()
+        # Retention (domain/retention.py), run by the workers now and then: a batch a call.
+        self._delete_due_content = delete_due_content
+        self._last_retention = -float("inf")
         self._stores = stores
         self._keyring = keyring
         self._settings = settings
@@ -154,6 +160,7 @@ class DeliveryWorker:
         Each outcome is written as soon as it is known, in the background; the last ones
         may still be on their way when this returns, unless `record_in_background` is off.
         """
+        self._retention_due()
         with closing(self._stores()) as store:
             self._expire_due(store)
             now = self._now()
@@ -197,6 +204,16 @@ class DeliveryWorker:
                 break
         if total:
             log.info("expired %d recipient(s)", total)
+
+    def _retention_due(self) -> None:
+        if self._delete_due_content is None:
+            return
+        if time.monotonic() - self._last_retention < RETENTION_SWEEP_SECONDS:
+            return
+        self._last_retention = time.monotonic()
+        deleted = self._delete_due_content()
+        if deleted:
+            log.info("deleted the content of %d message(s) at the end of their retention", deleted)
 
     # Sending.
 

@@ -49,6 +49,7 @@ class PickupRefused(SoapServiceError):
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
     REFUSED = "refused"  # the recipient refused this registered message
+    DELETED = "deleted"  # its content was deleted at the end of the retention period
     LOGIN = "login"  # personal or registered: log in first
     REGISTER = "register"  # personal or registered, no account yet: register first
 
@@ -302,10 +303,12 @@ class PickupService:
         language = record.language
         if record.state is RecipientState.CANCELLED:
             raise PickupRefused(PickupRefused.WITHDRAWN, language=language)
-        if record.state is RecipientState.EXPIRED or self._now() >= record.expires_at:
-            raise PickupRefused(PickupRefused.EXPIRED, language=language)
         if record.state is RecipientState.REFUSED:
             raise PickupRefused(PickupRefused.REFUSED, language=language)
+        if record.content_deleted:  # said plainly, even once the message has expired
+            raise PickupRefused(PickupRefused.DELETED, language=language)
+        if record.state is RecipientState.EXPIRED or self._now() >= record.expires_at:
+            raise PickupRefused(PickupRefused.EXPIRED, language=language)
         if record.state not in _READABLE:
             raise PickupRefused(PickupRefused.UNKNOWN, language=language)
         return record, cipher

@@ -126,6 +126,8 @@ class PickupRecord:
     expires_at: datetime
     texts: SealedTexts
     attachments: tuple[PickupAttachment, ...]
+    # The bodies and attachments were deleted at the end of the retention period.
+    content_deleted: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +150,7 @@ class ReceiptContent:
     expires_at: datetime
     texts: SealedTexts
     attachments: tuple[SealedFile, ...]
+    content_deleted: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +158,18 @@ class LoginFailures:
     failures: int
     last_failure_at: datetime
     blocked_until: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettledMessage:
+    """A message whose recipients are all done (or which expired), with its content."""
+
+    message_id: str
+    account_id: int
+    reference: str
+    type: MessageType
+    # When its last recipient became final, or when it expired if that came first.
+    settled_at: datetime
 
 
 # What the domain needs from storage, one protocol per concern; `Store` is all of them,
@@ -211,6 +226,19 @@ class LoginFailureStore(Protocol):
     def block_logins(self, key: str, until: datetime) -> None: ...
 
     def clear_login_failures(self, key: str) -> None: ...
+
+
+class RetentionStore(Protocol):
+    def settled_before(
+        self, moment: datetime, *, now: datetime, limit: int
+    ) -> list[SettledMessage]:
+        """Messages settled before `moment` whose content is still kept, oldest first."""
+        ...
+
+    def delete_content(self, message_id: str, now: datetime) -> bool:
+        """Delete the bodies and attachments (the subject, states, journal and issued
+        receipts stay), with a journal event; False if they were deleted already."""
+        ...
 
 
 class MessageStore(StatusStore, Protocol):
@@ -321,6 +349,7 @@ class Store(
     MasterKeyStore,
     AccountStore,
     LoginFailureStore,
+    RetentionStore,
     MessageStore,
     DeliveryStore,
     PickupStore,

@@ -114,6 +114,23 @@ class ReceiptService:
             pdf=pdf,
         )
 
+    def issue_due(self, account_id: int, message_id: str) -> int:
+        """Make and keep every receipt of a registered message that is due now (the
+        submission, and each recipient's pickup, refusal or expiry): before its content is
+        deleted, since a receipt states the content's digests. How many it has."""
+        status = self._store.message_status(account_id, message_id=message_id)
+        if status is None or status.type is not MessageType.REGISTERED:
+            return 0
+        due = [(ReceiptKind.SUBMISSION, None)] + [
+            (kind, recipient.address)
+            for recipient in status.recipients
+            for kind, state in _STATE_OF.items()
+            if recipient.state is state
+        ]
+        for kind, recipient in due:
+            self._kept_or_issued(status, kind, _attested(status, kind, recipient))
+        return len(due)
+
     def _registered_message(
         self, account: Account, message_id: str | None, reference: str | None
     ) -> MessageStatus:
@@ -135,6 +152,8 @@ class ReceiptService:
             return kept
         issued_at = self._now()
         content = self._store.receipt_content(status.message_id)
+        if content.content_deleted:  # what it would attest to is gone: none made now
+            raise NotFound("the message's content was deleted at the end of its retention period")
         facts = _facts(
             self._keyring,
             content,

@@ -36,6 +36,7 @@ _FIND_PICKUP = (
         messages.c.sealed_subject,
         messages.c.sealed_text_body,
         messages.c.sealed_html_body,
+        messages.c.content_deleted_at,
         accounts.c.organisation,
     )
     .join(messages, messages.c.id == recipients.c.message_id)
@@ -82,6 +83,7 @@ class PickupQueries(Transactions):
             accepted_at=row.accepted_at,
             expires_at=row.expires_at,
             texts=sealed_texts(row),
+            content_deleted=row.content_deleted_at is not None,
             attachments=tuple(
                 PickupAttachment(
                     position=file.position,

@@ -34,6 +34,7 @@ class ReceiptQueries(Transactions):
             accepted_at=row.accepted_at,
             expires_at=row.expires_at,
             texts=sealed_texts(row),
+            content_deleted=row.content_deleted_at is not None,
             attachments=tuple(
                 SealedFile(
                     position=file.position,

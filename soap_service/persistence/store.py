@@ -20,6 +20,7 @@ from soap_service.persistence.messages import MessageQueries
 from soap_service.persistence.pickup import PickupQueries
 from soap_service.persistence.receipts import ReceiptQueries
 from soap_service.persistence.recipient_accounts import RecipientAccountQueries
+from soap_service.persistence.retention import RetentionQueries
 
 
 class SqlStore(
@@ -30,5 +31,6 @@ class SqlStore(
     PickupQueries,
     RecipientAccountQueries,
     ReceiptQueries,
+    RetentionQueries,
 ):
     """Every query, on the request's one connection; `close()` gives it back."""

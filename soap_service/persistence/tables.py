@@ -94,6 +94,8 @@ class MessageRow(Base):
     sealed_text_body: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_html_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     content_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Set when the bodies and attachments were deleted at the end of the retention period.
+    content_deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class RecipientRow(Base):

@@ -69,6 +69,7 @@ _STATUS = {
     PickupRefused.EXPIRED: "410 Gone",
     PickupRefused.WITHDRAWN: "410 Gone",
     PickupRefused.REFUSED: "410 Gone",
+    PickupRefused.DELETED: "410 Gone",
     "exists": "409 Conflict",
     "csrf": "403 Forbidden",
     "unavailable": "503 Service Unavailable",

@@ -50,6 +50,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "Bitte wenden Sie sich an den Absender.",
         "withdrawn.title": "Nachricht zurückgezogen",
         "withdrawn.text": "Der Absender hat diese Nachricht zurückgezogen.",
+        "deleted.title": "Inhalt gelöscht",
+        "deleted.text": "Der Inhalt dieser Nachricht wurde am Ende der Aufbewahrungsfrist "
+        "gelöscht. Wenden Sie sich an den Absender, wenn Sie ihn noch brauchen.",
         "unavailable.title": "Vorübergehend nicht verfügbar",
         "unavailable.text": "Der Dienst ist im Moment nicht erreichbar. Bitte versuchen Sie es "
         "in einigen Minuten noch einmal.",
@@ -100,6 +103,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "Veuillez vous adresser à l'expéditeur.",
         "withdrawn.title": "Message retiré",
         "withdrawn.text": "L'expéditeur a retiré ce message.",
+        "deleted.title": "Contenu supprimé",
+        "deleted.text": "Le contenu de ce message a été supprimé à la fin du délai de "
+        "conservation. Adressez-vous à l'expéditeur si vous en avez encore besoin.",
         "unavailable.title": "Temporairement indisponible",
         "unavailable.text": "Le service n'est pas joignable pour le moment. Veuillez réessayer "
         "dans quelques minutes.",
@@ -150,6 +156,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "Si rivolga al mittente.",
         "withdrawn.title": "Messaggio ritirato",
         "withdrawn.text": "Il mittente ha ritirato questo messaggio.",
+        "deleted.title": "Contenuto eliminato",
+        "deleted.text": "Il contenuto di questo messaggio è stato eliminato alla fine del "
+        "periodo di conservazione. Si rivolga al mittente se ne ha ancora bisogno.",
         "unavailable.title": "Temporaneamente non disponibile",
         "unavailable.text": "Il servizio non è raggiungibile al momento. Riprovi tra qualche "
         "minuto.",
@@ -200,6 +209,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "Please contact the sender.",
         "withdrawn.title": "Message withdrawn",
         "withdrawn.text": "The sender has withdrawn this message.",
+        "deleted.title": "Content deleted",
+        "deleted.text": "The content of this message was deleted at the end of its retention "
+        "period. Ask the sender if you still need it.",
         "unavailable.title": "Temporarily unavailable",
         "unavailable.text": "The service cannot be reached at the moment. Please try again in a "
         "few minutes.",

@@ -178,7 +178,14 @@ def env_factory(tmp_path: Path) -> Iterator[Callable[..., Env]]:
 
 
 def worker_for(
-    env: Env, sink: SmtpSink, folder: Path, *, ca: Path, name: str = "worker-1", **extra: str
+    env: Env,
+    sink: SmtpSink,
+    folder: Path,
+    *,
+    ca: Path,
+    name: str = "worker-1",
+    delete_due_content: Callable[[], int] | None = None,
+    **extra: str,
 ) -> DeliveryWorker:
     """A worker sending through `sink` as relay, trusting `ca`, on the env's clock."""
     environ = {
@@ -198,4 +205,5 @@ def worker_for(
         settings=settings.delivery,
         now=env.clock,
         name=name,
+        delete_due_content=delete_due_content,
     )

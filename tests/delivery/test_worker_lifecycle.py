@@ -289,3 +289,22 @@ def test_leases_given_up_by_a_recording_are_not_reported_taken_back(
     assert "1 lease(s) were taken back" in caplog.text
     assert not worker.leases.lost(anna) and worker.leases.lost(carla)
     worker.close()
+
+
+def test_the_worker_deletes_content_due_now_and_then(
+    env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def delete_due_content() -> int:
+        calls.append(1)
+        return 0
+
+    worker = worker_for(env, sink, tmp_path, ca=tls.ca_cert, delete_due_content=delete_due_content)
+    worker.run_once()
+    worker.run_once()
+    assert len(calls) == 1  # at most once in RETENTION_SWEEP_SECONDS
+    monkeypatch.setattr("soap_service.delivery.worker.RETENTION_SWEEP_SECONDS", 0.0)
+    worker.run_once()
+    assert len(calls) == 2
+    worker.close()

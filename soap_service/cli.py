@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 def _add_process_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="serve the SOAP API over HTTPS (gunicorn)")
     serve.set_defaults(handler=_serve)
+    smtp = commands.add_parser(
+        "smtp", help="the SMTP channel: take secure messages by mail (STARTTLS and AUTH)"
+    )
+    smtp.set_defaults(handler=_smtp)
     worker = commands.add_parser("worker", help="deliver notification e-mails (run one or more)")
     worker.set_defaults(handler=_worker)
     sink = commands.add_parser(
@@ -57,7 +61,8 @@ def _add_process_commands(commands: Any) -> None:
     )
     sink.set_defaults(handler=_mail_sink)
     dev = commands.add_parser(
-        "dev", help="serve, deliver and catch mail on this machine: what `make run` starts"
+        "dev",
+        help="serve SOAP and SMTP, deliver and catch mail on this machine: what `make run` starts",
     )
     dev.set_defaults(handler=_dev)
 
@@ -144,6 +149,14 @@ def _serve(container: Container, args: argparse.Namespace) -> None:
     server.run()
 
 
+def _smtp(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()
+    channel = container.smtp_channel()
+    host, port = container.settings.smtp_channel.bind
+    print(f"SMTP channel: {host}:{port} (STARTTLS and AUTH required)", flush=True)
+    channel.run(_stop_on_signals())
+
+
 def _worker(container: Container, args: argparse.Namespace) -> None:
     container.prepare()
     worker = container.delivery_worker()
@@ -165,7 +178,7 @@ def _dev(container: Container, args: argparse.Namespace) -> int:
     container.close()
     children = [
         subprocess.Popen([sys.executable, "-m", "soap_service", command])
-        for command in ("mail-sink", "worker", "serve")
+        for command in ("mail-sink", "worker", "smtp", "serve")
     ]
     mail_dir = container.settings.delivery.dev_mail_dir
     print(f"Mails the service sends are kept in {mail_dir}/", flush=True)

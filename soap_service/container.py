@@ -1,5 +1,6 @@
 """The composition root: every process the service runs is wired here from the settings
-(the API under gunicorn, the delivery worker, the development mail sink), and so is each
+(the API under gunicorn, the SMTP channel, the delivery worker, the development mail
+sink), and so is each
 request's scope (its database connection and the domain services on it).
 
 Channels and workers are handed what they share with others (the database's stores, the
@@ -36,6 +37,7 @@ from soap_service.settings import Settings
 if TYPE_CHECKING:
     from soap_service.delivery.worker import DeliveryWorker
     from soap_service.server import HttpsServer
+    from soap_service.smtp.server import SmtpChannel
     from soap_service.web.app import WebApp
 
 
@@ -112,6 +114,20 @@ class Container:
             endpoint=SoapEndpoint(self.settings.public_url),
             open_scope=self.open_scope,
             check_database=self.database.ping,
+        )
+
+    def smtp_channel(self) -> SmtpChannel:
+        """The SMTP channel: sessions on an event loop, submissions in its threads, each
+        with its own request scope."""
+        from soap_service.smtp.server import SmtpChannel, tls_context
+
+        settings = self.settings
+        self.keyring  # noqa: B018  # a missing or broken keyring stops the start
+        return SmtpChannel(
+            settings=settings.smtp_channel,
+            limits=settings.limits,
+            tls=tls_context(settings.tls_cert_file, settings.tls_key_file),
+            open_scope=self.open_scope,
         )
 
     def delivery_worker(self, name: str | None = None) -> DeliveryWorker:

@@ -87,7 +87,15 @@ class InvalidBase64(ValidationError):
 
 
 class AttachmentRejected(ValidationError):
+    """An attachment the policy refuses: which one (1-based) and why, so that a channel
+    can name it the way its sender knows it (SMTP: by its file name)."""
+
     code = FaultCode.ATTACHMENT_REJECTED
+
+    def __init__(self, message: str, *, position: int, reason: str) -> None:
+        super().__init__(message)
+        self.position = position
+        self.reason = reason
 
 
 class MessageTooLarge(ValidationError):

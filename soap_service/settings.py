@@ -19,6 +19,7 @@ from soap_service.errors import ConfigurationError
 
 PREFIX = "SOAP_SERVICE_"
 DEV_PORT = 8443
+DEV_SMTP_PORT = 2525
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -63,6 +64,26 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmtpChannelSettings:
+    """The SMTP channel (`soap-service smtp`): where it listens and what it accepts."""
+
+    bind: tuple[str, int]
+    # The name it gives in its greeting and EHLO answer.
+    hostname: str
+    # `anna@example.ch` + suffix (IncaMail: `.incamail.ch`) names the secure recipient
+    # `anna@example.ch`; the suffix is matched without regard to case.
+    address_suffix: str
+    # The SIZE advertised and enforced: the largest message's MIME form (30 MiB of
+    # attachments is 41 MiB in base64 with line breaks, plus two bodies and headers).
+    max_message_bytes: int
+    # A client silent for this long is disconnected (RFC 5321 asks servers for 5 minutes).
+    timeout_seconds: int
+    # Submissions handled at once per process (each holds a database connection while
+    # its message is stored); further ones wait their turn.
+    concurrency: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -97,6 +118,7 @@ class Settings:
     default_language: Language
     log_level: str
     delivery: DeliverySettings
+    smtp_channel: SmtpChannelSettings
     limits: MessageLimits = field(default_factory=MessageLimits)
 
     @property
@@ -146,6 +168,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             development=host in LOOPBACK_HOSTS,
             tls_generated=tls.generate,
         ),
+        smtp_channel=_smtp_channel_settings(get, public_url),
     )
 
 
@@ -269,6 +292,25 @@ def _delivery_settings(
         pickup_base_url=get("PICKUP_BASE_URL", "/".join(origin[:3]) + "/m/"),
         dev_mail_port=dev_mail_port,
         dev_mail_dir=data_dir / "mail",
+    )
+
+
+def _smtp_channel_settings(get: _Get, public_url: str) -> SmtpChannelSettings:
+    hostname = urlsplit(public_url).hostname or "localhost"
+    suffix = get("SMTP_ADDRESS_SUFFIX", "." + hostname).lower()
+    if not suffix.startswith(".") or len(suffix) < 3 or any(c in suffix for c in " @<>\t"):
+        raise ConfigurationError(
+            f"{PREFIX}SMTP_ADDRESS_SUFFIX must be a domain suffix such as .incamail.ch"
+        )
+    return SmtpChannelSettings(
+        bind=_host_port(get("SMTP_BIND", f"127.0.0.1:{DEV_SMTP_PORT}"), "SMTP_BIND"),
+        hostname=get("SMTP_HOSTNAME", hostname),
+        address_suffix=suffix,
+        max_message_bytes=_positive_int(
+            get("SMTP_MAX_MESSAGE_BYTES", str(48 * 1024 * 1024)), "SMTP_MAX_MESSAGE_BYTES"
+        ),
+        timeout_seconds=_positive_int(get("SMTP_CHANNEL_TIMEOUT", "300"), "SMTP_CHANNEL_TIMEOUT"),
+        concurrency=_positive_int(get("SMTP_CONCURRENCY", "8"), "SMTP_CONCURRENCY"),
     )
 
 

@@ -6,7 +6,9 @@ import contextlib
 import os
 import re
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -224,6 +226,57 @@ class WorkerProcess(_ProcessGroup):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"worker {self.name} did not start:\n{self.log_text()}")
+
+
+@dataclass
+class SmtpChannelProcess(_ProcessGroup):
+    """A `soap-service smtp` process beside `service` (its database, keys and TLS
+    certificate), on a free port, logging to `<data_dir>/<name>.log`."""
+
+    service: ServiceProcess
+    name: str = "smtp"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    SUFFIX = ".secure.test"
+
+    @property
+    def log_path(self) -> Path:
+        return self.service.data_dir / f"{self.name}.log"
+
+    def env(self) -> dict[str, str]:
+        env = self.service.env()
+        env.update(
+            {
+                "SOAP_SERVICE_SMTP_BIND": f"127.0.0.1:{self.port}",
+                "SOAP_SERVICE_SMTP_ADDRESS_SUFFIX": self.SUFFIX,
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> SmtpChannelProcess:
+        self.service.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        process = self._spawn("smtp", self.env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"SMTP channel exited:\n{self.log_text()}")
+            if "SMTP channel listening" in self.log_text()[offset:]:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"SMTP channel did not start:\n{self.log_text()}")
+
+    def connect(self, *, login: tuple[str, str] | None = None, timeout: float = 60) -> smtplib.SMTP:
+        """An SMTP client after STARTTLS (verifying the service's certificate), logged in
+        with `login` if given."""
+        client = smtplib.SMTP("127.0.0.1", self.port, timeout=timeout)
+        client.starttls(context=ssl.create_default_context(cafile=str(self.service.tls.ca_cert)))
+        if login is not None:
+            client.login(*login)
+        return client
 
 
 def count_messages(database_url: str) -> int:

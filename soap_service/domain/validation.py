@@ -150,7 +150,9 @@ def _check_attachments(
             filename
         ) or attachment_policy.refused_by_content(attachment.content)
         if reason:
-            raise AttachmentRejected(f"{label} is refused: {reason}")
+            raise AttachmentRejected(
+                f"{label} is refused: {reason}", position=position, reason=reason
+            )
         checked.append(
             AttachmentDraft(
                 filename=filename, content_type=content_type, content=attachment.content

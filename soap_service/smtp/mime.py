@@ -1,0 +1,286 @@
+"""Reading a submitted mail: its MIME form becomes the parts of a secure message.
+
+The bodies are the parts a mail program would show (text, and HTML from a
+multipart/alternative); every other leaf, at any depth, is an attachment, inline images
+included, with its RFC 2047/2231 name. Text is decoded from any charset Python knows.
+The subject's prefix `<c>`, `<p>` or `<r>` chooses the type (none: confidential).
+
+What cannot become the same message is refused whole, with the reason: MIME whose structure
+or transfer encoding is broken, 8-bit headers the client did not announce with SMTPUTF8,
+and encrypted mail (S/MIME, PGP), which the service could only store unreadable.
+"""
+
+from __future__ import annotations
+
+import email
+import email.errors
+import email.policy
+import mimetypes
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from soap_service.domain.model import AttachmentDraft, Language, MessageType
+from soap_service.errors import SoapServiceError
+
+# Bounds on the tree, far beyond real mail (a payslip is 2 to 4 parts): a hostile message
+# must not cost more than a real one.
+MAX_DEPTH = 12
+MAX_PARTS = 200
+
+_TYPE_PREFIX = re.compile(r"^\s*<([cpr])>\s*", re.IGNORECASE)
+_TYPES = {"c": MessageType.CONFIDENTIAL, "p": MessageType.PERSONAL, "r": MessageType.REGISTERED}
+
+# The header that sets how many days the recipients have (the account's default otherwise).
+EXPIRY_HEADER = "X-Expiry-Days"
+
+_ENCRYPTED_TYPES = frozenset(
+    {"application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/encrypted"}
+)
+# Signatures over the original MIME: they cannot verify once the message is re-packed.
+_SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+# Defects that mean the parts were not cut or decoded as the sender meant them.
+_STRUCTURAL_DEFECTS = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.CloseBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+    email.errors.InvalidMultipartContentTransferEncodingDefect,
+)
+_ENCODING_DEFECTS = (
+    email.errors.InvalidBase64PaddingDefect,
+    email.errors.InvalidBase64CharactersDefect,
+    email.errors.InvalidBase64LengthDefect,
+)
+
+
+class UnreadableMail(SoapServiceError):
+    """The mail cannot become a secure message as it is; the message says why."""
+
+
+class BrokenMime(UnreadableMail):
+    """The MIME structure or a part's transfer encoding is broken."""
+
+
+class EncryptedMail(UnreadableMail):
+    """S/MIME- or PGP-encrypted content: the service cannot read it to deliver it."""
+
+
+class UnannouncedEightBit(UnreadableMail):
+    """8-bit header bytes from a client that did not announce SMTPUTF8."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmittedMail:
+    """A mail's parts as the domain takes them; recipients come from the envelope."""
+
+    message_id: str | None
+    type: MessageType
+    subject: str
+    text_body: str
+    html_body: str | None
+    attachments: tuple[AttachmentDraft, ...]
+    language: Language | None
+    expiry_days: int | None
+
+
+def read_mail(raw: bytes, *, smtputf8: bool) -> SubmittedMail:
+    _check_header_bytes(raw, smtputf8=smtputf8)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    leaves = list(_leaves(message, depth=0))
+    if any(leaf.get_content_type() in _ENCRYPTED_TYPES for leaf in leaves) or (
+        message.get_content_type() in _ENCRYPTED_TYPES
+    ):
+        raise EncryptedMail(
+            "the message is encrypted (S/MIME or PGP); the service cannot read it. Send it "
+            "unencrypted: the connection is TLS and the service encrypts what it stores"
+        )
+    bodies = _bodies(message)
+    text_body = _text_of(bodies[0]) if bodies[0] is not None else ""
+    if text_body.lstrip().startswith("-----BEGIN PGP MESSAGE-----"):
+        raise EncryptedMail("the message body is PGP-encrypted; the service cannot read it")
+    html_body = _text_of(bodies[1]) if bodies[1] is not None else None
+    attachments = tuple(
+        _attachment(leaf, number)
+        for number, leaf in enumerate(
+            (
+                leaf
+                for leaf in leaves
+                if not any(leaf is body for body in bodies)
+                and leaf.get_content_type() not in _SIGNATURE_TYPES
+            ),
+            start=1,
+        )
+    )
+    _check_defects(message)
+    if not text_body.strip() and not html_body and not attachments:
+        raise BrokenMime("the message has no body and no attachment")
+    message_type, subject = _type_and_subject(_header(message, "Subject"))
+    return SubmittedMail(
+        message_id=_message_id(message),
+        type=message_type,
+        subject=subject,
+        text_body=text_body,
+        html_body=html_body,
+        attachments=attachments,
+        language=_language(message, *(body for body in bodies if body is not None)),
+        expiry_days=_expiry_days(_header(message, EXPIRY_HEADER)),
+    )
+
+
+def _check_header_bytes(raw: bytes, *, smtputf8: bool) -> None:
+    if not raw.strip():
+        raise BrokenMime("the message is empty")
+    end = raw.find(b"\r\n\r\n")
+    headers = raw if end < 0 else raw[: end + 2]
+    if not smtputf8 and not headers.isascii():
+        raise UnannouncedEightBit(
+            "the message has 8-bit characters in its headers without SMTPUTF8; encode "
+            "them (RFC 2047) or announce SMTPUTF8 in MAIL FROM"
+        )
+    # A bare CR or LF would let one header line carry another (header injection).
+    if headers.replace(b"\r\n", b"").translate(None, b"\r\n") != headers.replace(b"\r\n", b""):
+        raise BrokenMime("a header line contains a bare CR or LF; lines end with CRLF")
+
+
+def _leaves(part: EmailMessage, depth: int) -> Iterator[EmailMessage]:
+    """Every part that is not a container, depth first; a forwarded mail is one leaf."""
+    if depth > MAX_DEPTH:
+        raise BrokenMime(f"the MIME parts are nested more than {MAX_DEPTH} deep")
+    if part.get_content_maintype() == "multipart":
+        for count, child in enumerate(part.iter_parts(), start=1):
+            if count > MAX_PARTS:
+                raise BrokenMime(f"the message has more than {MAX_PARTS} MIME parts")
+            assert isinstance(child, EmailMessage)
+            yield from _leaves(child, depth + 1)
+    else:
+        yield part
+
+
+def _bodies(message: EmailMessage) -> tuple[EmailMessage | None, EmailMessage | None]:
+    """The text and HTML parts a mail program would show as the message."""
+    try:
+        text = message.get_body(preferencelist=("plain",))
+        html = message.get_body(preferencelist=("html",))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BrokenMime("the MIME structure cannot be read") from exc
+    return (
+        text if isinstance(text, EmailMessage) and not _is_attachment(text) else None,
+        html if isinstance(html, EmailMessage) and not _is_attachment(html) else None,
+    )
+
+
+def _is_attachment(part: EmailMessage) -> bool:
+    return part.get_content_disposition() == "attachment" or part.get_filename() is not None
+
+
+def _check_defects(message: EmailMessage) -> None:
+    """Checked after every part was decoded: a transfer encoding's defects show only then."""
+    for part in message.walk():
+        for defect in part.defects:
+            if isinstance(defect, _STRUCTURAL_DEFECTS):
+                raise BrokenMime(f"the MIME structure is broken: {_defect_text(defect)}")
+            if isinstance(defect, _ENCODING_DEFECTS):
+                raise BrokenMime(f"a part's base64 is broken: {_defect_text(defect)}")
+
+
+def _defect_text(defect: email.errors.MessageDefect) -> str:
+    names = {
+        email.errors.NoBoundaryInMultipartDefect: "a multipart has no boundary",
+        email.errors.StartBoundaryNotFoundDefect: "a multipart's boundary never appears",
+        email.errors.CloseBoundaryNotFoundDefect: "a multipart is not closed (truncated?)",
+        email.errors.MultipartInvariantViolationDefect: "a multipart has no parts",
+    }
+    return names.get(type(defect), "invalid " + type(defect).__name__.removesuffix("Defect"))
+
+
+def _payload(part: EmailMessage) -> bytes:
+    if part.get_content_maintype() == "message":
+        # A forwarded mail (message/rfc822): kept as the .eml file it is.
+        inner = part.get_payload(0)
+        return bytes(inner) if isinstance(inner, email.message.Message) else b""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _text_of(part: EmailMessage) -> str:
+    data = _payload(part)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset)
+    except LookupError:  # a charset Python does not know: read what UTF-8 can
+        return data.decode("utf-8", errors="replace")
+    except UnicodeDecodeError:
+        # Mislabelled text is common (Windows-1252 sent as us-ascii or UTF-8).
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("cp1252", errors="replace")
+
+
+def _attachment(part: EmailMessage, number: int) -> AttachmentDraft:
+    content_type = part.get_content_type()
+    try:
+        name = part.get_filename()
+    except (ValueError, LookupError):  # a 2231 name in an unknown charset
+        name = None
+    if name:
+        # Some mail programs send the sender's folder too: keep the file's own name.
+        name = re.split(r"[\\/]", name)[-1].strip()
+    if not name:
+        if content_type == "message/rfc822":
+            extension = ".eml"
+        else:
+            extension = mimetypes.guess_extension(content_type, strict=False) or ".bin"
+        name = f"attachment-{number}{extension}"
+    return AttachmentDraft(filename=name, content_type=content_type, content=_payload(part))
+
+
+def _header(message: EmailMessage, name: str) -> str | None:
+    try:
+        value = message.get(name)
+    except (ValueError, IndexError, TypeError) as exc:  # headers Python cannot parse at all
+        raise BrokenMime(f"the {name} header cannot be read") from exc
+    return None if value is None else str(value)
+
+
+def _type_and_subject(subject: str | None) -> tuple[MessageType, str]:
+    subject = (subject or "").strip()
+    match = _TYPE_PREFIX.match(subject)
+    if match is None:
+        return MessageType.CONFIDENTIAL, subject
+    return _TYPES[match.group(1).lower()], subject[match.end() :]
+
+
+def _message_id(message: EmailMessage) -> str | None:
+    value = _header(message, "Message-ID")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].strip()
+    return value or None
+
+
+def _language(*parts: EmailMessage) -> Language | None:
+    """The first language of Content-Language that the service speaks (de-CH is de): the
+    message's, else its body's (mail programs put it on either)."""
+    for part in parts:
+        for tag in (_header(part, "Content-Language") or "").split(","):
+            primary = tag.strip().split("-", 1)[0].lower()
+            if primary in {language.value for language in Language}:
+                return Language(primary)
+    return None
+
+
+def _expiry_days(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 4:
+        raise BrokenMime(f"{EXPIRY_HEADER} must be a whole number of days")
+    return int(value)

@@ -1,0 +1,105 @@
+"""The SMTP channel's process (`soap-service smtp`): one event loop for the sessions, a
+pool of threads for what blocks (password checks, storing a message).
+
+Any number of these processes may run, on any hosts sharing the database; on one host
+they can share a port (SO_REUSEPORT). On SIGTERM the listener closes first, and the
+submissions under way get time to commit and answer before the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from soap_service.domain.model import MessageLimits
+from soap_service.settings import SmtpChannelSettings
+from soap_service.smtp.protocol import SubmissionSmtp
+from soap_service.smtp.session import SmtpServices, SubmissionHandler
+
+log = logging.getLogger(__name__)
+
+# aiosmtpd logs every command line at INFO, addresses included, and warns of its own
+# deprecations at each login: only its errors.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+# How long submissions under way may take to finish when the process is told to stop.
+DRAIN_SECONDS = 30.0
+
+
+def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The service's certificate, TLS 1.2 or newer."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class SmtpChannel:
+    def __init__(
+        self,
+        *,
+        settings: SmtpChannelSettings,
+        limits: MessageLimits,
+        tls: ssl.SSLContext,
+        open_scope: Callable[[], SmtpServices],
+    ) -> None:
+        self._settings = settings
+        self._limits = limits
+        self._tls = tls
+        self._open_scope = open_scope
+        self.ready = threading.Event()  # set once it listens (tests and `dev` wait for it)
+
+    def run(self, stop: threading.Event) -> None:
+        asyncio.run(self._serve(stop))
+
+    async def _serve(self, stop: threading.Event) -> None:
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="smtp-submission"
+        )
+        handler = SubmissionHandler(
+            open_scope=self._open_scope,
+            settings=settings,
+            limits=self._limits,
+            executor=executor,
+        )
+
+        def new_session() -> SubmissionSmtp:
+            return SubmissionSmtp(
+                handler,
+                hostname=settings.hostname,
+                ident="soap-service secure messages",
+                tls_context=self._tls,
+                require_starttls=True,
+                auth_required=True,
+                auth_require_tls=True,
+                data_size_limit=settings.max_message_bytes,
+                enable_SMTPUTF8=True,
+                timeout=settings.timeout_seconds,
+                loop=loop,
+            )
+
+        host, port = settings.bind
+        server = await loop.create_server(new_session, host, port, reuse_port=True)
+        log.info("SMTP channel listening on %s:%d", host, port)
+        self.ready.set()
+        try:
+            await loop.run_in_executor(None, stop.wait)
+        finally:
+            server.close()
+            await self._drain(handler)
+            executor.shutdown(wait=True)
+            log.info("SMTP channel stopped")
+
+    async def _drain(self, handler: SubmissionHandler) -> None:
+        """Let the messages being stored commit and get their 250."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while handler.submissions_under_way and loop.time() < deadline:
+            await asyncio.sleep(0.05)

@@ -274,6 +274,7 @@ class SmtpChannelProcess(_ProcessGroup):
         with `login` if given."""
         client = smtplib.SMTP("127.0.0.1", self.port, timeout=timeout)
         client.starttls(context=ssl.create_default_context(cafile=str(self.service.tls.ca_cert)))
+        client.ehlo()
         if login is not None:
             client.login(*login)
         return client

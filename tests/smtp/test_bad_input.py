@@ -231,7 +231,7 @@ Content-Type: multipart/mixed
         "554 5.6.0 the MIME structure is broken: a multipart has no boundary",
     ),
     "8-bit header without SMTPUTF8": (
-        "Subject: Lohnabrechnung März\r\nMessage-ID: <8bit-1@firm.example>\r\n\r\nHallo\r\n".encode(),
+        "Subject: Lohnabrechnung März\r\nMessage-ID: <8bit-1@x>\r\n\r\nHallo\r\n".encode(),
         "554 5.6.7 the message has 8-bit characters in its headers without SMTPUTF8; "
         "encode them (RFC 2047) or announce SMTPUTF8 in MAIL FROM",
     ),

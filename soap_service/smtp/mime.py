@@ -208,6 +208,12 @@ def _payload(part: EmailMessage) -> bytes:
 
 
 def _text_of(part: EmailMessage) -> str:
+    """The part's text as a SOAP client would send it: MIME's CRLF line ends as LF, and
+    without the line break that ends a mail's last line."""
+    return _decoded_text(part).replace("\r\n", "\n").rstrip("\n")
+
+
+def _decoded_text(part: EmailMessage) -> str:
     data = _payload(part)
     charset = part.get_content_charset() or "utf-8"
     try:

@@ -103,8 +103,7 @@ def test_wrong_passwords_are_throttled_and_do_not_tell_whether_the_account_exist
     for replies in answers.values():
         assert replies[:5] == ["535 5.7.8 Authentication credentials invalid"] * 5
         assert replies[5].startswith(
-            "454 4.7.0 too many failed logins for this username or from this address; "
-            "try again in "
+            "454 4.7.0 too many failed logins for this username or from this address; try again in "
         )
 
 

@@ -33,6 +33,9 @@ RECIPIENT_OK = "250 2.1.5 Recipient ok"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
+AUTH_UNAVAILABLE = (
+    "454 4.7.0 Temporary authentication failure: the service's database is unavailable"
+)
 NO_SENDER = "550 5.1.7 A secure message needs a sender address: failures and receipts go there"
 TRY_LATER = "451 4.3.0 Temporary server error; try again later"
 DATABASE_AWAY = "451 4.3.0 The service's database is unavailable; try again later"

@@ -21,7 +21,7 @@ from soap_service.domain.auth import Authenticator, PasswordType, UsernameToken
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account, MessageDraft, MessageLimits
 from soap_service.domain.validation import normalise_address
-from soap_service.errors import InvalidAddress, ValidationError
+from soap_service.errors import InvalidAddress, Unavailable, ValidationError
 from soap_service.settings import SmtpChannelSettings
 from soap_service.smtp import replies
 from soap_service.smtp.mime import SubmittedMail, read_mail
@@ -77,6 +77,8 @@ class SubmissionHandler:
         try:
             with self._services() as services:
                 return services.authenticator.authenticate(token, client)
+        except Unavailable:
+            return replies.AUTH_UNAVAILABLE
         except Exception as exc:
             return replies.reply_for(exc)
 

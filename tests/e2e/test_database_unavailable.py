@@ -3,6 +3,7 @@ up, and it serves again as soon as the database is back."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from tests.conftest import PG_ADMIN_URL, PostgresDatabases
 from tests.e2e.stack import message_id_of
 from tests.support import (
     ServiceProcess,
+    SmtpChannelProcess,
     TlsFiles,
     count_messages,
     envelope,
@@ -122,3 +124,44 @@ def test_send_message_survives_killed_connections_and_stores_only_what_it_confir
     third = message_id_of(send("while-away"))  # the same reference, now stored once
     assert message_id_of(send("while-away")) == third
     assert count_messages(pg_service.database_url) == 9
+
+
+def test_smtp_submissions_get_451_while_the_database_is_away_and_250_once_it_is_back(
+    pg_service: ServiceProcess,
+) -> None:
+    """An MTA keeps the mail and tries again on a 4xx: nothing is lost, nothing doubled."""
+    channel = SmtpChannelProcess(service=pg_service).start()
+    try:
+        username, password = pg_service.add_account()
+        mail = b"Subject: Payslip\r\nMessage-ID: <away-1@firm.example>\r\n\r\nYour payslip.\r\n"
+        name = pg_service.database_url.rsplit("/", 1)[1]
+        with channel.connect(login=(username, password)) as client:
+            hidden = f"{name}_away_{uuid.uuid4().hex[:4]}"
+            rename_database(name, hidden)
+            try:
+                client.mail("hr@firm.example")
+                client.rcpt("anna@example.ch")
+                code, text_ = client.data(mail)
+                assert (code, text_.decode()) == (
+                    451,
+                    "4.3.0 The service's database is unavailable; try again later",
+                )
+                with channel.connect() as other:
+                    assert other.docmd("AUTH", plain_auth("someone", "password")) == (
+                        454,
+                        b"4.7.0 Temporary authentication failure: the service's database is "
+                        b"unavailable",
+                    )
+                assert channel.is_running()
+            finally:
+                rename_database(hidden, name)
+            first = client.sendmail("hr@firm.example", ["anna@example.ch"], mail)
+            assert first == {}
+            client.sendmail("hr@firm.example", ["anna@example.ch"], mail)
+        assert count_messages(pg_service.database_url) == 1
+    finally:
+        channel.stop()
+
+
+def plain_auth(username: str, password: str) -> str:
+    return "PLAIN " + base64.b64encode(f"\0{username}\0{password}".encode()).decode()

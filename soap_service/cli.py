@@ -15,6 +15,7 @@ from typing import Any
 
 from soap_service import crypto
 from soap_service.container import Container
+from soap_service.domain.organisations import Organisation, OrganisationConflict
 from soap_service.errors import AccountExists, ConfigurationError, ServiceError
 from soap_service.logs import configure_logging
 from soap_service.settings import load_settings
@@ -86,10 +87,46 @@ def _add_account_commands(commands: Any) -> None:
         help="show the message's subject in notification e-mails (off: only the sender's name)",
     )
     add.set_defaults(handler=_account_add)
+    _add_organisation_commands(commands)
     dev = commands.add_parser(
         "dev-account", help="ensure the development account exists and print its credentials"
     )
     dev.set_defaults(handler=_dev_account)
+
+
+def _add_organisation_commands(commands: Any) -> None:
+    organisation = commands.add_parser(
+        "organisation", help="organisations whose mail servers submit with a client certificate"
+    ).add_subparsers(required=True, metavar="ACTION")
+    add = organisation.add_parser(
+        "add", help="register an organisation, its mail domains and its client certificate"
+    )
+    add.add_argument("name", help="a short name (lower-case letters, digits, . _ -)")
+    add.add_argument(
+        "--domain",
+        action="append",
+        required=True,
+        help="a mail domain it sends from (repeat for more; subdomains are included)",
+    )
+    add.add_argument(
+        "--client-cert",
+        type=Path,
+        help="the PEM certificate its mail server presents to the SMTP channel (mutual TLS)",
+    )
+    add.add_argument(
+        "--account",
+        help="the sender account its mail is submitted as (default: a new account of its name, "
+        "whose credentials are printed once)",
+    )
+    add.add_argument("--display-name", help="the sender's name shown to recipients")
+    add.set_defaults(handler=_organisation_add)
+    listing = organisation.add_parser("list", help="every organisation, its domains and account")
+    listing.set_defaults(handler=_organisation_list)
+    remove = organisation.add_parser(
+        "remove", help="remove an organisation (its account and messages stay)"
+    )
+    remove.add_argument("name")
+    remove.set_defaults(handler=_organisation_remove)
 
 
 def _add_maintenance_commands(commands: Any) -> None:
@@ -223,6 +260,62 @@ def _account_add(container: Container, args: argparse.Namespace) -> int:
     print(f"  username: {credentials.account.username}")
     print(f"  password: {credentials.password}")
     return 0
+
+
+def _organisation_add(container: Container, args: argparse.Namespace) -> int:
+    pem = None
+    if args.client_cert is not None:
+        try:
+            pem = args.client_cert.read_bytes()
+        except OSError as exc:
+            print(f"soap-service: cannot read {args.client_cert}: {exc.strerror}", file=sys.stderr)
+            return 1
+    try:
+        organisation, credentials = container.add_organisation(
+            args.name,
+            domains=args.domain,
+            client_certificate_pem=pem,
+            account=args.account,
+            display_name=args.display_name,
+        )
+    except (AccountExists, OrganisationConflict) as exc:
+        print(f"soap-service: {exc}", file=sys.stderr)
+        return 1
+    print(f"Organisation {organisation.name} registered:")
+    _print_organisation(organisation)
+    if credentials is not None:
+        print("Its sender account was created. The password is shown only this once:")
+        print(f"  username: {credentials.account.username}")
+        print(f"  password: {credentials.password}")
+    return 0
+
+
+def _organisation_list(container: Container, args: argparse.Namespace) -> None:
+    organisations = container.organisations()
+    if not organisations:
+        print("No organisations.")
+    for organisation in organisations:
+        print(organisation.name)
+        _print_organisation(organisation)
+
+
+def _print_organisation(organisation: Organisation) -> None:
+    print(f"  account:     {organisation.account.username} ({organisation.account.organisation})")
+    print(f"  domains:     {', '.join(organisation.domains)}")
+    certificate = organisation.client_certificate
+    if certificate is None:
+        print("  certificate: none (its mail server uses SMTP AUTH)")
+    else:
+        print(f"  certificate: {certificate.subject}, valid until {certificate.not_after:%Y-%m-%d}")
+        print(f"               SHA-256 {certificate.sha256.hex(':').upper()}")
+
+
+def _organisation_remove(container: Container, args: argparse.Namespace) -> int:
+    if container.remove_organisation(args.name.strip().lower()):
+        print(f"soap-service: organisation {args.name} removed")
+        return 0
+    print(f"soap-service: no organisation {args.name!r}", file=sys.stderr)
+    return 1
 
 
 def _dev_account(container: Container, args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ a worker does not load Spyne or gunicorn.
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
+from soap_service.domain.organisations import Organisation, register_organisation
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
@@ -126,8 +128,9 @@ class Container:
         return SmtpChannel(
             settings=settings.smtp_channel,
             limits=settings.limits,
-            tls=tls_context(settings.tls_cert_file, settings.tls_key_file),
+            tls=functools.partial(tls_context, settings.tls_cert_file, settings.tls_key_file),
             open_scope=self.open_scope,
+            organisations=self.organisations,
         )
 
     def delivery_worker(self, name: str | None = None) -> DeliveryWorker:
@@ -181,6 +184,47 @@ class Container:
                 now=self.now,
                 show_subject=show_subject,
             )
+
+    def add_organisation(
+        self,
+        name: str,
+        *,
+        domains: list[str],
+        client_certificate_pem: bytes | None,
+        account: str | None,
+        display_name: str | None,
+    ) -> tuple[Organisation, NewCredentials | None]:
+        """Register an organisation; without `account`, a sender account of its name is
+        created for it (its credentials returned, to be shown once)."""
+        credentials = None
+        with closing(self.database.store()) as store:
+            if account is None:
+                credentials = create_account(
+                    store,
+                    self.keyring,
+                    username=name,
+                    organisation=display_name,
+                    allow_digest=False,
+                    now=self.now,
+                )
+                account = credentials.account.username
+            organisation = register_organisation(
+                store,
+                name=name,
+                account_username=account,
+                domains=domains,
+                client_certificate_pem=client_certificate_pem,
+                now=self.now(),
+            )
+        return organisation, credentials
+
+    def organisations(self) -> list[Organisation]:
+        with closing(self.database.store()) as store:
+            return store.organisations()
+
+    def remove_organisation(self, name: str) -> bool:
+        with closing(self.database.store()) as store:
+            return store.remove_organisation(name)
 
     # Requests.
 

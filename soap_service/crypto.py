@@ -304,6 +304,36 @@ class ProcessKey:
         return mac.digest()
 
 
+# Client certificates that organisations' mail servers present (the SMTP channel).
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateInfo:
+    pem: str
+    sha256: bytes  # of the DER form: what a TLS peer's certificate is matched by
+    subject: str
+    not_after: dt.datetime
+
+
+class InvalidCertificate(SoapServiceError):
+    """Not one PEM certificate."""
+
+
+def certificate_info(pem: bytes) -> CertificateInfo:
+    """The first certificate in `pem`, checked and described."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise InvalidCertificate("not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return CertificateInfo(
+        pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        sha256=sha256(der),
+        subject=certificate.subject.rfc4514_string(),
+        not_after=certificate.not_valid_after_utc,
+    )
+
+
 # Development certificate.
 
 

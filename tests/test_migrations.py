@@ -24,8 +24,10 @@ TABLES = {
     "pickup_sessions",
     "receipts",
     "login_failures",
+    "organisations",
+    "organisation_domains",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 def tables(database: Database) -> set[str]:

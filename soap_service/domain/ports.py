@@ -16,6 +16,7 @@ from soap_service.domain.model import (
     MessageType,
     RecipientState,
 )
+from soap_service.domain.organisations import Organisation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +205,22 @@ class AccountStore(Protocol):
         ...
 
 
+class OrganisationStore(Protocol):
+    def find_account(self, username: str) -> AccountRecord | None: ...
+
+    def add_organisation(self, organisation: Organisation, created_at: datetime) -> None:
+        """Raises OrganisationConflict if its name, a domain or its certificate is taken."""
+        ...
+
+    def organisations(self) -> list[Organisation]:
+        """Every organisation, by name."""
+        ...
+
+    def remove_organisation(self, name: str) -> bool:
+        """False if there is none of that name (its messages stay its account's)."""
+        ...
+
+
 class StatusStore(Protocol):
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
@@ -348,6 +365,7 @@ class ReceiptStore(StatusStore, Protocol):
 class Store(
     MasterKeyStore,
     AccountStore,
+    OrganisationStore,
     LoginFailureStore,
     RetentionStore,
     MessageStore,

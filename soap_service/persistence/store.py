@@ -17,6 +17,7 @@ from soap_service.persistence.accounts import AccountQueries
 from soap_service.persistence.delivery import DeliveryQueries
 from soap_service.persistence.login_failures import LoginFailureQueries
 from soap_service.persistence.messages import MessageQueries
+from soap_service.persistence.organisations import OrganisationQueries
 from soap_service.persistence.pickup import PickupQueries
 from soap_service.persistence.receipts import ReceiptQueries
 from soap_service.persistence.recipient_accounts import RecipientAccountQueries
@@ -27,6 +28,7 @@ class SqlStore(
     AccountQueries,
     LoginFailureQueries,
     MessageQueries,
+    OrganisationQueries,
     DeliveryQueries,
     PickupQueries,
     RecipientAccountQueries,

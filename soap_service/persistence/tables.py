@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -229,6 +230,30 @@ class ReceiptRow(Base):
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class OrganisationRow(Base):
+    """An organisation whose mail server submits over the SMTP channel with its client
+    certificate, as the sender account it names."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    # SHA-256 of the certificate's DER form, and the certificate itself.
+    client_cert_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    client_cert_pem: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OrganisationDomainRow(Base):
+    """A mail domain of an organisation; a domain belongs to one organisation at most."""
+
+    __tablename__ = "organisation_domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+
+
 def table_of(model: type[Base]) -> Table:
     """The model's table for Core statements (DeclarativeBase types `__table__` loosely)."""
     table = model.__table__
@@ -247,3 +272,5 @@ master_keys = table_of(MasterKeyRow)
 recipient_accounts = table_of(RecipientAccountRow)
 pickup_sessions = table_of(PickupSessionRow)
 receipts = table_of(ReceiptRow)
+organisations = table_of(OrganisationRow)
+organisation_domains = table_of(OrganisationDomainRow)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.errors
 import email.policy
+import email.utils
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -78,6 +79,8 @@ class SubmittedMail:
     """A mail's parts as the domain takes them; recipients come from the envelope."""
 
     message_id: str | None
+    # The addresses in From (and Sender): who the mail says it is from.
+    from_addresses: tuple[str, ...]
     type: MessageType
     subject: str
     text_body: str
@@ -122,6 +125,7 @@ def read_mail(raw: bytes, *, smtputf8: bool) -> SubmittedMail:
     message_type, subject = _type_and_subject(_header(message, "Subject"))
     return SubmittedMail(
         message_id=_message_id(message),
+        from_addresses=_authors(message),
         type=message_type,
         subject=subject,
         text_body=text_body,
@@ -260,6 +264,11 @@ def _type_and_subject(subject: str | None) -> tuple[MessageType, str]:
     if match is None:
         return MessageType.CONFIDENTIAL, subject
     return _TYPES[match.group(1).lower()], subject[match.end() :]
+
+
+def _authors(message: EmailMessage) -> tuple[str, ...]:
+    values = [_header(message, name) or "" for name in ("From", "Sender")]
+    return tuple(address for _, address in email.utils.getaddresses(values) if address)
 
 
 def _message_id(message: EmailMessage) -> str | None:

@@ -13,15 +13,15 @@ from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from soap_service.domain.model import Account
 from soap_service.smtp import replies
 
 log = logging.getLogger(__name__)
 
 
 class LoginChecker(Protocol):
-    async def check_login(self, peer: Any, login: bytes, password: bytes) -> Account | str:
-        """The account these credentials prove, or the reply that refuses them."""
+    async def check_login(self, peer: Any, login: bytes, password: bytes) -> object:
+        """Who these credentials prove (the session's auth_data), or the reply (a str)
+        that refuses them."""
         ...
 
 
@@ -78,9 +78,9 @@ class SubmissionSmtp(SMTP):
         outcome = await self.event_handler.check_login(
             self.session.peer, credentials.login, credentials.password
         )
-        if isinstance(outcome, Account):
-            return AuthResult(success=True, auth_data=outcome, message=replies.AUTH_OK)
-        return AuthResult(success=False, handled=False, message=outcome)
+        if isinstance(outcome, str):
+            return AuthResult(success=False, handled=False, message=outcome)
+        return AuthResult(success=True, auth_data=outcome, message=replies.AUTH_OK)
 
     def _timeout_cb(self) -> None:
         log.info("SMTP client silent for %d s: disconnected", self._timeout_duration)

@@ -37,6 +37,12 @@ AUTH_UNAVAILABLE = (
     "454 4.7.0 Temporary authentication failure: the service's database is unavailable"
 )
 NO_SENDER = "550 5.1.7 A secure message needs a sender address: failures and receipts go there"
+FOREIGN_SENDER = (
+    "550 5.7.1 The sender address is not in the domains registered for this client certificate"
+)
+FOREIGN_AUTHOR = (
+    "554 5.7.1 The From address is not in the domains registered for this client certificate"
+)
 TRY_LATER = "451 4.3.0 Temporary server error; try again later"
 DATABASE_AWAY = "451 4.3.0 The service's database is unavailable; try again later"
 SHUTTING_DOWN = "421 4.3.2 The service is shutting down; try again later"

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from soap_service.domain.model import MessageLimits
+from soap_service.domain.organisations import Organisation
+from soap_service.logs import describe_exception
 from soap_service.settings import SmtpChannelSettings
 from soap_service.smtp.protocol import SubmissionSmtp
 from soap_service.smtp.session import SmtpServices, SubmissionHandler
@@ -31,11 +33,24 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 DRAIN_SECONDS = 30.0
 
 
-def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """The service's certificate, TLS 1.2 or newer."""
+# How often the registered client certificates are read again: a new organisation's mail
+# server is recognised within this time.
+ORGANISATIONS_REFRESH_SECONDS = 30.0
+
+
+def tls_context(
+    cert_file: Path, key_file: Path, client_certificates: Sequence[str] = ()
+) -> ssl.SSLContext:
+    """The service's certificate, TLS 1.2 or newer. A client may present a certificate:
+    one an operator registered (trusted as it is, with no CA: a partial chain) or one from a
+    CA the system trusts; only a registered one authenticates the session (session.py)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
+    if client_certificates:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        context.load_verify_locations(cadata="\n".join(client_certificates))
     return context
 
 
@@ -45,13 +60,16 @@ class SmtpChannel:
         *,
         settings: SmtpChannelSettings,
         limits: MessageLimits,
-        tls: ssl.SSLContext,
+        tls: Callable[[Sequence[str]], ssl.SSLContext],
         open_scope: Callable[[], SmtpServices],
+        organisations: Callable[[], list[Organisation]],
     ) -> None:
         self._settings = settings
         self._limits = limits
-        self._tls = tls
+        self._tls_for = tls
+        self._tls = tls(())
         self._open_scope = open_scope
+        self._load_organisations = organisations
         self.ready = threading.Event()  # set once it listens (tests and `dev` wait for it)
 
     def run(self, stop: threading.Event) -> None:
@@ -85,6 +103,8 @@ class SmtpChannel:
                 loop=loop,
             )
 
+        self._use_organisations(handler, self._load_organisations())
+        keeping = asyncio.create_task(self._keep_organisations(handler, executor))
         host, port = settings.bind
         server = await loop.create_server(new_session, host, port, reuse_port=True)
         log.info("SMTP channel listening on %s:%d", host, port)
@@ -93,9 +113,35 @@ class SmtpChannel:
             await loop.run_in_executor(None, stop.wait)
         finally:
             server.close()
+            keeping.cancel()
             await self._drain(handler)
             executor.shutdown(wait=True)
             log.info("SMTP channel stopped")
+
+    def _use_organisations(
+        self, handler: SubmissionHandler, organisations: list[Organisation]
+    ) -> None:
+        certificates = {
+            certificate.sha256: (certificate.pem, organisation)
+            for organisation in organisations
+            if (certificate := organisation.client_certificate) is not None
+        }
+        if certificates.keys() != handler.organisations.keys():
+            self._tls = self._tls_for([pem for pem, _ in certificates.values()])
+        handler.organisations = {key: value[1] for key, value in certificates.items()}
+
+    async def _keep_organisations(
+        self, handler: SubmissionHandler, executor: ThreadPoolExecutor
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(ORGANISATIONS_REFRESH_SECONDS)
+            try:
+                organisations = await loop.run_in_executor(executor, self._load_organisations)
+            except Exception as exc:  # the database away: keep what is known
+                log.warning("organisations not read again: %s", describe_exception(exc))
+                continue
+            self._use_organisations(handler, organisations)
 
     async def _drain(self, handler: SubmissionHandler) -> None:
         """Let the messages being stored commit and get their 250."""

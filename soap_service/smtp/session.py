@@ -14,12 +14,14 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from soap_service import crypto
 from soap_service.domain.auth import Authenticator, PasswordType, UsernameToken
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account, MessageDraft, MessageLimits
+from soap_service.domain.organisations import Organisation
 from soap_service.domain.validation import normalise_address
 from soap_service.errors import InvalidAddress, Unavailable, ValidationError
 from soap_service.settings import SmtpChannelSettings
@@ -30,6 +32,18 @@ from soap_service.smtp.recipients import secure_recipient
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submitter:
+    """Who a session submits as: an account that logged in with AUTH, or an organisation's
+    mail server by its client certificate (then only from the organisation's domains)."""
+
+    account: Account
+    organisation: Organisation | None = None
+
+    def may_send_from(self, address: str) -> bool:
+        return self.organisation is None or self.organisation.sends_from(address)
 
 
 class SmtpServices(Protocol):
@@ -58,14 +72,16 @@ class SubmissionHandler:
         self._limits = limits
         self._executor = executor
         self.submissions_under_way = 0
+        # Organisations by the SHA-256 of their client certificate (server.py keeps it current).
+        self.organisations: dict[bytes, Organisation] = {}
 
     # Authentication (called by protocol.SubmissionSmtp).
 
-    async def check_login(self, peer: Any, login: bytes, password: bytes) -> Account | str:
+    async def check_login(self, peer: Any, login: bytes, password: bytes) -> Submitter | str:
         client = peer[0] if isinstance(peer, tuple) and peer else None
         return await self._in_thread(self._check_login, client, login, password)
 
-    def _check_login(self, client: str | None, login: bytes, password: bytes) -> Account | str:
+    def _check_login(self, client: str | None, login: bytes, password: bytes) -> Submitter | str:
         try:
             token = UsernameToken(
                 username=login.decode("utf-8"),
@@ -76,13 +92,25 @@ class SubmissionHandler:
             return replies.AUTH_INVALID
         try:
             with self._services() as services:
-                return services.authenticator.authenticate(token, client)
+                return Submitter(account=services.authenticator.authenticate(token, client))
         except Unavailable:
             return replies.AUTH_UNAVAILABLE
         except Exception as exc:
             return replies.reply_for(exc)
 
     # aiosmtpd's hooks.
+
+    def handle_STARTTLS(self, server: Any, session: Any, envelope: Any) -> bool:
+        """A client certificate registered for an organisation authenticates the session
+        (TLS already verified it against the registered certificates)."""
+        ssl_object = (session.ssl or {}).get("ssl_object")
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        organisation = self.organisations.get(crypto.sha256(certificate)) if certificate else None
+        if organisation is not None:
+            session.authenticated = True
+            session.auth_data = Submitter(account=organisation.account, organisation=organisation)
+            log.info("SMTP session of organisation %s (client certificate)", organisation.name)
+        return True
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -94,6 +122,9 @@ class SubmissionHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        submitter = session.auth_data
+        if isinstance(submitter, Submitter) and not submitter.may_send_from(address):
+            return replies.FOREIGN_SENDER
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return replies.SENDER_OK
@@ -112,11 +143,11 @@ class SubmissionHandler:
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        account = session.auth_data
-        assert isinstance(account, Account), "aiosmtpd asks for AUTH before DATA"
+        submitter = session.auth_data
+        assert isinstance(submitter, Submitter), "aiosmtpd asks for AUTH before DATA"
         return await self._in_thread(
             self._submit,
-            account,
+            submitter,
             bytes(envelope.original_content),
             tuple(envelope.rcpt_tos),
             bool(envelope.smtp_utf8),
@@ -128,11 +159,14 @@ class SubmissionHandler:
     # The submission.
 
     def _submit(
-        self, account: Account, raw: bytes, recipients: tuple[str, ...], smtputf8: bool
+        self, submitter: Submitter, raw: bytes, recipients: tuple[str, ...], smtputf8: bool
     ) -> str:
+        account = submitter.account
         mail: SubmittedMail | None = None
         try:
             mail = read_mail(raw, smtputf8=smtputf8)
+            if not all(map(submitter.may_send_from, mail.from_addresses)):
+                return replies.FOREIGN_AUTHOR
             draft = draft_of(mail, recipients, raw, self._limits)
             del raw
             with self._services() as services:

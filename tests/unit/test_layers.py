@@ -38,6 +38,15 @@ FORBIDDEN = {
     ),
     "soap": ("soap_service.persistence", "soap_service.web", "soap_service.container"),
     "web": ("soap_service.persistence", "soap_service.container", "soap_service.delivery"),
+    "smtp": (
+        "soap_service.persistence",
+        "soap_service.soap",
+        "soap_service.web",
+        "soap_service.delivery",
+        "soap_service.container",
+        "sqlalchemy",
+        "spyne",
+    ),
 }
 # Libraries that belong to one part only.
 ONLY_IN = {
@@ -46,6 +55,8 @@ ONLY_IN = {
     "alembic": ("persistence/",),
     "spyne": ("soap/",),
     "gunicorn": ("server.py",),
+    # The SMTP channel; the development mail sink is a small server of its own.
+    "aiosmtpd": ("smtp/", "devmail.py"),
 }
 
 

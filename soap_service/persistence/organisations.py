@@ -1,0 +1,85 @@
+"""Organisations, their mail domains and their mail servers' client certificates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from soap_service import crypto
+from soap_service.domain.model import Account
+from soap_service.domain.organisations import Organisation, OrganisationConflict
+from soap_service.persistence.tables import accounts, organisation_domains, organisations
+from soap_service.persistence.transactions import Transactions
+
+
+class OrganisationQueries(Transactions):
+    def add_organisation(self, organisation: Organisation, created_at: datetime) -> None:
+        certificate = organisation.client_certificate
+        try:
+            with self._transaction() as connection:
+                organisation_id = connection.execute(
+                    insert(organisations)
+                    .values(
+                        name=organisation.name,
+                        account_id=organisation.account.id,
+                        client_cert_sha256=certificate.sha256 if certificate else None,
+                        client_cert_pem=certificate.pem if certificate else None,
+                        created_at=created_at,
+                    )
+                    .returning(organisations.c.id)
+                ).scalar_one()
+                connection.execute(
+                    insert(organisation_domains),
+                    [
+                        {"domain": domain, "organisation_id": organisation_id}
+                        for domain in organisation.domains
+                    ],
+                )
+        except IntegrityError as exc:
+            raise OrganisationConflict(
+                f"the name {organisation.name!r}, one of the domains or the certificate "
+                "belongs to another organisation"
+            ) from exc
+
+    def organisations(self) -> list[Organisation]:
+        with self._transaction(read_only=True) as connection:
+            rows = connection.execute(
+                select(organisations, accounts.c.username, accounts.c.organisation)
+                .join(accounts, accounts.c.id == organisations.c.account_id)
+                .order_by(organisations.c.name)
+            ).all()
+            domains: dict[int, list[str]] = {}
+            for domain_row in connection.execute(
+                select(organisation_domains).order_by(organisation_domains.c.domain)
+            ):
+                domains.setdefault(domain_row.organisation_id, []).append(domain_row.domain)
+        return [
+            Organisation(
+                name=row.name,
+                account=Account(
+                    id=row.account_id, username=row.username, organisation=row.organisation
+                ),
+                domains=tuple(domains.get(row.id, ())),
+                client_certificate=(
+                    crypto.certificate_info(row.client_cert_pem.encode("ascii"))
+                    if row.client_cert_pem
+                    else None
+                ),
+            )
+            for row in rows
+        ]
+
+    def remove_organisation(self, name: str) -> bool:
+        with self._transaction() as connection:
+            found = connection.execute(
+                select(organisations.c.id).where(organisations.c.name == name)
+            ).scalar_one_or_none()
+            if found is None:
+                return False
+            connection.execute(
+                delete(organisation_domains).where(organisation_domains.c.organisation_id == found)
+            )
+            connection.execute(delete(organisations).where(organisations.c.id == found))
+        return True

@@ -335,7 +335,8 @@ def _dev_account(container: Container, args: argparse.Namespace) -> None:
         saved.write_text(f"username={DEV_ACCOUNT}\npassword={credentials.password}\n")
         saved.chmod(0o600)
     values = dict(line.split("=", 1) for line in saved.read_text().splitlines() if "=" in line)
-    print("Development sender account (WS-Security UsernameToken):")
+    host, port = container.settings.smtp_channel.bind
+    print(f"Development sender account (WS-Security UsernameToken; SMTP AUTH on {host}:{port}):")
     print(f"  username: {values['username']}")
     print(f"  password: {values['password']}")
     print(f"  (kept in {saved})")

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from tests.e2e.conftest import Sender
-from tests.support import REPO, ServiceProcess
+from tests.support import REPO, ServiceProcess, SmtpChannelProcess
 
 
 def test_first_call_example_sends_and_reads_status(service: ServiceProcess, sender: Sender) -> None:
@@ -75,3 +75,42 @@ def test_the_raw_envelopes_stay_well_formed_whatever_the_password(envelope: str)
     ).stdout
     root = etree.fromstring(filled)
     assert b"a--b-" in etree.tostring(root)
+
+
+def test_the_smtp_example_sends_a_payslip_found_by_its_message_id(
+    service: ServiceProcess, sender: Sender
+) -> None:
+    channel = SmtpChannelProcess(service=service).start()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "client_examples" / "smtp_payslip.py"),
+                "--server",
+                f"127.0.0.1:{channel.port}",
+                "--username",
+                sender.username,
+                "--password",
+                sender.password,
+                "--ca-file",
+                str(service.tls.ca_cert),
+                "--to",
+                "eve@example.ch",
+                "--type",
+                "r",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        channel.stop()
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("250 2.0.0 Ok: stored as secure message ")
+    reference = second.removeprefix("Reference (the Message-ID): ")
+    status = sender.client.service.GetStatus(Reference=reference)
+    assert status.MessageId == first.rsplit(" ", 1)[1]
+    assert status.Type == "registered"
+    assert [r.Address for r in status.Recipients.Recipient] == ["eve@example.ch"]

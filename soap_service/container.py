@@ -27,11 +27,13 @@ from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
+from soap_service.domain.model import Account
 from soap_service.domain.organisations import Organisation, register_organisation
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
 from soap_service.domain.retention import ContentRetention
+from soap_service.domain.sender_reports import ReportJob
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
 from soap_service.settings import Settings
@@ -143,6 +145,7 @@ class Container:
             now=self.now,
             name=name,
             delete_due_content=self.delete_due_content,
+            receipt_file=self.receipt_file,
         )
 
     def run_mail_sink(self, stop: threading.Event) -> None:
@@ -254,6 +257,17 @@ class Container:
         """Delete the content of messages whose retention is over (a batch); how many."""
         with closing(self.database.store()) as store:
             return self.content_retention(store).delete_due()
+
+    def receipt_file(self, report: ReportJob) -> tuple[str, bytes]:
+        """The signed receipt a report to a sender carries (made and kept if new)."""
+        with closing(self.database.store()) as store:
+            receipt = self.receipt_service(store).receipt(
+                Account(id=report.account_id, username="", organisation=report.organisation),
+                ReceiptKind(report.kind.value),
+                message_id=report.message_id,
+                recipient=report.recipient,
+            )
+        return receipt.filename, receipt.pdf
 
     def sign_receipt(self, pdf: bytes, kind: ReceiptKind) -> bytes:
         from soap_service.documents.receipt_pdf import TITLES

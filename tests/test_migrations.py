@@ -26,8 +26,9 @@ TABLES = {
     "login_failures",
     "organisations",
     "organisation_domains",
+    "sender_reports",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def tables(database: Database) -> set[str]:

@@ -27,6 +27,7 @@ from soap_service.delivery.leases import LeaseKeeper
 from soap_service.delivery.notification import Notification, NotificationWriter
 from soap_service.delivery.recording import OutcomeRecorder
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
+from soap_service.delivery.sender_reports import ReceiptFile, ReportSender
 from soap_service.delivery.smtp import (
     DestinationBusy,
     Route,
@@ -79,6 +80,7 @@ class DeliveryWorker:
         now: Callable[[], datetime],
         name: str | None = None,
         delete_due_content: Callable[[], int] | None = None,
+        receipt_file: ReceiptFile | None = None,
     ) -> None:
         self.name = name or worker_name()
         # Retention (domain/retention.py), run by the workers now and then: a batch a call.
@@ -111,6 +113,19 @@ class DeliveryWorker:
             leases=self._leases,
             lease=self._lease,
             stop=lambda: self._stop,
+        )
+        # Reports owed to senders by mail (failures, receipts), sent between batches.
+        self._reports = ReportSender(
+            stores=stores,
+            keyring=keyring,
+            smtp=settings.smtp,
+            router=self._router,
+            tls=self._tls,
+            policy=self._policy,
+            lease=self._lease,
+            worker=self.name,
+            receipt_file=receipt_file,
+            now=now,
         )
         # Connections kept open between batches, by destination, with when last used.
         self._idle: dict[tuple[Route, ...], tuple[SmtpSession, float]] = {}
@@ -161,6 +176,7 @@ class DeliveryWorker:
         may still be on their way when this returns, unless `record_in_background` is off.
         """
         self._retention_due()
+        reported = self._send_reports()
         with closing(self._stores()) as store:
             self._expire_due(store)
             now = self._now()
@@ -169,7 +185,7 @@ class DeliveryWorker:
             )
         if not jobs:
             self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
-            return 0
+            return reported
         batch = [job.recipient_id for job in jobs]
         self._leases.hold(batch)
         try:
@@ -189,6 +205,17 @@ class DeliveryWorker:
         counts = Counter(result.decision.state.value for result in results)
         log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
         return len(results)
+
+    def _send_reports(self) -> int:
+        """Reports owed to senders; a fault in them must not hold up the notifications
+        (a database away does: ServiceError goes on to run())."""
+        try:
+            return self._reports.run_once()
+        except ServiceError:
+            raise
+        except Exception as exc:
+            log.error("sender reports failed: %s", describe_exception(exc))
+            return 0
 
     # Expiry.
 

@@ -133,6 +133,7 @@ class MessageService:
             content_bytes=message.attachment_bytes
             + len(message.text_body.encode("utf-8"))
             + len((message.html_body or "").encode("utf-8")),
+            report_to=message.report_to,
         )
 
 

@@ -111,6 +111,10 @@ class MessageDraft:
     attachments: tuple[AttachmentDraft, ...] = ()
     language: Language | None = None
     expiry_days: int | None = None
+    # An address that hears by mail when a recipient fails, and gets a registered
+    # message's receipts (an SMTP submission's sender). Not part of the content: a resend
+    # from another envelope sender is the same message.
+    report_to: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +130,7 @@ class ValidMessage:
     attachments: tuple[AttachmentDraft, ...]
     language: Language
     expiry_days: int
+    report_to: str | None = None
 
     @property
     def attachment_bytes(self) -> int:

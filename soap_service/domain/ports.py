@@ -17,6 +17,7 @@ from soap_service.domain.model import (
     RecipientState,
 )
 from soap_service.domain.organisations import Organisation
+from soap_service.domain.sender_reports import ReportJob, ReportResult
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +68,8 @@ class NewMessage:
     # SHA-256 of each recipient's pickup token, in recipient order.
     recipient_token_hashes: tuple[bytes, ...]
     content_bytes: int
+    # Where failure reports and receipts go by mail (an SMTP submission's sender).
+    report_to: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,6 +297,16 @@ class DeliveryStore(StoreSession, Protocol):
 
     def expire_due(self, *, now: datetime, limit: int) -> int:
         """At most `limit` recipients whose message expired become `expired`; how many."""
+        ...
+
+    def claim_due_reports(
+        self, worker: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ReportJob]:
+        """Lease up to `limit` due sender reports to `worker`, atomically."""
+        ...
+
+    def record_reports(self, worker: str, results: list[ReportResult]) -> None:
+        """Each report attempt's outcome (for reports the worker still holds)."""
         ...
 
 

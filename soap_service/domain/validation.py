@@ -60,6 +60,7 @@ def validate_message(
         attachments=attachments,
         language=draft.language or default_language,
         expiry_days=expiry_days,
+        report_to=normalise_address(draft.report_to) if draft.report_to else None,
     )
 
 

@@ -24,7 +24,7 @@ from soap_service.persistence.dialects import timestamp_format
 _MESSAGE_COLUMNS = (
     "id, account_id, reference, type, language, accepted_at, expires_at, key_id, "
     "wrapped_key, fingerprint, sealed_subject, sealed_text_body, sealed_html_body, "
-    "content_bytes"
+    "content_bytes, report_to"
 )
 _ACCEPTED = "accepted"
 _WAITING = "waiting for delivery"
@@ -47,6 +47,7 @@ def _message_values(message: NewMessage, timestamp: Callable[[datetime], Any]) -
         message.sealed_text_body,
         message.sealed_html_body,
         message.content_bytes,
+        message.report_to,
     )
 
 

@@ -22,6 +22,7 @@ from soap_service.persistence.pickup import PickupQueries
 from soap_service.persistence.receipts import ReceiptQueries
 from soap_service.persistence.recipient_accounts import RecipientAccountQueries
 from soap_service.persistence.retention import RetentionQueries
+from soap_service.persistence.sender_reports import SenderReportQueries
 
 
 class SqlStore(
@@ -34,5 +35,6 @@ class SqlStore(
     RecipientAccountQueries,
     ReceiptQueries,
     RetentionQueries,
+    SenderReportQueries,
 ):
     """Every query, on the request's one connection; `close()` gives it back."""

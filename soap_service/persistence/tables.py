@@ -97,6 +97,8 @@ class MessageRow(Base):
     content_bytes: Mapped[int] = mapped_column(BigInteger)
     # Set when the bodies and attachments were deleted at the end of the retention period.
     content_deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Where reports about it go by mail (failures, receipts): an SMTP submission's sender.
+    report_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
 
 
 class RecipientRow(Base):
@@ -254,6 +256,33 @@ class OrganisationDomainRow(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
 
 
+class SenderReportRow(Base):
+    """A report owed to a message's sender by mail (messages.report_to): a failed
+    recipient's delivery status notification, or a registered message's receipt. Queued
+    by a trigger on the journal, in the transaction of the event it reports; sent by the
+    delivery workers like notifications (claimed with a lease, retried)."""
+
+    __tablename__ = "sender_reports"
+    __table_args__ = (
+        UniqueConstraint("message_id", "position", "kind"),
+        Index("ix_sender_reports_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    # 0: the message (its submission receipt); else the recipient's position.
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 def table_of(model: type[Base]) -> Table:
     """The model's table for Core statements (DeclarativeBase types `__table__` loosely)."""
     table = model.__table__
@@ -274,3 +303,4 @@ pickup_sessions = table_of(PickupSessionRow)
 receipts = table_of(ReceiptRow)
 organisations = table_of(OrganisationRow)
 organisation_domains = table_of(OrganisationDomainRow)
+sender_reports = table_of(SenderReportRow)

@@ -52,6 +52,10 @@ def accepted(message_id: str) -> str:
     return f"250 2.0.0 Ok: stored as secure message {message_id}"
 
 
+def bad_sender(error: InvalidAddress) -> str:
+    return _reply("553 5.1.7", f"The sender address is not valid: {error.message}")
+
+
 def too_many_recipients(limit: int) -> str:
     return f"452 4.5.3 Too many recipients: a secure message has at most {limit}"
 

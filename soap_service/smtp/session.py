@@ -122,6 +122,10 @@ class SubmissionHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        try:
+            normalise_address(address)
+        except InvalidAddress as exc:
+            return replies.bad_sender(exc)
         submitter = session.auth_data
         if isinstance(submitter, Submitter) and not submitter.may_send_from(address):
             return replies.FOREIGN_SENDER
@@ -150,6 +154,7 @@ class SubmissionHandler:
             submitter,
             bytes(envelope.original_content),
             tuple(envelope.rcpt_tos),
+            str(envelope.mail_from),
             bool(envelope.smtp_utf8),
         )
 
@@ -159,7 +164,12 @@ class SubmissionHandler:
     # The submission.
 
     def _submit(
-        self, submitter: Submitter, raw: bytes, recipients: tuple[str, ...], smtputf8: bool
+        self,
+        submitter: Submitter,
+        raw: bytes,
+        recipients: tuple[str, ...],
+        mail_from: str,
+        smtputf8: bool,
     ) -> str:
         account = submitter.account
         mail: SubmittedMail | None = None
@@ -167,7 +177,7 @@ class SubmissionHandler:
             mail = read_mail(raw, smtputf8=smtputf8)
             if not all(map(submitter.may_send_from, mail.from_addresses)):
                 return replies.FOREIGN_AUTHOR
-            draft = draft_of(mail, recipients, raw, self._limits)
+            draft = draft_of(mail, recipients, raw, self._limits, report_to=mail_from)
             del raw
             with self._services() as services:
                 status = services.messages.send(account, draft)
@@ -204,9 +214,15 @@ class SubmissionHandler:
 
 
 def draft_of(
-    mail: SubmittedMail, recipients: tuple[str, ...], raw: bytes, limits: MessageLimits
+    mail: SubmittedMail,
+    recipients: tuple[str, ...],
+    raw: bytes,
+    limits: MessageLimits,
+    *,
+    report_to: str | None = None,
 ) -> MessageDraft:
-    """The draft a SOAP client would send for this mail and these envelope recipients."""
+    """The draft a SOAP client would send for this mail and these envelope recipients;
+    failures and receipts are reported by mail to `report_to` (the envelope sender)."""
     if mail.message_id is None:
         # Without a Message-ID, the same bytes sent again are the same message.
         reference = "sha256:" + crypto.sha256(raw).hex()[:40]
@@ -228,4 +244,5 @@ def draft_of(
         attachments=mail.attachments,
         language=mail.language,
         expiry_days=mail.expiry_days,
+        report_to=report_to,
     )

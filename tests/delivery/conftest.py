@@ -72,6 +72,7 @@ class Env:
         expiry_days: int | None = None,
         html_body: str | None = None,
         attachments: tuple[AttachmentDraft, ...] = (),
+        report_to: str | None = None,
     ) -> MessageStatus:
         self._references += 1
         return self.service.send(
@@ -86,6 +87,7 @@ class Env:
                 expiry_days=expiry_days,
                 html_body=html_body,
                 attachments=attachments,
+                report_to=report_to,
             ),
         )
 

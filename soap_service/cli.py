@@ -15,6 +15,7 @@ from typing import Any
 
 from soap_service import crypto
 from soap_service.container import Container
+from soap_service.domain.model import Language
 from soap_service.domain.organisations import Organisation, OrganisationConflict
 from soap_service.errors import AccountExists, ConfigurationError, ServiceError
 from soap_service.logs import configure_logging
@@ -85,6 +86,17 @@ def _add_account_commands(commands: Any) -> None:
         "--show-subject",
         action="store_true",
         help="show the message's subject in notification e-mails (off: only the sender's name)",
+    )
+    add.add_argument(
+        "--language",
+        choices=[language.value for language in Language],
+        help="notifications' language for messages that give none (default: the service's)",
+    )
+    add.add_argument(
+        "--expiry-days",
+        type=int,
+        metavar="DAYS",
+        help="days recipients have, for messages that give none (default: 7)",
     )
     add.set_defaults(handler=_account_add)
     _add_organisation_commands(commands)
@@ -251,7 +263,12 @@ def _init(container: Container, args: argparse.Namespace) -> None:
 def _account_add(container: Container, args: argparse.Namespace) -> int:
     try:
         credentials = container.create_account(
-            args.name, args.organisation, digest=args.allow_digest, show_subject=args.show_subject
+            args.name,
+            args.organisation,
+            digest=args.allow_digest,
+            show_subject=args.show_subject,
+            language=Language(args.language) if args.language else None,
+            expiry_days=args.expiry_days,
         )
     except AccountExists as exc:
         print(f"soap-service: {exc}", file=sys.stderr)

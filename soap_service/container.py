@@ -27,7 +27,7 @@ from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
-from soap_service.domain.model import Account
+from soap_service.domain.model import Account, Language
 from soap_service.domain.organisations import Organisation, register_organisation
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
@@ -175,7 +175,14 @@ class Container:
         self.check_master_keys()
 
     def create_account(
-        self, name: str, organisation: str | None, *, digest: bool, show_subject: bool = False
+        self,
+        name: str,
+        organisation: str | None,
+        *,
+        digest: bool,
+        show_subject: bool = False,
+        language: Language | None = None,
+        expiry_days: int | None = None,
     ) -> NewCredentials:
         with closing(self.database.store()) as store:
             return create_account(
@@ -186,6 +193,9 @@ class Container:
                 allow_digest=digest,
                 now=self.now,
                 show_subject=show_subject,
+                default_language=language,
+                default_expiry_days=expiry_days,
+                limits=self.settings.limits,
             )
 
     def add_organisation(

@@ -28,7 +28,7 @@ TABLES = {
     "organisation_domains",
     "sender_reports",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 def tables(database: Database) -> set[str]:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from soap_service import crypto
 from soap_service.domain.auth import digest_context
-from soap_service.domain.model import Account
+from soap_service.domain.model import Account, Language, MessageLimits
 from soap_service.domain.ports import AccountStore, NewAccount
 from soap_service.errors import ValidationError
 
@@ -31,6 +31,9 @@ def create_account(
     allow_digest: bool,
     now: Callable[[], datetime],
     show_subject: bool = False,
+    default_language: Language | None = None,
+    default_expiry_days: int | None = None,
+    limits: MessageLimits | None = None,
 ) -> NewCredentials:
     """Create an account with a generated password; raises AccountExists if the name is taken.
 
@@ -39,6 +42,13 @@ def create_account(
     """
     if not _USERNAME.match(username):
         raise ValidationError("a username is 3 to 64 letters, digits, dots, dashes or underscores")
+    limits = limits or MessageLimits()
+    if default_expiry_days is not None and not (
+        limits.min_expiry_days <= default_expiry_days <= limits.max_expiry_days
+    ):
+        raise ValidationError(
+            f"the expiry is {limits.min_expiry_days} to {limits.max_expiry_days} days"
+        )
     password = crypto.generate_password()
     digest_secret = (
         keyring.seal_secret(digest_context(username), password.encode("utf-8"))
@@ -53,6 +63,8 @@ def create_account(
             digest_secret=digest_secret,
             show_subject=show_subject,
             created_at=now(),
+            default_language=default_language,
+            default_expiry_days=default_expiry_days,
         )
     )
     return NewCredentials(account=account, password=password)

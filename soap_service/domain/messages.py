@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from soap_service import crypto
@@ -46,6 +47,14 @@ class MessageService:
         The reference is an idempotency key: the same reference with the same content
         returns the stored message's status, with other content it is refused.
         """
+        if draft.language is None or draft.expiry_days is None:
+            draft = replace(
+                draft,
+                language=draft.language or account.default_language,
+                expiry_days=(
+                    account.default_expiry_days if draft.expiry_days is None else draft.expiry_days
+                ),
+            )
         message = validate_message(draft, self._limits, self._default_language)
         # Sealed before we know whether the reference is new: one transaction in the common
         # case, a little wasted work on a resend.

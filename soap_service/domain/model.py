@@ -142,6 +142,10 @@ class Account:
     id: int
     username: str
     organisation: str
+    # For messages that give none (a SOAP message without Language, a mail without
+    # Content-Language or X-Expiry-Days); None: the service's defaults.
+    default_language: Language | None = None
+    default_expiry_days: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

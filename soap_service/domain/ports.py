@@ -38,6 +38,8 @@ class NewAccount:
     digest_secret: WrappedKey | None
     created_at: datetime
     show_subject: bool = False
+    default_language: Language | None = None
+    default_expiry_days: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

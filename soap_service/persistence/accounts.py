@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import random
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import ReturningInsert
 
 from soap_service.crypto import WrappedKey
-from soap_service.domain.model import Account
+from soap_service.domain.model import Account, Language
 from soap_service.domain.ports import AccountRecord, NewAccount
 from soap_service.errors import AccountExists
 from soap_service.persistence.dialects import POSTGRESQL
@@ -33,7 +34,7 @@ class AccountQueries(Transactions):
         if row is None:
             return None
         return AccountRecord(
-            account=Account(id=row.id, username=row.username, organisation=row.organisation),
+            account=account_of(row),
             password_hash=row.password_hash,
             digest_secret=(
                 WrappedKey(key_id=row.digest_key_id, wrapped=row.digest_secret)
@@ -58,12 +59,22 @@ class AccountQueries(Transactions):
                         disabled=False,
                         show_subject=account.show_subject,
                         created_at=account.created_at,
+                        default_language=(
+                            account.default_language.value if account.default_language else None
+                        ),
+                        default_expiry_days=account.default_expiry_days,
                     )
                     .returning(accounts.c.id)
                 ).scalar_one()
         except IntegrityError as exc:
             raise AccountExists(f"an account named {account.username!r} exists") from exc
-        return Account(id=account_id, username=account.username, organisation=account.organisation)
+        return Account(
+            id=account_id,
+            username=account.username,
+            organisation=account.organisation,
+            default_language=account.default_language,
+            default_expiry_days=account.default_expiry_days,
+        )
 
     def remember_nonce(
         self, account_id: int, nonce_digest: bytes, created_at: datetime, forget_before: datetime
@@ -105,3 +116,14 @@ def _remember_nonce(dialect: str) -> ReturningInsert[tuple[int]]:
     # SQLAlchemy spells it with each dialect's own insert().
     upsert = pg_insert if dialect == POSTGRESQL else sqlite_insert
     return upsert(used_nonces).on_conflict_do_nothing().returning(used_nonces.c.account_id)
+
+
+def account_of(row: Any) -> Account:
+    """An account from a row with the accounts table's columns (`id` the account's)."""
+    return Account(
+        id=row.id,
+        username=row.username,
+        organisation=row.organisation,
+        default_language=Language(row.default_language) if row.default_language else None,
+        default_expiry_days=row.default_expiry_days,
+    )

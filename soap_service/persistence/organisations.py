@@ -8,8 +8,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from soap_service import crypto
-from soap_service.domain.model import Account
 from soap_service.domain.organisations import Organisation, OrganisationConflict
+from soap_service.persistence.accounts import account_of
 from soap_service.persistence.tables import accounts, organisation_domains, organisations
 from soap_service.persistence.transactions import Transactions
 
@@ -46,7 +46,12 @@ class OrganisationQueries(Transactions):
     def organisations(self) -> list[Organisation]:
         with self._transaction(read_only=True) as connection:
             rows = connection.execute(
-                select(organisations, accounts.c.username, accounts.c.organisation)
+                select(
+                    organisations.c.id.label("organisation_id"),
+                    organisations.c.name,
+                    organisations.c.client_cert_pem,
+                    accounts,
+                )
                 .join(accounts, accounts.c.id == organisations.c.account_id)
                 .order_by(organisations.c.name)
             ).all()
@@ -58,10 +63,8 @@ class OrganisationQueries(Transactions):
         return [
             Organisation(
                 name=row.name,
-                account=Account(
-                    id=row.account_id, username=row.username, organisation=row.organisation
-                ),
-                domains=tuple(domains.get(row.id, ())),
+                account=account_of(row),
+                domains=tuple(domains.get(row.organisation_id, ())),
                 client_certificate=(
                     crypto.certificate_info(row.client_cert_pem.encode("ascii"))
                     if row.client_cert_pem

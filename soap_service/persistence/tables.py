@@ -73,6 +73,9 @@ class AccountRow(Base):
     # Whether notification e-mails may show the message's subject.
     show_subject: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Defaults for the account's messages that give none; NULL: the service's.
+    default_language: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    default_expiry_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class MessageRow(Base):

@@ -133,3 +133,43 @@ def test_a_mail_without_message_id_is_idempotent_by_its_bytes(
         second = submit(client, raw).data_reply
     assert first == second and first.startswith("250 2.0.0 ")
     assert count_messages(service.database_url) == before + 1
+
+
+def test_language_and_expiry_come_from_the_account_unless_the_mail_says(
+    service: ServiceProcess, channel: SmtpChannelProcess
+) -> None:
+    name = f"fr-sender-{uuid.uuid4().hex[:6]}"
+    output = service.cli("account", "add", name, "--language", "it", "--expiry-days", "14").stdout
+    password = output.split("password: ", 1)[1].split()[0]
+    plain = MIMEText("Buongiorno.", "plain", "utf-8")
+    plain["Subject"] = "Busta paga"
+    plain["Message-ID"] = new_message_id()
+    told = MIMEText("Bonjour.", "plain", "utf-8")
+    told["Subject"] = "Fiche de salaire"
+    told["Message-ID"] = new_message_id()
+    told["Content-Language"] = "fr"
+    told["X-Expiry-Days"] = "3"
+    with channel.connect(login=(name, password)) as client:
+        for mail in (plain, told):
+            assert submit(client, mail).data_reply.startswith("250 2.0.0 ")
+    soap = service.client(name, password)
+    by_default = soap.service.GetStatus(Reference=plain["Message-ID"].strip("<>"))
+    assert by_default.Language == "it"
+    assert (by_default.ExpiresAt - by_default.AcceptedAt).days == 14
+    by_headers = soap.service.GetStatus(Reference=told["Message-ID"].strip("<>"))
+    assert by_headers.Language == "fr"
+    assert (by_headers.ExpiresAt - by_headers.AcceptedAt).days == 3
+    # The account's defaults hold for its SOAP messages too.
+    soap.service.SendMessage(
+        Message={
+            "Reference": "soap-defaults",
+            "Type": "confidential",
+            "Recipients": {"Recipient": [{"Address": "anna@example.ch"}]},
+            "Subject": "Busta paga",
+            "TextBody": "Buongiorno.",
+        }
+    )
+    by_soap = soap.service.GetStatus(Reference="soap-defaults")
+    assert (by_soap.Language, (by_soap.ExpiresAt - by_soap.AcceptedAt).days) == ("it", 14)
+    bad = service.cli("account", "add", f"x{name}", "--expiry-days", "31", check=False)
+    assert (bad.returncode, bad.stderr.strip()) == (2, "soap-service: the expiry is 1 to 30 days")

@@ -20,7 +20,8 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import decode_header
+from email.message import Message
 
 from soap_service.domain.model import AttachmentDraft, Language, MessageType
 from soap_service.errors import SoapServiceError
@@ -92,8 +93,10 @@ class SubmittedMail:
 
 def read_mail(raw: bytes, *, smtputf8: bool) -> SubmittedMail:
     _check_header_bytes(raw, smtputf8=smtputf8)
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
+    # compat32 keeps headers as the text they are: the structured header objects of
+    # policy.default cost more than the rest of reading a payslip (profiled), and the few
+    # headers needed here are decoded by _header.
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
     leaves = list(_leaves(message, depth=0))
     if any(leaf.get_content_type() in _ENCRYPTED_TYPES for leaf in leaves) or (
         message.get_content_type() in _ENCRYPTED_TYPES
@@ -102,7 +105,7 @@ def read_mail(raw: bytes, *, smtputf8: bool) -> SubmittedMail:
             "the message is encrypted (S/MIME or PGP); the service cannot read it. Send it "
             "unencrypted: the connection is TLS and the service encrypts what it stores"
         )
-    bodies = _bodies(message)
+    bodies = _bodies(leaves)
     text_body = _text_of(bodies[0]) if bodies[0] is not None else ""
     if text_body.lstrip().startswith("-----BEGIN PGP MESSAGE-----"):
         raise EncryptedMail("the message body is PGP-encrypted; the service cannot read it")
@@ -151,38 +154,43 @@ def _check_header_bytes(raw: bytes, *, smtputf8: bool) -> None:
         raise BrokenMime("a header line contains a bare CR or LF; lines end with CRLF")
 
 
-def _leaves(part: EmailMessage, depth: int) -> Iterator[EmailMessage]:
+def _leaves(part: Message, depth: int) -> Iterator[Message]:
     """Every part that is not a container, depth first; a forwarded mail is one leaf."""
     if depth > MAX_DEPTH:
         raise BrokenMime(f"the MIME parts are nested more than {MAX_DEPTH} deep")
     if part.get_content_maintype() == "multipart":
-        for count, child in enumerate(part.iter_parts(), start=1):
-            if count > MAX_PARTS:
-                raise BrokenMime(f"the message has more than {MAX_PARTS} MIME parts")
-            assert isinstance(child, EmailMessage)
-            yield from _leaves(child, depth + 1)
+        children = part.get_payload()
+        if not isinstance(children, list):
+            return  # a multipart without parts: its defect is reported
+        if len(children) > MAX_PARTS:
+            raise BrokenMime(f"the message has more than {MAX_PARTS} MIME parts")
+        for child in children:
+            if isinstance(child, Message):
+                yield from _leaves(child, depth + 1)
     else:
         yield part
 
 
-def _bodies(message: EmailMessage) -> tuple[EmailMessage | None, EmailMessage | None]:
-    """The text and HTML parts a mail program would show as the message."""
-    try:
-        text = message.get_body(preferencelist=("plain",))
-        html = message.get_body(preferencelist=("html",))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise BrokenMime("the MIME structure cannot be read") from exc
-    return (
-        text if isinstance(text, EmailMessage) and not _is_attachment(text) else None,
-        html if isinstance(html, EmailMessage) and not _is_attachment(html) else None,
-    )
+def _bodies(leaves: list[Message]) -> tuple[Message | None, Message | None]:
+    """The text and HTML parts a mail program would show as the message: the first inline
+    text/plain and text/html leaves (those of a multipart/alternative, in practice)."""
+    text = html = None
+    for leaf in leaves:
+        if _is_attachment(leaf):
+            continue
+        content_type = leaf.get_content_type()
+        if content_type == "text/plain" and text is None:
+            text = leaf
+        elif content_type == "text/html" and html is None:
+            html = leaf
+    return text, html
 
 
-def _is_attachment(part: EmailMessage) -> bool:
+def _is_attachment(part: Message) -> bool:
     return part.get_content_disposition() == "attachment" or part.get_filename() is not None
 
 
-def _check_defects(message: EmailMessage) -> None:
+def _check_defects(message: Message) -> None:
     """Checked after every part was decoded: a transfer encoding's defects show only then."""
     for part in message.walk():
         for defect in part.defects:
@@ -202,7 +210,7 @@ def _defect_text(defect: email.errors.MessageDefect) -> str:
     return names.get(type(defect), "invalid " + type(defect).__name__.removesuffix("Defect"))
 
 
-def _payload(part: EmailMessage) -> bytes:
+def _payload(part: Message) -> bytes:
     if part.get_content_maintype() == "message":
         # A forwarded mail (message/rfc822): kept as the .eml file it is.
         inner = part.get_payload(0)
@@ -211,13 +219,13 @@ def _payload(part: EmailMessage) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def _text_of(part: EmailMessage) -> str:
+def _text_of(part: Message) -> str:
     """The part's text as a SOAP client would send it: MIME's CRLF line ends as LF, and
     without the line break that ends a mail's last line."""
     return _decoded_text(part).replace("\r\n", "\n").rstrip("\n")
 
 
-def _decoded_text(part: EmailMessage) -> str:
+def _decoded_text(part: Message) -> str:
     data = _payload(part)
     charset = part.get_content_charset() or "utf-8"
     try:
@@ -232,12 +240,14 @@ def _decoded_text(part: EmailMessage) -> str:
             return data.decode("cp1252", errors="replace")
 
 
-def _attachment(part: EmailMessage, number: int) -> AttachmentDraft:
+def _attachment(part: Message, number: int) -> AttachmentDraft:
     content_type = part.get_content_type()
     try:
-        name = part.get_filename()
+        name = part.get_filename()  # RFC 2231 decoded; RFC 2047 (non-standard, common) next
     except (ValueError, LookupError):  # a 2231 name in an unknown charset
         name = None
+    if name:
+        name = _decoded_words(name)
     if name:
         # Some mail programs send the sender's folder too: keep the file's own name.
         name = re.split(r"[\\/]", name)[-1].strip()
@@ -250,12 +260,37 @@ def _attachment(part: EmailMessage, number: int) -> AttachmentDraft:
     return AttachmentDraft(filename=name, content_type=content_type, content=_payload(part))
 
 
-def _header(message: EmailMessage, name: str) -> str | None:
+def _header(message: Message, name: str) -> str | None:
+    """The first `name` header's text: unfolded, RFC 2047 words decoded, and UTF-8 as
+    such (SMTPUTF8; the parser keeps 8-bit bytes as surrogate escapes)."""
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == wanted:
+            text = re.sub(r"\r?\n(?=[ \t])", "", str(value))
+            if not text.isascii():
+                return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+            return _decoded_words(text)
+    return None
+
+
+def _decoded_words(text: str) -> str:
+    """RFC 2047 encoded words decoded; an unknown charset or broken bytes read as UTF-8."""
+    if "=?" not in text:
+        return text
     try:
-        value = message.get(name)
-    except (ValueError, IndexError, TypeError) as exc:  # headers Python cannot parse at all
-        raise BrokenMime(f"the {name} header cannot be read") from exc
-    return None if value is None else str(value)
+        chunks = decode_header(text)
+    except email.errors.HeaderParseError:
+        return text
+    decoded = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            decoded.append(chunk)
+            continue
+        try:
+            decoded.append(chunk.decode(charset or "ascii"))
+        except (LookupError, UnicodeDecodeError):
+            decoded.append(chunk.decode("utf-8", errors="replace"))
+    return "".join(decoded)
 
 
 def _type_and_subject(subject: str | None) -> tuple[MessageType, str]:
@@ -266,12 +301,12 @@ def _type_and_subject(subject: str | None) -> tuple[MessageType, str]:
     return _TYPES[match.group(1).lower()], subject[match.end() :]
 
 
-def _authors(message: EmailMessage) -> tuple[str, ...]:
+def _authors(message: Message) -> tuple[str, ...]:
     values = [_header(message, name) or "" for name in ("From", "Sender")]
     return tuple(address for _, address in email.utils.getaddresses(values) if address)
 
 
-def _message_id(message: EmailMessage) -> str | None:
+def _message_id(message: Message) -> str | None:
     value = _header(message, "Message-ID")
     if value is None:
         return None
@@ -281,7 +316,7 @@ def _message_id(message: EmailMessage) -> str | None:
     return value or None
 
 
-def _language(*parts: EmailMessage) -> Language | None:
+def _language(*parts: Message) -> Language | None:
     """The first language of Content-Language that the service speaks (de-CH is de): the
     message's, else its body's (mail programs put it on either)."""
     for part in parts:

@@ -173,3 +173,31 @@ def test_language_and_expiry_come_from_the_account_unless_the_mail_says(
     assert (by_soap.Language, (by_soap.ExpiresAt - by_soap.AcceptedAt).days) == ("it", 14)
     bad = service.cli("account", "add", f"x{name}", "--expiry-days", "31", check=False)
     assert (bad.returncode, bad.stderr.strip()) == (2, "soap-service: the expiry is 1 to 30 days")
+
+
+def test_auth_login_works_like_plain(channel: SmtpChannelProcess, smtp_sender: SmtpSender) -> None:
+    with channel.connect() as client:
+        client.user, client.password = smtp_sender.login
+        code, answer = client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+        assert (code, answer) == (235, b"2.7.0 Authentication successful")
+        assert submit(client, payslip(new_message_id())).data_reply.startswith("250 2.0.0 ")
+
+
+def test_two_channel_processes_share_one_port(
+    service: ServiceProcess, smtp_sender: SmtpSender
+) -> None:
+    """On one host several channel processes share the port (SO_REUSEPORT); the kernel
+    spreads the connections, and each process stores what it takes."""
+    first = SmtpChannelProcess(service=service, name="smtp-a").start()
+    second = SmtpChannelProcess(service=service, name="smtp-b", port=first.port).start()
+    try:
+        before = count_messages(service.database_url)
+        for _ in range(24):
+            with first.connect(login=smtp_sender.login) as client:
+                assert submit(client, payslip(new_message_id())).data_reply.startswith("250 ")
+        assert count_messages(service.database_url) == before + 24
+        for process in (first, second):
+            assert "accepted from account" in process.log_text(), process.name
+    finally:
+        first.stop()
+        second.stop()

@@ -1,5 +1,6 @@
 """Reports owed to a message's sender by mail: where they go (messages.report_to), and the
-queue of failure notices and receipts (sender_reports), filled by a trigger on the journal.
+queue of failure notices and receipts (sender_reports), filled by triggers on messages and
+on the journal.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,25 +17,32 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# The journal events that owe the sender a report, and which report: a failed recipient
-# (any message), and a registered message's acceptance by the service (recipient_id NULL:
-# the submission receipt) and each recipient's acceptance, refusal or expiry (receipts).
-_QUEUE_REPORT = """
+# A registered message with a report address owes its sender the submission receipt: queued
+# by a trigger on messages, whose condition (WHEN) costs a message without one nothing.
+_QUEUE_SUBMISSION = """
 INSERT INTO sender_reports
     (message_id, position, kind, state, attempts, next_attempt_at, created_at)
-SELECT m.id, COALESCE(r.position, 0),
-       CASE WHEN NEW.recipient_id IS NULL THEN 'submission'
-            WHEN NEW.kind = 'accepted' THEN 'pickup'
-            WHEN NEW.kind = 'refused' THEN 'refusal'
-            WHEN NEW.kind = 'expired' THEN 'expiry'
-            ELSE 'failure' END,
+VALUES (NEW.id, 0, 'submission', 'queued', 0, NEW.accepted_at, NEW.accepted_at)
+"""
+_SUBMISSION_DUE = "NEW.report_to IS NOT NULL AND NEW.type = 'registered'"
+# A recipient's journal event owes one: its failure (any message), and a registered
+# message's acceptance, refusal or expiry (receipts). The queueing of recipients on
+# SendMessage's hot path does not wake the trigger.
+_QUEUE_RECIPIENT_REPORT = """
+INSERT INTO sender_reports
+    (message_id, position, kind, state, attempts, next_attempt_at, created_at)
+SELECT m.id, r.position,
+       CASE NEW.kind WHEN 'accepted' THEN 'pickup' WHEN 'refused' THEN 'refusal'
+                     WHEN 'expired' THEN 'expiry' ELSE 'failure' END,
        'queued', 0, NEW.at, NEW.at
-FROM messages AS m LEFT JOIN recipients AS r ON r.id = NEW.recipient_id
+FROM messages AS m JOIN recipients AS r ON r.id = NEW.recipient_id
 WHERE m.id = NEW.message_id AND m.report_to IS NOT NULL
   AND (NEW.kind = 'failed' OR m.type = 'registered')
 ON CONFLICT (message_id, position, kind) DO NOTHING
 """
-_KINDS = "('accepted', 'failed', 'refused', 'expired')"
+_RECIPIENT_REPORT_DUE = (
+    "NEW.recipient_id IS NOT NULL AND NEW.kind IN ('accepted', 'failed', 'refused', 'expired')"
+)
 
 
 def upgrade() -> None:
@@ -70,28 +78,34 @@ def upgrade() -> None:
             "ix_sender_reports_state_next_attempt_at", ["state", "next_attempt_at"], unique=False
         )
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "CREATE FUNCTION queue_sender_report() RETURNS trigger LANGUAGE plpgsql AS "
-            f"$$ BEGIN {_QUEUE_REPORT}; RETURN NULL; END $$"
-        )
-        op.execute(
-            "CREATE TRIGGER events_sender_reports AFTER INSERT ON events FOR EACH ROW "
-            f"WHEN (NEW.kind IN {_KINDS}) EXECUTE FUNCTION queue_sender_report()"
-        )
+        for name, table, body, condition in _TRIGGERS:
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN {body}; RETURN NULL; END $$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER INSERT ON {table} FOR EACH ROW "
+                f"WHEN ({condition}) EXECUTE FUNCTION {name}()"
+            )
     else:
-        op.execute(
-            "CREATE TRIGGER events_sender_reports AFTER INSERT ON events "
-            f"WHEN NEW.kind IN {_KINDS} BEGIN {_QUEUE_REPORT}; END"
-        )
+        for name, table, body, condition in _TRIGGERS:
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER INSERT ON {table} WHEN {condition} BEGIN {body}; END"
+            )
+
+
+_TRIGGERS = (
+    ("queue_submission_report", "messages", _QUEUE_SUBMISSION, _SUBMISSION_DUE),
+    ("queue_recipient_report", "events", _QUEUE_RECIPIENT_REPORT, _RECIPIENT_REPORT_DUE),
+)
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TRIGGER events_sender_reports"
-        + (" ON events" if op.get_bind().dialect.name == "postgresql" else "")
-    )
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION queue_sender_report()")
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for name, table, _, _ in _TRIGGERS:
+        op.execute(f"DROP TRIGGER {name}" + (f" ON {table}" if postgresql else ""))
+        if postgresql:
+            op.execute(f"DROP FUNCTION {name}()")
     with op.batch_alter_table("sender_reports", schema=None) as batch_op:
         batch_op.drop_index("ix_sender_reports_state_next_attempt_at")
     op.drop_table("sender_reports")

@@ -3,7 +3,8 @@ status notification when a recipient fails, and a registered message's signed re
 (submission, pickup, refusal, expiry). Only messages that name where reports go
 (`report_to`: an SMTP submission's envelope sender) have them.
 
-The database queues a report in the transaction of the journal event it reports (a trigger),
+The database queues a report in the transaction of what it reports (triggers on the
+message and its journal),
 so none is lost or made twice; the delivery workers send them like notifications and
 retry them with the same policy.
 """

@@ -1,6 +1,6 @@
 """Reports owed to senders by mail (failure notices, receipts): claimed with a lease like
-recipients (delivery.py), and their outcomes. A trigger on the journal queues them (migration
-0006)."""
+recipients (delivery.py), and their outcomes. Triggers on messages and on the journal queue
+them (migration 0006)."""
 
 from __future__ import annotations
 

@@ -262,8 +262,8 @@ class OrganisationDomainRow(Base):
 class SenderReportRow(Base):
     """A report owed to a message's sender by mail (messages.report_to): a failed
     recipient's delivery status notification, or a registered message's receipt. Queued
-    by a trigger on the journal, in the transaction of the event it reports; sent by the
-    delivery workers like notifications (claimed with a lease, retried)."""
+    by triggers (on messages and on the journal), in the transaction of what it reports;
+    sent by the delivery workers like notifications (claimed with a lease, retried)."""
 
     __tablename__ = "sender_reports"
     __table_args__ = (

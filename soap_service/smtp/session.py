@@ -178,7 +178,6 @@ class SubmissionHandler:
             if not all(map(submitter.may_send_from, mail.from_addresses)):
                 return replies.FOREIGN_AUTHOR
             draft = draft_of(mail, recipients, raw, self._limits, report_to=mail_from)
-            del raw
             with self._services() as services:
                 status = services.messages.send(account, draft)
         except Exception as exc:

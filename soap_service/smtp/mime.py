@@ -22,14 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header
 from email.message import Message
+from email.parser import BytesParser
+from typing import Any
 
 from soap_service.domain.model import AttachmentDraft, Language, MessageType
 from soap_service.errors import SoapServiceError
 
 # Bounds on the tree, far beyond real mail (a payslip is 2 to 4 parts): a hostile message
-# must not cost more than a real one.
+# must not cost more than a real one. Parts and headers are counted while the parser
+# builds them, so that a bomb of a million empty parts stops at the 201st.
 MAX_DEPTH = 12
 MAX_PARTS = 200
+MAX_HEADERS = 2000
 
 _TYPE_PREFIX = re.compile(r"^\s*<([cpr])>\s*", re.IGNORECASE)
 _TYPES = {"c": MessageType.CONFIDENTIAL, "p": MessageType.PERSONAL, "r": MessageType.REGISTERED}
@@ -93,10 +97,22 @@ class SubmittedMail:
 
 def read_mail(raw: bytes, *, smtputf8: bool) -> SubmittedMail:
     _check_header_bytes(raw, smtputf8=smtputf8)
+    try:
+        return _read(raw)
+    except UnreadableMail:
+        raise
+    except Exception as exc:
+        # Whatever else the parser trips over, it would trip over again: refused for good
+        # (a 4xx would make the MTA send the same mail for days).
+        raise BrokenMime("the MIME structure cannot be read") from exc
+
+
+def _read(raw: bytes) -> SubmittedMail:
     # compat32 keeps headers as the text they are: the structured header objects of
     # policy.default cost more than the rest of reading a payslip (profiled), and the few
     # headers needed here are decoded by _header.
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parser = BytesParser(_class=_bounded_message_class(), policy=email.policy.compat32)
+    message = parser.parsebytes(raw)
     leaves = list(_leaves(message, depth=0))
     if any(leaf.get_content_type() in _ENCRYPTED_TYPES for leaf in leaves) or (
         message.get_content_type() in _ENCRYPTED_TYPES
@@ -152,6 +168,26 @@ def _check_header_bytes(raw: bytes, *, smtputf8: bool) -> None:
     # A bare CR or LF would let one header line carry another (header injection).
     if headers.replace(b"\r\n", b"").translate(None, b"\r\n") != headers.replace(b"\r\n", b""):
         raise BrokenMime("a header line contains a bare CR or LF; lines end with CRLF")
+
+
+def _bounded_message_class() -> type[Message]:
+    """A Message class that counts the parts and headers the parser makes of one mail."""
+    made = [0, 0]  # parts, headers
+
+    class BoundedMessage(Message):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made[0] += 1
+            if made[0] > MAX_PARTS + 2:  # the parser makes one message before it starts
+                raise BrokenMime(f"the message has more than {MAX_PARTS} MIME parts")
+            super().__init__(*args, **kwargs)
+
+        def set_raw(self, name: str, value: str) -> None:
+            made[1] += 1
+            if made[1] > MAX_HEADERS:
+                raise BrokenMime(f"the message has more than {MAX_HEADERS} header lines")
+            super().set_raw(name, value)
+
+    return BoundedMessage
 
 
 def _leaves(part: Message, depth: int) -> Iterator[Message]:
@@ -242,12 +278,7 @@ def _decoded_text(part: Message) -> str:
 
 def _attachment(part: Message, number: int) -> AttachmentDraft:
     content_type = part.get_content_type()
-    try:
-        name = part.get_filename()  # RFC 2231 decoded; RFC 2047 (non-standard, common) next
-    except (ValueError, LookupError):  # a 2231 name in an unknown charset
-        name = None
-    if name:
-        name = _decoded_words(name)
+    name = _filename(part)
     if name:
         # Some mail programs send the sender's folder too: keep the file's own name.
         name = re.split(r"[\\/]", name)[-1].strip()
@@ -260,16 +291,42 @@ def _attachment(part: Message, number: int) -> AttachmentDraft:
     return AttachmentDraft(filename=name, content_type=content_type, content=_payload(part))
 
 
+def _filename(part: Message) -> str | None:
+    """The part's file name: RFC 2231 and (non-standard, common) RFC 2047 decoded, and
+    UTF-8 as such (compat32 would replace 8-bit bytes in a parameter)."""
+    if not all(_raw_text(value).isascii() for _, value in part.raw_items()):
+        utf8 = Message()
+        for header, value in part.raw_items():
+            if header.lower() in ("content-type", "content-disposition"):
+                utf8[header] = _as_utf8(_raw_text(value))
+        part = utf8
+    try:
+        filename = part.get_filename()
+    except (ValueError, LookupError):  # a 2231 name in an unknown charset
+        return None
+    return _decoded_words(filename) if filename else None
+
+
+def _raw_text(value: Any) -> str:
+    """A raw header value, unfolded."""
+    return re.sub(r"\r?\n(?=[ \t])", "", str(value))
+
+
+def _as_utf8(text: str) -> str:
+    """8-bit header bytes (kept by the parser as surrogate escapes) read as UTF-8."""
+    return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+
+
+def _raw_values(message: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    return [_raw_text(value) for key, value in message.raw_items() if key.lower() == wanted]
+
+
 def _header(message: Message, name: str) -> str | None:
     """The first `name` header's text: unfolded, RFC 2047 words decoded, and UTF-8 as
     such (SMTPUTF8; the parser keeps 8-bit bytes as surrogate escapes)."""
-    wanted = name.lower()
-    for key, value in message.raw_items():
-        if key.lower() == wanted:
-            text = re.sub(r"\r?\n(?=[ \t])", "", str(value))
-            if not text.isascii():
-                return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-            return _decoded_words(text)
+    for text in _raw_values(message, name):
+        return _decoded_words(text) if text.isascii() else _as_utf8(text)
     return None
 
 
@@ -302,18 +359,26 @@ def _type_and_subject(subject: str | None) -> tuple[MessageType, str]:
 
 
 def _authors(message: Message) -> tuple[str, ...]:
-    values = [_header(message, name) or "" for name in ("From", "Sender")]
+    """The addresses of every From and Sender header, parsed from the raw values (decoding
+    encoded words first could make up addresses)."""
+    values = [
+        text if text.isascii() else _as_utf8(text)
+        for name in ("From", "Sender")
+        for text in _raw_values(message, name)
+    ]
     return tuple(address for _, address in email.utils.getaddresses(values) if address)
 
 
+_MSG_ID = re.compile(r"<([^<>\s]+)>")
+
+
 def _message_id(message: Message) -> str | None:
-    value = _header(message, "Message-ID")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1].strip()
-    return value or None
+    """The first Message-ID's id, without its brackets or any comment around it."""
+    for text in _raw_values(message, "Message-ID"):
+        found = _MSG_ID.search(text)
+        value = found.group(1) if found else text.strip()
+        return value if value and not any(c.isspace() for c in value) else None
+    return None
 
 
 def _language(*parts: Message) -> Language | None:
@@ -331,6 +396,6 @@ def _expiry_days(value: str | None) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit() or len(value) > 4:
+    if not re.fullmatch(r"[0-9]{1,4}", value):
         raise BrokenMime(f"{EXPIRY_HEADER} must be a whole number of days")
     return int(value)

@@ -4,6 +4,7 @@ and charsets as mail programs write them, the subject's type prefix, and what is
 from __future__ import annotations
 
 import email.policy
+import time
 from email.message import EmailMessage
 
 import pytest
@@ -282,3 +283,58 @@ def test_the_suffix_names_the_secure_recipient(address: str, secure: str) -> Non
 )
 def test_aiosmtpds_replies_get_enhanced_codes(reply: str, enhanced: str) -> None:
     assert with_enhanced_code(reply, size_limit=100) == enhanced
+
+
+def test_a_part_bomb_stops_at_the_limit_without_parsing_the_rest() -> None:
+    bomb = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    bomb += b"--b\r\n\r\n" * 200_000 + b"--b--\r\n"
+    started = time.process_time()
+    with pytest.raises(BrokenMime, match="more than 200 MIME parts"):
+        read_mail(bomb, smtputf8=False)
+    assert time.process_time() - started < 1.0  # a few hundred parts parsed, not 200,000
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
+    deep = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    for level in range(1, 3000):
+        deep += b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (
+            level - 1,
+            level,
+        )
+    with pytest.raises(BrokenMime):
+        read_mail(deep, smtputf8=False)
+
+
+def test_a_header_bomb_is_refused() -> None:
+    bomb = b"Subject: x\r\n" + b"X-Filler: y\r\n" * 5000 + b"\r\nbody\r\n"
+    with pytest.raises(BrokenMime, match="more than 2000 header lines"):
+        read_mail(bomb, smtputf8=False)
+
+
+def test_expiry_days_take_ascii_digits_only() -> None:
+    for value in ("=?utf-8?q?=C2=B2?=", "=?utf-8?q?=D9=A3?="):  # ² and Arabic-Indic 3
+        raw = crlf(f"Subject: x\nX-Expiry-Days: {value}\n\nbody")
+        with pytest.raises(BrokenMime, match="X-Expiry-Days must be a whole number"):
+            read_mail(raw, smtputf8=False)
+
+
+def test_utf8_file_names_are_read_as_utf8() -> None:
+    raw = (
+        "Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        "--b\r\nContent-Type: application/pdf\r\n"
+        'Content-Disposition: attachment; filename="Lohn_März.pdf"\r\n\r\n%PDF\r\n'
+        "--b--\r\n"
+    ).encode()
+    mail = read_mail(raw, smtputf8=True)
+    assert [a.filename for a in mail.attachments] == ["Lohn_März.pdf"]
+
+
+def test_every_from_and_sender_counts_and_the_message_id_loses_its_comment() -> None:
+    raw = crlf(
+        "From: hr@firm.example\nFrom: =?utf-8?q?ceo=40other.example?= <ceo@other.example>\n"
+        "Sender: bot@firm.example\nSubject: x\nMessage-ID: <a@b.example> (the first)\n\nbody"
+    )
+    mail = read_mail(raw, smtputf8=False)
+    assert mail.from_addresses == ("hr@firm.example", "ceo@other.example", "bot@firm.example")
+    assert mail.message_id == "a@b.example"

@@ -28,7 +28,13 @@ from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account, Language
-from soap_service.domain.organisations import Organisation, register_organisation
+from soap_service.domain.organisations import (
+    Organisation,
+    OrganisationConflict,
+    check_organisation,
+    conflict_with,
+    register_organisation,
+)
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
@@ -132,7 +138,7 @@ class Container:
             limits=settings.limits,
             tls=functools.partial(tls_context, settings.tls_cert_file, settings.tls_key_file),
             open_scope=self.open_scope,
-            organisations=self.organisations,
+            organisations=functools.partial(self.organisations, active_only=True),
         )
 
     def delivery_worker(self, name: str | None = None) -> DeliveryWorker:
@@ -208,32 +214,34 @@ class Container:
         display_name: str | None,
     ) -> tuple[Organisation, NewCredentials | None]:
         """Register an organisation; without `account`, a sender account of its name is
-        created for it (its credentials returned, to be shown once)."""
+        created for it (its credentials returned, to be shown once). Everything is checked
+        before that account is made."""
+        draft = check_organisation(
+            name=name, domains=domains, client_certificate_pem=client_certificate_pem
+        )
         credentials = None
         with closing(self.database.store()) as store:
+            conflict = conflict_with(draft, store.organisations())
+            if conflict is not None:
+                raise OrganisationConflict(conflict)
             if account is None:
                 credentials = create_account(
                     store,
                     self.keyring,
-                    username=name,
+                    username=draft.name,
                     organisation=display_name,
                     allow_digest=False,
                     now=self.now,
                 )
                 account = credentials.account.username
             organisation = register_organisation(
-                store,
-                name=name,
-                account_username=account,
-                domains=domains,
-                client_certificate_pem=client_certificate_pem,
-                now=self.now(),
+                store, draft, account_username=account, now=self.now()
             )
         return organisation, credentials
 
-    def organisations(self) -> list[Organisation]:
+    def organisations(self, *, active_only: bool = False) -> list[Organisation]:
         with closing(self.database.store()) as store:
-            return store.organisations()
+            return store.organisations(active_only=active_only)
 
     def remove_organisation(self, name: str) -> bool:
         with closing(self.database.store()) as store:

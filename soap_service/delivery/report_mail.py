@@ -6,6 +6,7 @@ a PDF attachment. In the message's language; the subject is the sender's own.
 from __future__ import annotations
 
 import base64
+import quopri
 import re
 from datetime import datetime
 from email.utils import format_datetime
@@ -16,7 +17,8 @@ from soap_service.domain.model import Language
 from soap_service.domain.sender_reports import ReportJob, ReportKind
 
 CRLF = "\r\n"
-_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+# A server's reply: its code, and the enhanced code right after it, if any.
+_REPLY = re.compile(r"^([245])\d\d[ -](?:([245])\.(\d{1,3}\.\d{1,3})\b)?")
 
 _FAILURE_SUBJECT = {
     Language.DE: "Nicht zustellbar: {subject}",
@@ -107,10 +109,10 @@ class ReportMailWriter:
                 f"Reporting-MTA: dns; {self._hostname}",
                 f"Arrival-Date: {format_datetime(job.accepted_at)}",
                 "",
-                f"Final-Recipient: rfc822; {smtp_address(recipient)}",
+                f"Final-Recipient: {_address_type(recipient)}; {smtp_address(recipient)}",
                 "Action: failed",
                 f"Status: {status}",
-                f"Diagnostic-Code: smtp; {_one_line(reason)}",
+                f"Diagnostic-Code: {_diagnostic(reason)}",
                 f"Last-Attempt-Date: {format_datetime(job.recipient_changed_at or now)}",
                 "",
             ]
@@ -123,9 +125,9 @@ class ReportMailWriter:
                 "This is a MIME-formatted delivery status notification.",
                 f"--{boundary}",
                 "Content-Type: text/plain; charset=utf-8",
-                "Content-Transfer-Encoding: 8bit",
+                "Content-Transfer-Encoding: quoted-printable",
                 "",
-                text,
+                _quoted_printable(text),
                 f"--{boundary}",
                 "Content-Type: message/delivery-status",
                 "",
@@ -161,9 +163,9 @@ class ReportMailWriter:
             [
                 f"--{boundary}",
                 "Content-Type: text/plain; charset=utf-8",
-                "Content-Transfer-Encoding: 8bit",
+                "Content-Transfer-Encoding: quoted-printable",
                 "",
-                text,
+                _quoted_printable(text),
                 f"--{boundary}",
                 f'Content-Type: application/pdf; name="{filename}"',
                 f'Content-Disposition: attachment; filename="{filename}"',
@@ -206,13 +208,29 @@ def _original_id(job: ReportJob, header: str) -> list[str]:
 
 
 def _status_code(reason: str) -> str:
-    """The enhanced status code in the server's reply, or the generic one; a delivery that
-    was given up after retries is 4.4.7 (delivery time expired)."""
+    """The enhanced code that follows the server's reply code (of the same class), else
+    the generic one; a delivery given up after retries is 4.4.7 (delivery time expired)."""
     if reason.startswith("gave up after"):
         return "4.4.7"
-    found = _ENHANCED.search(reason)
-    return found.group(1) if found else "5.0.0"
+    found = _REPLY.match(reason)
+    if found and found.group(2) == found.group(1):
+        return f"{found.group(2)}.{found.group(3)}"
+    return "5.0.0"
 
 
-def _one_line(text: str) -> str:
-    return re.sub(r"[\r\n]+", " ", text)[:900]
+def _diagnostic(reason: str) -> str:
+    """RFC 3464's Diagnostic-Code: `smtp;` for a server's reply, the service's own words
+    (no route, no TLS, gave up) under an X- type."""
+    kind = "smtp" if _REPLY.match(reason) else "X-soap-service"
+    one_line = re.sub(r"[\r\n]+", " ", reason)[:900]
+    return f"{kind}; {one_line}"
+
+
+def _address_type(address: str) -> str:
+    return "rfc822" if address.isascii() else "utf-8"  # RFC 6533
+
+
+def _quoted_printable(text: str) -> str:
+    """UTF-8 text as 7-bit lines: the receiving server need not offer 8BITMIME."""
+    encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
+    return encoded.decode("ascii").replace("\n", CRLF)

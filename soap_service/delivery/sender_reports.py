@@ -1,12 +1,15 @@
-"""Sending the reports owed to senders (domain/sender_reports.py): the delivery worker
-claims a few with a lease between its batches of notifications, writes each mail, and
-sends it to the sender's mail server like a notification (verified STARTTLS, the relay or
-the MX), with the same retry policy. A failure notice goes out with an empty envelope
-sender (RFC 3464: no report about a report); a receipt from the service's address."""
+"""Sending the reports owed to senders (domain/sender_reports.py), in a thread of the
+delivery worker of its own, so that a sender's unreachable mail server never holds up
+notifications. One report at a time: claimed with a lease longer than sending it can take,
+written, sent to the sender's mail server like a notification (verified STARTTLS, the
+relay or the MX), and its outcome recorded at once, with the delivery retry policy. A
+failure notice goes out with an empty envelope sender (RFC 3464: no report about a
+report); a receipt from the service's address."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -25,8 +28,11 @@ from soap_service.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
-# Reports claimed at a time: they are few (failures, registered messages' receipts).
+# Reports sent in one round before the thread looks at its stop event again.
 REPORT_BATCH = 20
+# A claimed report's lease: longer than sending one can take (every server of its
+# destination, each with its timeout), so that no other worker sends it meanwhile.
+REPORT_LEASE = timedelta(minutes=10)
 
 # A receipt's file name and signed PDF, for a report of a registered message.
 ReceiptFile = Callable[[ReportJob], tuple[str, bytes]]
@@ -42,7 +48,7 @@ class ReportSender:
         router: Router,
         tls: TlsContexts,
         policy: RetryPolicy,
-        lease: timedelta,
+        poll_seconds: float,
         worker: str,
         receipt_file: ReceiptFile | None,
         now: Callable[[], datetime],
@@ -53,27 +59,45 @@ class ReportSender:
         self._router = router
         self._tls = tls
         self._policy = policy
-        self._lease = lease
+        self._poll_seconds = poll_seconds
         self._worker = worker
         self._receipt_file = receipt_file
         self._now = now
         self._writer = ReportMailWriter(mail_from=smtp.mail_from, hostname=smtp.hostname)
 
-    def run_once(self) -> int:
-        """Send the reports that are due (a batch); how many were tried."""
-        with closing(self._stores()) as store:
-            now = self._now()
-            jobs = store.claim_due_reports(
-                self._worker, now=now, lease_until=now + self._lease, limit=REPORT_BATCH
-            )
-        if not jobs:
-            return 0
-        results = [self._send(job) for job in jobs]
-        with closing(self._stores()) as store:
-            store.record_reports(self._worker, results)
-        sent = sum(result.state == "sent" for result in results)
-        log.info("sender reports: %d sent, %d not yet", sent, len(results) - sent)
-        return len(results)
+    def run(self, stop: threading.Event) -> None:
+        """Send reports as they fall due, until `stop` is set."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                tried = self.run_once(stop)
+            except Exception as exc:  # the database away, a bug: wait and try again
+                failures += 1
+                if failures == 1:
+                    log.warning("sender reports paused: %s", describe_exception(exc))
+                stop.wait(min(self._poll_seconds * (1 << min(failures, 6)), 30.0))
+                continue
+            failures = 0
+            if not tried:
+                stop.wait(self._poll_seconds)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Send the reports that are due, one by one (a round); how many were tried."""
+        tried = 0
+        while tried < REPORT_BATCH and not (stop is not None and stop.is_set()):
+            with closing(self._stores()) as store:
+                now = self._now()
+                jobs = store.claim_due_reports(
+                    self._worker, now=now, lease_until=now + REPORT_LEASE, limit=1
+                )
+            if not jobs:
+                break
+            result = self._send(jobs[0])
+            with closing(self._stores()) as store:
+                store.record_reports(self._worker, [result])
+            tried += 1
+            log.info("sender report %s: %s", jobs[0].kind.value, result.state)
+        return tried
 
     def _send(self, job: ReportJob) -> ReportResult:
         try:

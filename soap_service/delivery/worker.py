@@ -122,7 +122,7 @@ class DeliveryWorker:
             router=self._router,
             tls=self._tls,
             policy=self._policy,
-            lease=self._lease,
+            poll_seconds=settings.poll_seconds,
             worker=self.name,
             receipt_file=receipt_file,
             now=now,
@@ -138,6 +138,10 @@ class DeliveryWorker:
     def run(self, stop: threading.Event) -> None:
         log.info("delivery worker %s started", self.name)
         self._stop = stop
+        reports = threading.Thread(
+            target=self._reports.run, args=(stop,), name="sender-reports", daemon=True
+        )
+        reports.start()
         failures = 0
         while not stop.is_set():
             try:
@@ -161,6 +165,7 @@ class DeliveryWorker:
             if not handled:
                 stop.wait(self._settings.poll_seconds)
         self._outcomes.flush()
+        reports.join(timeout=60)
         log.info("delivery worker %s stopped", self.name)
 
     def close(self) -> None:
@@ -176,7 +181,6 @@ class DeliveryWorker:
         may still be on their way when this returns, unless `record_in_background` is off.
         """
         self._retention_due()
-        reported = self._send_reports()
         with closing(self._stores()) as store:
             self._expire_due(store)
             now = self._now()
@@ -185,7 +189,7 @@ class DeliveryWorker:
             )
         if not jobs:
             self._close_idle_sessions(older_than=IDLE_CONNECTION_SECONDS)
-            return reported
+            return 0
         batch = [job.recipient_id for job in jobs]
         self._leases.hold(batch)
         try:
@@ -206,16 +210,9 @@ class DeliveryWorker:
         log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
         return len(results)
 
-    def _send_reports(self) -> int:
-        """Reports owed to senders; a fault in them must not hold up the notifications
-        (a database away does: ServiceError goes on to run())."""
-        try:
-            return self._reports.run_once()
-        except ServiceError:
-            raise
-        except Exception as exc:
-            log.error("sender reports failed: %s", describe_exception(exc))
-            return 0
+    def send_reports(self) -> int:
+        """One round of the reports owed to senders (run() does it in its own thread)."""
+        return self._reports.run_once()
 
     # Expiry.
 

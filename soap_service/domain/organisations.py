@@ -70,19 +70,19 @@ def mail_domain(domain: str) -> str:
     return ascii_domain
 
 
-def register_organisation(
-    store: OrganisationStore,
-    *,
-    name: str,
-    account_username: str,
-    domains: list[str],
-    client_certificate_pem: bytes | None,
-    now: datetime,
-) -> Organisation:
-    """Check and store a new organisation; raises ValidationError or OrganisationConflict."""
-    record = store.find_account(account_username)
-    if record is None:
-        raise ValidationError(f"there is no sender account {account_username!r:.80}")
+@dataclass(frozen=True, kw_only=True)
+class OrganisationDraft:
+    """An organisation checked and ready to be stored, before its account is known."""
+
+    name: str
+    domains: tuple[str, ...]
+    client_certificate: crypto.CertificateInfo | None
+
+
+def check_organisation(
+    *, name: str, domains: list[str], client_certificate_pem: bytes | None
+) -> OrganisationDraft:
+    """Raises ValidationError for a bad name, domain or certificate."""
     canonical = tuple(dict.fromkeys(mail_domain(domain) for domain in domains))
     if not canonical:
         raise ValidationError("an organisation needs at least one mail domain")
@@ -92,11 +92,40 @@ def register_organisation(
             certificate = crypto.certificate_info(client_certificate_pem)
         except crypto.InvalidCertificate as exc:
             raise ValidationError(f"the client certificate: {exc}") from None
+    return OrganisationDraft(
+        name=organisation_name(name), domains=canonical, client_certificate=certificate
+    )
+
+
+def conflict_with(draft: OrganisationDraft, existing: list[Organisation]) -> str | None:
+    """What of the draft belongs to an organisation already, if anything (checked before
+    an account is made for it; the database's unique keys stay the last word)."""
+    for organisation in existing:
+        if organisation.name == draft.name:
+            return f"an organisation named {draft.name!r} exists"
+        taken = set(draft.domains) & set(organisation.domains)
+        if taken:
+            return f"{sorted(taken)[0]} belongs to the organisation {organisation.name!r}"
+        theirs = organisation.client_certificate
+        ours = draft.client_certificate
+        if theirs is not None and ours is not None and theirs.sha256 == ours.sha256:
+            return f"the certificate is registered for the organisation {organisation.name!r}"
+    return None
+
+
+def register_organisation(
+    store: OrganisationStore, draft: OrganisationDraft, *, account_username: str, now: datetime
+) -> Organisation:
+    """Store a checked organisation as the account's; raises ValidationError (no such
+    account) or OrganisationConflict."""
+    record = store.find_account(account_username)
+    if record is None:
+        raise ValidationError(f"there is no sender account {account_username!r:.80}")
     organisation = Organisation(
-        name=organisation_name(name),
+        name=draft.name,
         account=record.account,
-        domains=canonical,
-        client_certificate=certificate,
+        domains=draft.domains,
+        client_certificate=draft.client_certificate,
     )
     store.add_organisation(organisation, now)
     return organisation

@@ -217,8 +217,9 @@ class OrganisationStore(Protocol):
         """Raises OrganisationConflict if its name, a domain or its certificate is taken."""
         ...
 
-    def organisations(self) -> list[Organisation]:
-        """Every organisation, by name."""
+    def organisations(self, *, active_only: bool = False) -> list[Organisation]:
+        """Every organisation, by name; `active_only`: those whose account is not
+        disabled (whose mail server may submit)."""
         ...
 
     def remove_organisation(self, name: str) -> bool:

@@ -43,18 +43,21 @@ class OrganisationQueries(Transactions):
                 "belongs to another organisation"
             ) from exc
 
-    def organisations(self) -> list[Organisation]:
+    def organisations(self, *, active_only: bool = False) -> list[Organisation]:
+        query = (
+            select(
+                organisations.c.id.label("organisation_id"),
+                organisations.c.name,
+                organisations.c.client_cert_pem,
+                accounts,
+            )
+            .join(accounts, accounts.c.id == organisations.c.account_id)
+            .order_by(organisations.c.name)
+        )
+        if active_only:
+            query = query.where(accounts.c.disabled.is_(False))
         with self._transaction(read_only=True) as connection:
-            rows = connection.execute(
-                select(
-                    organisations.c.id.label("organisation_id"),
-                    organisations.c.name,
-                    organisations.c.client_cert_pem,
-                    accounts,
-                )
-                .join(accounts, accounts.c.id == organisations.c.account_id)
-                .order_by(organisations.c.name)
-            ).all()
+            rows = connection.execute(query).all()
             domains: dict[int, list[str]] = {}
             for domain_row in connection.execute(
                 select(organisation_domains).order_by(organisation_domains.c.domain)

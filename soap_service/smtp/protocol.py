@@ -3,12 +3,16 @@
 - Every reply after EHLO carries an enhanced status code (replies.with_enhanced_code).
 - AUTH PLAIN and LOGIN are parsed by aiosmtpd, but the password is checked by the handler
   in a worker thread: a scrypt takes over 100 ms, which must not stop every other session.
-- A client silent for the timeout hears 421 4.4.2 before the line is closed.
+- A client silent for the timeout hears 421 4.4.2 before the line is closed; data that
+  keeps arriving (a large mail, slowly) is not silence.
+- MAIL FROM:<> (a bounce) is refused with its reason: a secure message needs a sender
+  that can hear back.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -44,6 +48,17 @@ class SubmissionSmtp(SMTP):
     @property
     def _size(self) -> int:
         return self.data_size_limit or 0
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if (
+            self.session is not None
+            and self.session.authenticated
+            and arg is not None
+            and re.match(r"(?i)FROM:\s*<>", arg.strip())
+        ):
+            await self.push(replies.NO_SENDER)
+            return
+        await super().smtp_MAIL(arg)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._answering_hello = True
@@ -81,6 +96,12 @@ class SubmissionSmtp(SMTP):
         if isinstance(outcome, str):
             return AuthResult(success=False, handled=False, message=outcome)
         return AuthResult(success=True, auth_data=outcome, message=replies.AUTH_OK)
+
+    def data_received(self, data: bytes) -> None:
+        # aiosmtpd restarts its idle timer per command only: a large mail arriving slowly
+        # is not a silent client.
+        self._reset_timeout()
+        super().data_received(data)
 
     def _timeout_cb(self) -> None:
         log.info("SMTP client silent for %d s: disconnected", self._timeout_duration)

@@ -94,7 +94,7 @@ def reply_for(error: BaseException, attachments: tuple[AttachmentDraft, ...] = (
         return _reply("554 5.6.0", str(error))
     if isinstance(error, Unavailable):
         return DATABASE_AWAY
-    log.error("SMTP submission failed: %s", describe_exception(error), exc_info=error)
+    log.error("SMTP submission failed: %s", describe_exception(error))
     return TRY_LATER
 
 

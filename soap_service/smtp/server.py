@@ -31,6 +31,8 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 # How long submissions under way may take to finish when the process is told to stop.
 DRAIN_SECONDS = 30.0
+# Password checks at once (a scrypt each): apart from the threads that store mails.
+LOGIN_THREADS = 2
 
 
 # How often the registered client certificates are read again: a new organisation's mail
@@ -81,11 +83,13 @@ class SmtpChannel:
         executor = ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="smtp-submission"
         )
+        logins = ThreadPoolExecutor(max_workers=LOGIN_THREADS, thread_name_prefix="smtp-login")
         handler = SubmissionHandler(
             open_scope=self._open_scope,
             settings=settings,
             limits=self._limits,
             executor=executor,
+            login_executor=logins,
         )
 
         def new_session() -> SubmissionSmtp:
@@ -114,8 +118,10 @@ class SmtpChannel:
         finally:
             server.close()
             keeping.cancel()
+            handler.closing = True
             await self._drain(handler)
             executor.shutdown(wait=True)
+            logins.shutdown(wait=True)
             log.info("SMTP channel stopped")
 
     def _use_organisations(
@@ -126,9 +132,17 @@ class SmtpChannel:
             for organisation in organisations
             if (certificate := organisation.client_certificate) is not None
         }
-        if certificates.keys() != handler.organisations.keys():
-            self._tls = self._tls_for([pem for pem, _ in certificates.values()])
-        handler.organisations = {key: value[1] for key, value in certificates.items()}
+        registered = {key: organisation for key, (_, organisation) in certificates.items()}
+        if registered.keys() != handler.organisations.keys():
+            try:
+                self._tls = self._tls_for([pem for pem, _ in certificates.values()])
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                # New certificates wait for a context that takes them; removed ones go now.
+                log.error("client certificates not loaded: %s", describe_exception(exc))
+                registered = {
+                    key: value for key, value in registered.items() if key in handler.organisations
+                }
+        handler.organisations = registered
 
     async def _keep_organisations(
         self, handler: SubmissionHandler, executor: ThreadPoolExecutor
@@ -138,10 +152,9 @@ class SmtpChannel:
             await asyncio.sleep(ORGANISATIONS_REFRESH_SECONDS)
             try:
                 organisations = await loop.run_in_executor(executor, self._load_organisations)
-            except Exception as exc:  # the database away: keep what is known
+                self._use_organisations(handler, organisations)
+            except Exception as exc:  # the database away: keep what is known, try again
                 log.warning("organisations not read again: %s", describe_exception(exc))
-                continue
-            self._use_organisations(handler, organisations)
 
     async def _drain(self, handler: SubmissionHandler) -> None:
         """Let the messages being stored commit and get their 250."""

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# How long storing a mail may take before its client counts as gone (RFC 5321 4.5.3.2.6).
+DATA_ANSWER_SECONDS = 600
+
 
 @dataclass(frozen=True, kw_only=True)
 class Submitter:
@@ -66,20 +69,30 @@ class SubmissionHandler:
         settings: SmtpChannelSettings,
         limits: MessageLimits,
         executor: Executor,
+        login_executor: Executor,
     ) -> None:
         self._open_scope = open_scope
         self._settings = settings
         self._limits = limits
+        # Logins have their own threads: password checks (a scrypt each, which anyone
+        # can ask for) must not hold up the mails being stored.
         self._executor = executor
+        self._login_executor = login_executor
         self.submissions_under_way = 0
+        # Set when the process is stopping: new logins and mails get 421.
+        self.closing = False
         # Organisations by the SHA-256 of their client certificate (server.py keeps it current).
         self.organisations: dict[bytes, Organisation] = {}
 
     # Authentication (called by protocol.SubmissionSmtp).
 
     async def check_login(self, peer: Any, login: bytes, password: bytes) -> Submitter | str:
+        if self.closing:
+            return replies.SHUTTING_DOWN
         client = peer[0] if isinstance(peer, tuple) and peer else None
-        return await self._in_thread(self._check_login, client, login, password)
+        return await self._in_thread(
+            self._login_executor, self._check_login, client, login, password
+        )
 
     def _check_login(self, client: str | None, login: bytes, password: bytes) -> Submitter | str:
         try:
@@ -149,7 +162,13 @@ class SubmissionHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         submitter = session.auth_data
         assert isinstance(submitter, Submitter), "aiosmtpd asks for AUTH before DATA"
+        if self.closing:
+            return replies.SHUTTING_DOWN
+        # Storing may wait for a thread and the database: not the client's silence (RFC
+        # 5321 gives the answer to the end of DATA 10 minutes).
+        server._reset_timeout(max(self._settings.timeout_seconds, DATA_ANSWER_SECONDS))
         return await self._in_thread(
+            self._executor,
             self._submit,
             submitter,
             bytes(envelope.original_content),
@@ -198,12 +217,12 @@ class SubmissionHandler:
         finally:
             services.close()
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        """Run `function` in the pool; it is counted as under way until it returns, even
+    async def _in_thread(self, pool: Executor, function: Callable[..., T], *args: Any) -> T:
+        """Run `function` in `pool`; it is counted as under way until it returns, even
         when its client hangs up (its commit still answers an MTA that sends again)."""
         loop = asyncio.get_running_loop()
         self.submissions_under_way += 1
-        future = self._executor.submit(function, *args)
+        future = pool.submit(function, *args)
 
         def done(_: object) -> None:
             self.submissions_under_way -= 1

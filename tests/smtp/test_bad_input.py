@@ -132,6 +132,22 @@ def test_each_bad_recipient_gets_its_own_reply_and_the_others_go_on(
     assert count_messages(service.database_url) == before + 1
 
 
+def test_a_null_sender_is_refused_with_its_reason(
+    channel: SmtpChannelProcess, smtp_sender: SmtpSender, unchanged: None
+) -> None:
+    with channel.connect(login=smtp_sender.login) as client:
+        assert reply_text(client.docmd("MAIL", "FROM:<>")) == (
+            "550 5.1.7 A secure message needs a sender address: failures and receipts go there"
+        )
+        assert reply_text(client.docmd("MAIL", "FROM:<not an address>")) == (
+            "553 5.1.7 The sender address is not valid: An email address must have an @-sign"
+        )
+        assert reply_text(client.mail("hr@localhost")) == (
+            "553 5.1.7 The sender address is not valid: The part after the @-sign is not "
+            "valid. It should have a period"
+        )
+
+
 def test_the_101st_recipient_is_refused(
     channel: SmtpChannelProcess, smtp_sender: SmtpSender, unchanged: None
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from sqlalchemy import create_engine, text
 
 from tests.smtp.conftest import reply_text, submit
 from tests.support import ServiceProcess, SmtpChannelProcess, count_messages
@@ -154,8 +155,14 @@ def test_the_organisation_commands(service: ServiceProcess, registered: Register
     assert registered.name in listing
     assert f"account:     {registered.username} (Firm Ltd)" in listing
     taken = service.cli("organisation", "add", "other", "--domain", "firm.example", check=False)
-    assert taken.returncode == 1
-    assert "belongs to another organisation" in taken.stderr
+    assert (taken.returncode, taken.stderr.strip()) == (
+        1,
+        f"soap-service: firm.example belongs to the organisation {registered.name!r}",
+    )
+    # Nothing was made of it: not even the account it would have had.
+    assert "account add" not in taken.stdout
+    again = service.cli("account", "add", "other")
+    assert "password:" in again.stdout
     bad = service.cli("organisation", "add", "bad", "--domain", "no spaces.ch", check=False)
     assert bad.returncode == 2
     assert "is not a domain name" in bad.stderr
@@ -178,3 +185,34 @@ def test_the_organisation_commands(service: ServiceProcess, registered: Register
     assert service.cli("organisation", "remove", "gone").returncode == 0
     assert "gone" not in service.cli("organisation", "list").stdout
     assert service.cli("organisation", "remove", "gone", check=False).returncode == 1
+
+
+def test_a_disabled_accounts_certificate_no_longer_authenticates(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    certificate, chain = client_files(tmp_path, "closing")
+    service.cli(
+        "organisation",
+        "add",
+        "closing",
+        "--domain",
+        "closing.example",
+        "--client-cert",
+        str(certificate),
+    )
+    engine = create_engine(service.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE accounts SET disabled = true WHERE username = 'closing'")
+            )
+    finally:
+        engine.dispose()
+    channel = SmtpChannelProcess(service=service, name="smtp-disabled").start()
+    try:
+        # No longer registered for the channel: like any certificate from an unknown CA.
+        refused = (ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)
+        with pytest.raises(refused), connect_with(channel, chain) as client:
+            client.mail("hr@closing.example")
+    finally:
+        channel.stop()

@@ -1,9 +1,10 @@
 """Backup and restore: the database and what reads it, together in one folder.
 
 A backup holds a consistent copy of the database (persistence/copies.py), the master
-keyring (without it no stored message can be read), the receipt signing certificate and
-key, and a manifest with each file's SHA-256. A restore goes into a fresh data folder and
-an empty database only: it never overwrites a keyring or merges into data.
+keyring (without it no stored message can be read), the receipt and mail signing
+certificates and keys, and a manifest with each file's SHA-256. A restore goes into a
+fresh data folder and an empty database only: it never overwrites a keyring or merges
+into data.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from soap_service.settings import Settings
 MANIFEST = "manifest.json"
 KEYRING = "master-keys.json"
 RECEIPT_CERT, RECEIPT_KEY = "receipts.pem", "receipts-key.pem"
+MAIL_CERT, MAIL_KEY = "mail-signing.pem", "mail-signing-key.pem"
+
+
+def _signing_pairs(settings: Settings) -> list[tuple[str, Path, str, Path]]:
+    """(name, file) of each signing certificate and its key, in a backup and in place."""
+    return [
+        (RECEIPT_CERT, settings.receipt_cert_file, RECEIPT_KEY, settings.receipt_key_file),
+        (MAIL_CERT, settings.signing_cert_file, MAIL_KEY, settings.signing_key_file),
+    ]
 
 
 def back_up(settings: Settings, database: Database, folder: Path, now: datetime) -> list[str]:
@@ -30,8 +40,9 @@ def back_up(settings: Settings, database: Database, folder: Path, now: datetime)
         raise ConfigurationError(f"{folder} is not empty: back up into a new folder")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = {KEYRING: settings.master_key_file}
-    if settings.receipt_cert_file.is_file() and settings.receipt_key_file.is_file():
-        files |= {RECEIPT_CERT: settings.receipt_cert_file, RECEIPT_KEY: settings.receipt_key_file}
+    for cert_name, cert_file, key_name, key_file in _signing_pairs(settings):
+        if cert_file.is_file() and key_file.is_file():
+            files |= {cert_name: cert_file, key_name: key_file}
     for name, source in files.items():
         private_files.create_exclusively(folder / name, source.read_bytes())
     dumped = copies.dump(database, folder)
@@ -48,7 +59,7 @@ def back_up(settings: Settings, database: Database, folder: Path, now: datetime)
 
 
 def restore(settings: Settings, database: Database, folder: Path) -> None:
-    """Put a backup's keyring, receipt files and database in place; the caller then
+    """Put a backup's keyring, signing files and database in place; the caller then
     upgrades the schema and checks the keyring against the database."""
     manifest = _checked_manifest(folder)
     if settings.master_key_file.exists():
@@ -59,13 +70,11 @@ def restore(settings: Settings, database: Database, folder: Path) -> None:
     copy = next(name for name in manifest if name in (copies.SQLITE_FILE, copies.POSTGRESQL_FILE))
     copies.load(database, folder / copy)
     private_files.create_exclusively(settings.master_key_file, (folder / KEYRING).read_bytes())
-    if RECEIPT_CERT in manifest and not settings.receipt_cert_file.exists():
-        settings.receipt_cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, target in (
-            (RECEIPT_CERT, settings.receipt_cert_file),
-            (RECEIPT_KEY, settings.receipt_key_file),
-        ):
-            private_files.create_exclusively(target, (folder / name).read_bytes())
+    for cert_name, cert_file, key_name, key_file in _signing_pairs(settings):
+        if cert_name in manifest and not cert_file.exists():
+            cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for name, target in ((cert_name, cert_file), (key_name, key_file)):
+                private_files.create_exclusively(target, (folder / name).read_bytes())
 
 
 def _checked_manifest(folder: Path) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The files a first start needs: data folder, master keyring, development certificate,
-receipt signing certificate. Safe to run again, and from several processes at once."""
+receipt and mail signing certificates. Safe to run again, and from several processes at
+once."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def ensure_files(settings: Settings) -> None:
             lock=".receipts.lock",
         )
     _require("receipt signing file", settings.receipt_cert_file, settings.receipt_key_file)
+    if settings.signing_generate_cert:
+        address = settings.delivery.smtp.mail_from
+        _ensure_pair(
+            settings.signing_cert_file,
+            settings.signing_key_file,
+            lambda cert, key: crypto.generate_mail_signing_certificate(cert, key, address=address),
+            f"the mail signing certificate {settings.signing_cert_file}",
+            lock=".mail-signing.lock",
+        )
+    _require("mail signing file", settings.signing_cert_file, settings.signing_key_file)
 
 
 def _ensure_pair(

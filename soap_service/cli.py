@@ -163,6 +163,11 @@ def _add_maintenance_commands(commands: Any) -> None:
         help="print the certificate that signs receipts (for senders to trust)",
     )
     receipts.set_defaults(handler=_receipt_certificate)
+    signing = commands.add_parser(
+        "signing-certificate",
+        help="print the certificate that S/MIME-signs mails to gateways (for organisations)",
+    )
+    signing.set_defaults(handler=_signing_certificate)
     backup = commands.add_parser(
         "backup", help="write the database, keyring and receipt keys into a new folder"
     )
@@ -362,6 +367,11 @@ def _dev_account(container: Container, args: argparse.Namespace) -> None:
 def _receipt_certificate(container: Container, args: argparse.Namespace) -> None:
     container.prepare()  # generated on first start
     print(container.settings.receipt_cert_file.read_text(), end="")
+
+
+def _signing_certificate(container: Container, args: argparse.Namespace) -> None:
+    container.prepare()  # generated on first start
+    print(container.settings.signing_cert_file.read_text(), end="")
 
 
 def _wsdl(container: Container, args: argparse.Namespace) -> None:

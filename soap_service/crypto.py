@@ -6,6 +6,7 @@
 - Passwords: scrypt (a slow, memory-hard hash); WS-Security PasswordDigest (SHA-1, as
   the UsernameToken profile defines it); keyed fingerprints for idempotency checks.
 - The self-signed certificate used on the embedded development default.
+- Signatures: receipts (PAdES, by pyHanko) and mails to organisations' gateways (S/MIME).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 from soap_service.errors import ConfigurationError, SoapServiceError
@@ -401,6 +403,84 @@ def generate_receipt_signing_certificate(
         ],
     )
     _write_key_and_certificate(key, certificate, cert_path, key_path)
+
+
+# Gateway delivery: mails S/MIME-signed with the service's own key.
+
+
+def generate_mail_signing_certificate(
+    cert_path: Path, key_path: Path, *, address: str, organisation: str = "soap-service"
+) -> None:
+    """Write a self-signed RSA-3072 certificate (10 years) for S/MIME-signing the mails
+    that gateways receive, for `address` (the From of those mails), replacing what is
+    there. Organisations trust it (`soap-service signing-certificate` prints it); an
+    operator may give one from a CA instead."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} secure messages"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, address),
+        ]
+    )
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    certificate = _self_signed(
+        key,
+        subject,
+        days=3650,
+        extensions=[
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (usage, True),
+            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
+            (x509.SubjectAlternativeName([x509.RFC822Name(address)]), False),
+            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        ],
+    )
+    _write_key_and_certificate(key, certificate, cert_path, key_path)
+
+
+class MailSigner:
+    """Detached S/MIME signatures (RFC 8551, application/pkcs7-signature) with a key and
+    certificate from files, loaded once."""
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        try:
+            certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError("the mail signing key or certificate is unreadable") from exc
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise ConfigurationError("the mail signing key must be RSA or EC")
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if certificate.public_key().public_bytes(
+            serialization.Encoding.DER, spki
+        ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
+            raise ConfigurationError("the mail signing key does not match its certificate")
+        self._certificate = certificate
+        self._key = key
+
+    def sign(self, entity: bytes) -> bytes:
+        """The DER signature of a MIME entity, exactly as given (its CRLF line ends are
+        the canonical form the recipient verifies)."""
+        return (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(entity)
+            .add_signer(self._certificate, self._key, hashes.SHA256())
+            .sign(
+                serialization.Encoding.DER,
+                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+            )
+        )
 
 
 def _self_signed(

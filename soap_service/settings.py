@@ -104,6 +104,12 @@ class Settings:
     receipt_cert_file: Path
     receipt_key_file: Path
     receipt_generate_cert: bool
+    # Mails delivered to organisations' gateways are S/MIME-signed with this key and
+    # certificate; generated (self-signed, for the notifications' From address) on first
+    # start when the defaults are used.
+    signing_cert_file: Path
+    signing_key_file: Path
+    signing_generate_cert: bool
     # Largest request body read. 30 MiB of attachments is 40 MiB of base64 (41 MiB with
     # line breaks); two 1 MiB bodies can grow several times when XML-escaped.
     max_request_bytes: int
@@ -136,6 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = _log_level(get)
     language = _default_language(get)
     receipts = _receipt_files(get, data_dir)
+    signing = _signing_files(get, data_dir)
     return Settings(
         data_dir=data_dir,
         database_url=normalise_database_url(
@@ -153,6 +160,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         receipt_cert_file=receipts.cert_file,
         receipt_key_file=receipts.key_file,
         receipt_generate_cert=receipts.generate,
+        signing_cert_file=signing.cert_file,
+        signing_key_file=signing.key_file,
+        signing_generate_cert=signing.generate,
         max_request_bytes=_positive_int(
             get("MAX_REQUEST_BYTES", str(56 * 1024 * 1024)), "MAX_REQUEST_BYTES"
         ),
@@ -212,6 +222,19 @@ def _receipt_files(get: _Get, data_dir: Path) -> _CertAndKey:
     return _CertAndKey(
         cert_file=Path(cert) if cert else data_dir / "keys" / "receipts.pem",
         key_file=Path(key) if key else data_dir / "keys" / "receipts-key.pem",
+        generate=not cert,
+    )
+
+
+def _signing_files(get: _Get, data_dir: Path) -> _CertAndKey:
+    cert, key = get("SIGNING_CERT_FILE", ""), get("SIGNING_KEY_FILE", "")
+    if bool(cert) != bool(key):
+        raise ConfigurationError(
+            f"set both {PREFIX}SIGNING_CERT_FILE and {PREFIX}SIGNING_KEY_FILE, or neither"
+        )
+    return _CertAndKey(
+        cert_file=Path(cert) if cert else data_dir / "keys" / "mail-signing.pem",
+        key_file=Path(key) if key else data_dir / "keys" / "mail-signing-key.pem",
         generate=not cert,
     )
 

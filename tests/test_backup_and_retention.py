@@ -88,7 +88,13 @@ def test_a_restore_into_a_fresh_folder_opens_a_message_accepted_before_the_backu
     assert "master-keys.json" in done.stdout
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["database"] == backend
-    assert set(manifest["files"]) >= {"master-keys.json", "receipts.pem", "receipts-key.pem"}
+    assert set(manifest["files"]) >= {
+        "master-keys.json",
+        "receipts.pem",
+        "receipts-key.pem",
+        "mail-signing.pem",
+        "mail-signing-key.pem",
+    }
     assert all((backup / name).stat().st_mode & 0o077 == 0 for name in manifest["files"])
 
     target = service(tmp_path / "after", backend, tls, postgres)
@@ -98,6 +104,9 @@ def test_a_restore_into_a_fresh_folder_opens_a_message_accepted_before_the_backu
     assert shown.subject == "Lohnabrechnung Dezember"
     assert shown.text_body == "Ihr Nettolohn beträgt CHF 6'543.21"
     assert target.cli("db", "current").stdout.strip() == "0007"
+    # The same keys sign on: gateways and senders need not trust new certificates.
+    for command in ("signing-certificate", "receipt-certificate"):
+        assert target.cli(command).stdout == source.cli(command).stdout
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,24 @@ def test_receipt_certificate_prints_the_key_files_certificate(
     assert cli.cli("receipt-certificate").stdout == printed  # made once, then kept
 
 
+def test_signing_certificate_is_generated_once_for_the_from_address(
+    tmp_path: Path, tls: TlsFiles
+) -> None:
+    from cryptography import x509
+
+    cli = cli_for(tmp_path, tls)
+    printed = cli.cli("signing-certificate").stdout
+    assert printed == (tmp_path / "var" / "keys" / "mail-signing.pem").read_text()
+    certificate = x509.load_pem_x509_certificate(printed.encode())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.RFC822Name) == ["no-reply@127.0.0.1"]
+    usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    key = tmp_path / "var" / "keys" / "mail-signing-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert cli.cli("signing-certificate").stdout == printed  # made once, then kept
+
+
 def test_wsdl_command_writes_the_served_document(tmp_path: Path, tls: TlsFiles) -> None:
     cli = cli_for(tmp_path, tls)
     target = tmp_path / "out.wsdl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -15,8 +16,14 @@ from typing import Any
 
 from soap_service import crypto
 from soap_service.container import Container
+from soap_service.domain import organisations
 from soap_service.domain.model import Language
-from soap_service.domain.organisations import Organisation, OrganisationConflict
+from soap_service.domain.organisations import (
+    Gateway,
+    Organisation,
+    OrganisationConflict,
+    TlsPolicy,
+)
 from soap_service.errors import AccountExists, ConfigurationError, ServiceError
 from soap_service.logs import configure_logging
 from soap_service.settings import load_settings
@@ -131,7 +138,23 @@ def _add_organisation_commands(commands: Any) -> None:
         "whose credentials are printed once)",
     )
     add.add_argument("--display-name", help="the sender's name shown to recipients")
+    _add_gateway_options(add)
     add.set_defaults(handler=_organisation_add)
+    update = organisation.add_parser(
+        "update", help="change an organisation's domains, client certificate or gateway"
+    )
+    update.add_argument("name")
+    update.add_argument("--domain", action="append", help="its mail domains, all of them")
+    certificate = update.add_mutually_exclusive_group()
+    certificate.add_argument("--client-cert", type=Path, help="a new client certificate (PEM)")
+    certificate.add_argument(
+        "--no-client-cert", action="store_true", help="its mail server uses SMTP AUTH"
+    )
+    _add_gateway_options(update)
+    update.set_defaults(handler=_organisation_update)
+    show = organisation.add_parser("show", help="one organisation's settings")
+    show.add_argument("name")
+    show.set_defaults(handler=_organisation_show)
     listing = organisation.add_parser("list", help="every organisation, its domains and account")
     listing.set_defaults(handler=_organisation_list)
     remove = organisation.add_parser(
@@ -139,6 +162,29 @@ def _add_organisation_commands(commands: Any) -> None:
     )
     remove.add_argument("name")
     remove.set_defaults(handler=_organisation_remove)
+
+
+def _add_gateway_options(parser: Any) -> None:
+    parser.add_argument(
+        "--gateway",
+        metavar="mx|HOST:PORT|none",
+        help="deliver its confidential messages as signed mails: to its domains' MX, to a "
+        "host, or not at all (every recipient gets a notification; the default)",
+    )
+    parser.add_argument(
+        "--tls",
+        choices=[policy.value for policy in TlsPolicy],
+        help="enforced: STARTTLS with a verified certificate (default); mutual: and the "
+        "service's client certificate",
+    )
+    parser.add_argument(
+        "--gateway-ca", type=Path, help="a CA (PEM) that verifies the gateway's certificate"
+    )
+    parser.add_argument(
+        "--fallback",
+        choices=("none", "notification"),
+        help="when the gateway stays unreachable: fail (default) or send a notification",
+    )
 
 
 def _add_maintenance_commands(commands: Any) -> None:
@@ -285,22 +331,18 @@ def _account_add(container: Container, args: argparse.Namespace) -> int:
 
 
 def _organisation_add(container: Container, args: argparse.Namespace) -> int:
-    pem = None
-    if args.client_cert is not None:
-        try:
-            pem = args.client_cert.read_bytes()
-        except OSError as exc:
-            print(f"soap-service: cannot read {args.client_cert}: {exc.strerror}", file=sys.stderr)
-            return 1
     try:
+        pem = _read(args.client_cert)
+        gateway = _gateway(args, None)
         organisation, credentials = container.add_organisation(
             args.name,
             domains=args.domain,
             client_certificate_pem=pem,
             account=args.account,
             display_name=args.display_name,
+            gateway=gateway,
         )
-    except (AccountExists, OrganisationConflict) as exc:
+    except (AccountExists, OrganisationConflict, _Unreadable) as exc:
         print(f"soap-service: {exc}", file=sys.stderr)
         return 1
     print(f"Organisation {organisation.name} registered:")
@@ -312,11 +354,85 @@ def _organisation_add(container: Container, args: argparse.Namespace) -> int:
     return 0
 
 
+def _organisation_update(container: Container, args: argparse.Namespace) -> int:
+    current = container.organisation(args.name)
+    if current is None:
+        print(f"soap-service: no organisation {args.name!r}", file=sys.stderr)
+        return 1
+    try:
+        certificate = current.client_certificate
+        if args.no_client_cert:
+            certificate = None
+        elif args.client_cert is not None:
+            certificate = organisations.certificate(
+                _read(args.client_cert), "the client certificate"
+            )
+        changed = dataclasses.replace(
+            current,
+            domains=organisations.mail_domains(args.domain) if args.domain else current.domains,
+            client_certificate=certificate,
+            gateway=_gateway(args, current.gateway),
+        )
+        container.update_organisation(changed)
+    except (OrganisationConflict, _Unreadable) as exc:
+        print(f"soap-service: {exc}", file=sys.stderr)
+        return 1
+    print(f"Organisation {changed.name} updated:")
+    _print_organisation(changed)
+    return 0
+
+
+def _organisation_show(container: Container, args: argparse.Namespace) -> int:
+    found = container.organisation(args.name)
+    if found is None:
+        print(f"soap-service: no organisation {args.name!r}", file=sys.stderr)
+        return 1
+    print(found.name)
+    _print_organisation(found)
+    return 0
+
+
+class _Unreadable(Exception):
+    """A file named on the command line cannot be read."""
+
+
+def _read(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _gateway(args: argparse.Namespace, current: Gateway | None) -> Gateway | None:
+    """The gateway the options name, starting from `current` (update) or none (add)."""
+    options = (args.gateway, args.tls, args.gateway_ca, args.fallback)
+    if all(option is None for option in options):
+        return current
+    if args.gateway is None and current is None:
+        raise _Unreadable("--tls, --gateway-ca and --fallback need --gateway")
+    where = args.gateway or (f"{current.host}:{current.port}" if current and current.host else "mx")
+    ca_pem = _read(args.gateway_ca)
+    if ca_pem is None and current is not None and current.ca is not None:
+        ca_pem = current.ca.pem.encode("ascii")
+    return organisations.gateway_of(
+        where,
+        tls=TlsPolicy(args.tls) if args.tls else (current.tls if current else TlsPolicy.ENFORCED),
+        ca_pem=ca_pem,
+        fallback_to_notification=(
+            args.fallback == "notification"
+            if args.fallback
+            else bool(current and current.fallback_to_notification)
+        ),
+    )
+
+
 def _organisation_list(container: Container, args: argparse.Namespace) -> None:
-    organisations = container.organisations()
-    if not organisations:
+    registered = container.organisations()
+    if not registered:
         print("No organisations.")
-    for organisation in organisations:
+    for organisation in registered:
         print(organisation.name)
         _print_organisation(organisation)
 
@@ -330,6 +446,12 @@ def _print_organisation(organisation: Organisation) -> None:
     else:
         print(f"  certificate: {certificate.subject}, valid until {certificate.not_after:%Y-%m-%d}")
         print(f"               SHA-256 {certificate.sha256.hex(':').upper()}")
+    gateway = organisation.gateway
+    print(
+        f"  gateway:     {gateway.describe()}"
+        if gateway
+        else "  gateway:     none (every recipient gets a notification)"
+    )
 
 
 def _organisation_remove(container: Container, args: argparse.Namespace) -> int:

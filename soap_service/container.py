@@ -29,8 +29,10 @@ from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account, Language
 from soap_service.domain.organisations import (
+    Gateway,
     Organisation,
     OrganisationConflict,
+    OrganisationDraft,
     check_organisation,
     conflict_with,
     register_organisation,
@@ -212,12 +214,16 @@ class Container:
         client_certificate_pem: bytes | None,
         account: str | None,
         display_name: str | None,
+        gateway: Gateway | None = None,
     ) -> tuple[Organisation, NewCredentials | None]:
         """Register an organisation; without `account`, a sender account of its name is
         created for it (its credentials returned, to be shown once). Everything is checked
         before that account is made."""
         draft = check_organisation(
-            name=name, domains=domains, client_certificate_pem=client_certificate_pem
+            name=name,
+            domains=domains,
+            client_certificate_pem=client_certificate_pem,
+            gateway=gateway,
         )
         credentials = None
         with closing(self.database.store()) as store:
@@ -242,6 +248,25 @@ class Container:
     def organisations(self, *, active_only: bool = False) -> list[Organisation]:
         with closing(self.database.store()) as store:
             return store.organisations(active_only=active_only)
+
+    def organisation(self, name: str) -> Organisation | None:
+        wanted = name.strip().lower()
+        return next((found for found in self.organisations() if found.name == wanted), None)
+
+    def update_organisation(self, organisation: Organisation) -> None:
+        """Store an organisation's new domains, certificate and gateway."""
+        draft = OrganisationDraft(
+            name=organisation.name,
+            domains=organisation.domains,
+            client_certificate=organisation.client_certificate,
+        )
+        with closing(self.database.store()) as store:
+            others = [found for found in store.organisations() if found.name != draft.name]
+            conflict = conflict_with(draft, others)
+            if conflict is not None:
+                raise OrganisationConflict(conflict)
+            if not store.update_organisation(organisation):
+                raise OrganisationConflict(f"no organisation {organisation.name!r}")
 
     def remove_organisation(self, name: str) -> bool:
         with closing(self.database.store()) as store:

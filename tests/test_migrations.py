@@ -28,7 +28,7 @@ TABLES = {
     "organisation_domains",
     "sender_reports",
 }
-HEAD = "0007"
+HEAD = "0008"
 
 
 def tables(database: Database) -> set[str]:

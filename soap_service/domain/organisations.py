@@ -1,9 +1,16 @@
-"""Organisations that couple their mail server to the service: their mail domains, and the
-client certificate with which their server submits over the SMTP channel (mutual TLS).
+"""Organisations that couple their mail server to the service: their mail domains, the
+client certificate with which their server submits over the SMTP channel (mutual TLS),
+and their gateway, to which confidential messages for their domains are delivered as
+signed mails (business customers).
 
-Such a connection needs no password: the certificate authenticates it as the
-organisation's sender account, and it may send only from the organisation's domains
+A submission with the certificate needs no password: it authenticates the connection as
+the organisation's sender account, which may send only from the organisation's domains
 (and their subdomains), in the envelope and in the From header alike.
+
+A gateway is reached over TLS that is never weaker than its policy says: enforced (STARTTLS,
+the certificate verified against the system's roots or the CA the operator gave, the name
+checked) or mutual (also the service's client certificate). Only `fallback_to_notification`
+lets a recipient whose gateway stays unreachable get a notification instead.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import idna
@@ -31,12 +39,38 @@ class OrganisationConflict(SoapServiceError):
     """The name, a domain or the certificate belongs to another organisation already."""
 
 
+class TlsPolicy(StrEnum):
+    ENFORCED = "enforced"  # STARTTLS, the gateway's certificate verified, its name checked
+    MUTUAL = "mutual"  # and the service's client certificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gateway:
+    """Where and how an organisation's confidential messages are delivered as mails."""
+
+    host: str | None  # None: each recipient domain's mail exchangers (MX)
+    port: int = 25
+    tls: TlsPolicy = TlsPolicy.ENFORCED
+    # A CA to verify the gateway's certificate with, besides the system's roots.
+    ca: crypto.CertificateInfo | None = None
+    # When the gateway cannot be reached as the policy asks until the retry time is over:
+    # a notification to the recipient instead of `failed`.
+    fallback_to_notification: bool = False
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.port}" if self.host else "the domains' MX"
+        trust = f"CA {self.ca.subject}" if self.ca else "the system's CAs"
+        fallback = "notification" if self.fallback_to_notification else "none"
+        return f"{where}, {self.tls.value} TLS ({trust}), fallback: {fallback}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Organisation:
     name: str
     account: Account
     domains: tuple[str, ...]
     client_certificate: crypto.CertificateInfo | None
+    gateway: Gateway | None = None
 
     def sends_from(self, address: str) -> bool:
         return sends_from(self.domains, address)
@@ -77,24 +111,72 @@ class OrganisationDraft:
     name: str
     domains: tuple[str, ...]
     client_certificate: crypto.CertificateInfo | None
+    gateway: Gateway | None = None
 
 
 def check_organisation(
-    *, name: str, domains: list[str], client_certificate_pem: bytes | None
+    *,
+    name: str,
+    domains: list[str],
+    client_certificate_pem: bytes | None,
+    gateway: Gateway | None = None,
 ) -> OrganisationDraft:
     """Raises ValidationError for a bad name, domain or certificate."""
+    return OrganisationDraft(
+        name=organisation_name(name),
+        domains=mail_domains(domains),
+        client_certificate=certificate(client_certificate_pem, "the client certificate"),
+        gateway=gateway,
+    )
+
+
+def mail_domains(domains: list[str]) -> tuple[str, ...]:
     canonical = tuple(dict.fromkeys(mail_domain(domain) for domain in domains))
     if not canonical:
         raise ValidationError("an organisation needs at least one mail domain")
-    certificate = None
-    if client_certificate_pem is not None:
-        try:
-            certificate = crypto.certificate_info(client_certificate_pem)
-        except crypto.InvalidCertificate as exc:
-            raise ValidationError(f"the client certificate: {exc}") from None
-    return OrganisationDraft(
-        name=organisation_name(name), domains=canonical, client_certificate=certificate
+    return canonical
+
+
+def certificate(pem: bytes | None, what: str) -> crypto.CertificateInfo | None:
+    if pem is None:
+        return None
+    try:
+        return crypto.certificate_info(pem)
+    except crypto.InvalidCertificate as exc:
+        raise ValidationError(f"{what}: {exc}") from None
+
+
+def gateway_of(
+    where: str,
+    *,
+    tls: TlsPolicy = TlsPolicy.ENFORCED,
+    ca_pem: bytes | None = None,
+    fallback_to_notification: bool = False,
+) -> Gateway | None:
+    """A gateway from how an operator names it: `mx`, `host:port` (or `host`, port 25), or
+    `none` (no gateway: every recipient gets a notification)."""
+    where = where.strip().lower()
+    if where == "none":
+        return None
+    host: str | None = None
+    port = 25
+    if where != "mx":
+        name, _, port_text = where.partition(":") if where.count(":") == 1 else (where, "", "")
+        if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+            raise ValidationError(f"{where!r:.80}: the port must be a number from 1 to 65535")
+        host = mail_domain(name) if not _is_ip(name) else name
+        port = int(port_text) if port_text else 25
+    return Gateway(
+        host=host,
+        port=port,
+        tls=tls,
+        ca=certificate(ca_pem, "the gateway's CA"),
+        fallback_to_notification=fallback_to_notification,
     )
+
+
+def _is_ip(name: str) -> bool:
+    return bool(re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", name))
 
 
 def conflict_with(draft: OrganisationDraft, existing: list[Organisation]) -> str | None:
@@ -126,6 +208,7 @@ def register_organisation(
         account=record.account,
         domains=draft.domains,
         client_certificate=draft.client_certificate,
+        gateway=draft.gateway,
     )
     store.add_organisation(organisation, now)
     return organisation

@@ -222,6 +222,11 @@ class OrganisationStore(Protocol):
         disabled (whose mail server may submit)."""
         ...
 
+    def update_organisation(self, organisation: Organisation) -> bool:
+        """Store its domains, certificate and gateway; False if there is none of its name.
+        Raises OrganisationConflict if a domain or the certificate is another's."""
+        ...
+
     def remove_organisation(self, name: str) -> bool:
         """False if there is none of that name (its messages stay its account's)."""
         ...

@@ -248,6 +248,13 @@ class OrganisationRow(Base):
     client_cert_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     client_cert_pem: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The gateway its confidential messages are delivered to: none while gateway_tls is
+    # NULL; the domains' MX while gateway_host is NULL.
+    gateway_host: Mapped[str | None] = mapped_column(String(253))
+    gateway_port: Mapped[int | None] = mapped_column(Integer)
+    gateway_tls: Mapped[str | None] = mapped_column(String(16))
+    gateway_ca_pem: Mapped[str | None] = mapped_column(Text)
+    gateway_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class OrganisationDomainRow(Base):

@@ -374,35 +374,15 @@ def generate_receipt_signing_certificate(
     what is there; the caller keeps two processes from doing it at once. Senders who
     check receipts trust this certificate (`soap-service receipt-certificate` prints it);
     an operator may give a certificate from a CA instead."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    subject = x509.Name(
+    _write_signing_certificate(
+        cert_path,
+        key_path,
         [
             x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} receipts"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-        ]
-    )
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=True,  # non-repudiation: what a receipt is for
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    certificate = _self_signed(
-        key,
-        subject,
-        days=3650,
-        extensions=[
-            (x509.BasicConstraints(ca=False, path_length=None), True),
-            (usage, True),
-            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
         ],
+        extra_extensions=[],
     )
-    _write_key_and_certificate(key, certificate, cert_path, key_path)
 
 
 # Gateway delivery: mails S/MIME-signed with the service's own key.
@@ -415,14 +395,31 @@ def generate_mail_signing_certificate(
     that gateways receive, for `address` (the From of those mails), replacing what is
     there. Organisations trust it (`soap-service signing-certificate` prints it); an
     operator may give one from a CA instead."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    subject = x509.Name(
+    _write_signing_certificate(
+        cert_path,
+        key_path,
         [
             x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} secure messages"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
             x509.NameAttribute(NameOID.EMAIL_ADDRESS, address),
-        ]
+        ],
+        extra_extensions=[
+            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
+            (x509.SubjectAlternativeName([x509.RFC822Name(address)]), False),
+        ],
     )
+
+
+def _write_signing_certificate(
+    cert_path: Path,
+    key_path: Path,
+    subject: list[x509.NameAttribute[str]],
+    *,
+    extra_extensions: list[tuple[x509.ExtensionType, bool]],
+) -> None:
+    """A self-signed RSA-3072 certificate (10 years) whose key signs documents and mails
+    (digital signature and non-repudiation: what receipts and signed mails are for)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=True,
@@ -436,17 +433,36 @@ def generate_mail_signing_certificate(
     )
     certificate = _self_signed(
         key,
-        subject,
+        x509.Name(subject),
         days=3650,
         extensions=[
             (x509.BasicConstraints(ca=False, path_length=None), True),
             (usage, True),
-            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
-            (x509.SubjectAlternativeName([x509.RFC822Name(address)]), False),
+            *extra_extensions,
             (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
         ],
     )
     _write_key_and_certificate(key, certificate, cert_path, key_path)
+
+
+def _matching_pair(
+    cert_path: Path, key_path: Path, what: str
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]:
+    """A certificate and its key from files; a key replaced without its certificate (or
+    the other way round) would sign everything invalidly: refused at start instead."""
+    try:
+        certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"the {what} key or certificate is unreadable") from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigurationError(f"the {what} key must be RSA or EC")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if certificate.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
+        raise ConfigurationError(f"the {what} key does not match its certificate")
+    return certificate, key
 
 
 class MailSigner:
@@ -454,20 +470,7 @@ class MailSigner:
     certificate from files, loaded once."""
 
     def __init__(self, cert_path: Path, key_path: Path) -> None:
-        try:
-            certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError("the mail signing key or certificate is unreadable") from exc
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise ConfigurationError("the mail signing key must be RSA or EC")
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        if certificate.public_key().public_bytes(
-            serialization.Encoding.DER, spki
-        ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
-            raise ConfigurationError("the mail signing key does not match its certificate")
-        self._certificate = certificate
-        self._key = key
+        self._certificate, self._key = _matching_pair(cert_path, key_path, "mail signing")
 
     def sign(self, entity: bytes) -> bytes:
         """The DER signature of a MIME entity, exactly as given (its CRLF line ends are
@@ -536,15 +539,7 @@ class PdfSigner:
             ) from exc
         if self._signer is None:
             raise ConfigurationError("the receipt signing key or certificate is unreadable")
-        # A key replaced without its certificate (or the other way round) would sign every
-        # receipt invalidly: refuse to start instead.
-        certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        if certificate.public_key().public_bytes(
-            serialization.Encoding.DER, spki
-        ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
-            raise ConfigurationError("the receipt signing key does not match its certificate")
+        _matching_pair(cert_path, key_path, "receipt signing")
 
     def sign(self, pdf: bytes, *, reason: str, location: str) -> bytes:
         import io

@@ -141,8 +141,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     public_url = _public_url(get, bind, tls_given=not tls.generate)
     log_level = _log_level(get)
     language = _default_language(get)
-    receipts = _receipt_files(get, data_dir)
-    signing = _signing_files(get, data_dir)
+    keys = data_dir / "keys"
+    receipts = _signing_pair(get, "RECEIPT", keys / "receipts.pem", keys / "receipts-key.pem")
+    signing = _signing_pair(
+        get, "SIGNING", keys / "mail-signing.pem", keys / "mail-signing-key.pem"
+    )
     return Settings(
         data_dir=data_dir,
         database_url=normalise_database_url(
@@ -213,28 +216,17 @@ def _tls_files(get: _Get, data_dir: Path) -> _CertAndKey:
     )
 
 
-def _receipt_files(get: _Get, data_dir: Path) -> _CertAndKey:
-    cert, key = get("RECEIPT_CERT_FILE", ""), get("RECEIPT_KEY_FILE", "")
+def _signing_pair(get: _Get, name: str, default: Path, default_key: Path) -> _CertAndKey:
+    """A signing certificate and key given as SOAP_SERVICE_<name>_CERT_FILE and _KEY_FILE,
+    or the defaults, generated when missing."""
+    cert, key = get(f"{name}_CERT_FILE", ""), get(f"{name}_KEY_FILE", "")
     if bool(cert) != bool(key):
         raise ConfigurationError(
-            f"set both {PREFIX}RECEIPT_CERT_FILE and {PREFIX}RECEIPT_KEY_FILE, or neither"
+            f"set both {PREFIX}{name}_CERT_FILE and {PREFIX}{name}_KEY_FILE, or neither"
         )
     return _CertAndKey(
-        cert_file=Path(cert) if cert else data_dir / "keys" / "receipts.pem",
-        key_file=Path(key) if key else data_dir / "keys" / "receipts-key.pem",
-        generate=not cert,
-    )
-
-
-def _signing_files(get: _Get, data_dir: Path) -> _CertAndKey:
-    cert, key = get("SIGNING_CERT_FILE", ""), get("SIGNING_KEY_FILE", "")
-    if bool(cert) != bool(key):
-        raise ConfigurationError(
-            f"set both {PREFIX}SIGNING_CERT_FILE and {PREFIX}SIGNING_KEY_FILE, or neither"
-        )
-    return _CertAndKey(
-        cert_file=Path(cert) if cert else data_dir / "keys" / "mail-signing.pem",
-        key_file=Path(key) if key else data_dir / "keys" / "mail-signing-key.pem",
+        cert_file=Path(cert) if cert else default,
+        key_file=Path(key) if key else default_key,
         generate=not cert,
     )
 

@@ -355,9 +355,8 @@ def _organisation_add(container: Container, args: argparse.Namespace) -> int:
 
 
 def _organisation_update(container: Container, args: argparse.Namespace) -> int:
-    current = container.organisation(args.name)
+    current = _named_organisation(container, args.name)
     if current is None:
-        print(f"soap-service: no organisation {args.name!r}", file=sys.stderr)
         return 1
     try:
         certificate = current.client_certificate
@@ -383,13 +382,20 @@ def _organisation_update(container: Container, args: argparse.Namespace) -> int:
 
 
 def _organisation_show(container: Container, args: argparse.Namespace) -> int:
-    found = container.organisation(args.name)
+    found = _named_organisation(container, args.name)
     if found is None:
-        print(f"soap-service: no organisation {args.name!r}", file=sys.stderr)
         return 1
     print(found.name)
     _print_organisation(found)
     return 0
+
+
+def _named_organisation(container: Container, name: str) -> Organisation | None:
+    """The organisation of that name, or None after saying there is none."""
+    found = container.organisation(name)
+    if found is None:
+        print(f"soap-service: no organisation {name!r}", file=sys.stderr)
+    return found
 
 
 class _Unreadable(Exception):

@@ -27,7 +27,7 @@ from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
-from soap_service.domain.model import Account, Language
+from soap_service.domain.model import Language
 from soap_service.domain.organisations import (
     Gateway,
     Organisation,
@@ -304,8 +304,8 @@ class Container:
     def receipt_file(self, report: ReportJob) -> tuple[str, bytes]:
         """The signed receipt a report to a sender carries (made and kept if new)."""
         with closing(self.database.store()) as store:
-            receipt = self.receipt_service(store).receipt(
-                Account(id=report.account_id, username="", organisation=report.organisation),
+            receipt = self.receipt_service(store).receipt_of(
+                report.account_id,
                 ReceiptKind(report.kind.value),
                 message_id=report.message_id,
                 recipient=report.recipient,

@@ -11,6 +11,11 @@ import traceback
 SILENCED_LOGGERS = ("spyne",)
 
 
+# aiosmtpd logs every SMTP command line at INFO, addresses included, and warns of its own
+# deprecations at each login: only its errors.
+QUIETED_LOGGERS = {"mail.log": logging.ERROR}
+
+
 def configure_logging(level: str = "INFO") -> None:
     # Every SOAP request logs one line. Two things each record gathers by default and no
     # format here (nor gunicorn's) prints cost more than the rest of the line, on a request
@@ -26,6 +31,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     silence_spyne()
+    for name, least in QUIETED_LOGGERS.items():
+        logging.getLogger(name).setLevel(least)
 
 
 def silence_spyne() -> None:

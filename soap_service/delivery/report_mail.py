@@ -124,10 +124,7 @@ class ReportMailWriter:
             [
                 "This is a MIME-formatted delivery status notification.",
                 f"--{boundary}",
-                "Content-Type: text/plain; charset=utf-8",
-                "Content-Transfer-Encoding: quoted-printable",
-                "",
-                _quoted_printable(text),
+                _text_part(text),
                 f"--{boundary}",
                 "Content-Type: message/delivery-status",
                 "",
@@ -162,10 +159,7 @@ class ReportMailWriter:
         body = CRLF.join(
             [
                 f"--{boundary}",
-                "Content-Type: text/plain; charset=utf-8",
-                "Content-Transfer-Encoding: quoted-printable",
-                "",
-                _quoted_printable(text),
+                _text_part(text),
                 f"--{boundary}",
                 f'Content-Type: application/pdf; name="{filename}"',
                 f'Content-Disposition: attachment; filename="{filename}"',
@@ -230,7 +224,15 @@ def _address_type(address: str) -> str:
     return "rfc822" if address.isascii() else "utf-8"  # RFC 6533
 
 
-def _quoted_printable(text: str) -> str:
-    """UTF-8 text as 7-bit lines: the receiving server need not offer 8BITMIME."""
+def _text_part(text: str) -> str:
+    """A UTF-8 text part's headers and body, in 7-bit lines: the receiving server need not
+    offer 8BITMIME."""
     encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
-    return encoded.decode("ascii").replace("\n", CRLF)
+    return CRLF.join(
+        [
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            encoded.decode("ascii").replace("\n", CRLF),
+        ]
+    )

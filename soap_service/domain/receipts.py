@@ -103,7 +103,22 @@ class ReceiptService:
         reference: str | None = None,
         recipient: str | None = None,
     ) -> Receipt:
-        status = self._registered_message(account, message_id, reference)
+        return self.receipt_of(
+            account.id, kind, message_id=message_id, reference=reference, recipient=recipient
+        )
+
+    def receipt_of(
+        self,
+        account_id: int,
+        kind: ReceiptKind,
+        *,
+        message_id: str | None = None,
+        reference: str | None = None,
+        recipient: str | None = None,
+    ) -> Receipt:
+        """The receipt of the account's message (the delivery worker's reports to senders
+        know only the account's id)."""
+        status = self._registered_message(account_id, message_id, reference)
         attested = _attested(status, kind, recipient)
         issued_at, pdf = self._kept_or_issued(status, kind, attested)
         return Receipt(
@@ -132,11 +147,11 @@ class ReceiptService:
         return len(due)
 
     def _registered_message(
-        self, account: Account, message_id: str | None, reference: str | None
+        self, account_id: int, message_id: str | None, reference: str | None
     ) -> MessageStatus:
         if (message_id is None) == (reference is None):
             raise ValidationError("give either MessageId or Reference, not both and not neither")
-        status = self._store.message_status(account.id, message_id=message_id, reference=reference)
+        status = self._store.message_status(account_id, message_id=message_id, reference=reference)
         if status is None:
             raise NotFound("no message with this " + ("MessageId" if message_id else "Reference"))
         if status.type is not MessageType.REGISTERED:

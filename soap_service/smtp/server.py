@@ -25,10 +25,6 @@ from soap_service.smtp.session import SmtpServices, SubmissionHandler
 
 log = logging.getLogger(__name__)
 
-# aiosmtpd logs every command line at INFO, addresses included, and warns of its own
-# deprecations at each login: only its errors.
-logging.getLogger("mail.log").setLevel(logging.ERROR)
-
 # How long submissions under way may take to finish when the process is told to stop.
 DRAIN_SECONDS = 30.0
 # Password checks at once (a scrypt each): apart from the threads that store mails.
@@ -72,7 +68,6 @@ class SmtpChannel:
         self._tls = tls(())
         self._open_scope = open_scope
         self._load_organisations = organisations
-        self.ready = threading.Event()  # set once it listens (tests and `dev` wait for it)
 
     def run(self, stop: threading.Event) -> None:
         asyncio.run(self._serve(stop))
@@ -112,7 +107,6 @@ class SmtpChannel:
         host, port = settings.bind
         server = await loop.create_server(new_session, host, port, reuse_port=True)
         log.info("SMTP channel listening on %s:%d", host, port)
-        self.ready.set()
         try:
             await loop.run_in_executor(None, stop.wait)
         finally:

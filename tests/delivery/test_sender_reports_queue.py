@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +34,14 @@ def queued(env: Env) -> list[tuple[str, int, str]]:
                 text("SELECT kind, position, state FROM sender_reports ORDER BY id")
             )
         ]
+
+
+def outcome(
+    report_id: int, state: str, at: datetime, *, retry_at: datetime | None = None, detail: str = ""
+) -> ReportResult:
+    return ReportResult(
+        report_id=report_id, state=state, next_attempt_at=retry_at, detail=detail, attempted_at=at
+    )
 
 
 def fail_all(env: Env, detail: str = "550 5.1.1 no such user") -> None:
@@ -112,48 +120,17 @@ def test_reports_are_claimed_with_a_lease_and_recorded(env: Env) -> None:
     retry_at = now + timedelta(minutes=5)
     with closing(env.database.store()) as store:
         # Recorded by w2, which does not hold it: nothing changes.
-        store.record_reports(
-            "w2",
-            [
-                ReportResult(
-                    report_id=job.report_id,
-                    state="sent",
-                    next_attempt_at=None,
-                    detail="",
-                    attempted_at=now,
-                )
-            ],
-        )
+        store.record_reports("w2", [outcome(job.report_id, "sent", now)])
         assert queued(env) == [("failure", 1, "queued")]
         store.record_reports(
-            "w1",
-            [
-                ReportResult(
-                    report_id=job.report_id,
-                    state="queued",
-                    next_attempt_at=retry_at,
-                    detail="451 busy",
-                    attempted_at=now,
-                )
-            ],
+            "w1", [outcome(job.report_id, "queued", now, retry_at=retry_at, detail="451 busy")]
         )
         assert store.claim_due_reports("w2", now=now, lease_until=now + LEASE, limit=10) == []
         [again] = store.claim_due_reports(
             "w2", now=retry_at, lease_until=retry_at + LEASE, limit=10
         )
         assert again.attempts == 1
-        store.record_reports(
-            "w2",
-            [
-                ReportResult(
-                    report_id=job.report_id,
-                    state="sent",
-                    next_attempt_at=None,
-                    detail="",
-                    attempted_at=retry_at,
-                )
-            ],
-        )
+        store.record_reports("w2", [outcome(job.report_id, "sent", retry_at)])
         later = retry_at + timedelta(hours=1)
         assert store.claim_due_reports("w3", now=later, lease_until=later + LEASE, limit=10) == []
     assert queued(env) == [("failure", 1, "sent")]

@@ -12,7 +12,7 @@ import zeep
 from tests.conftest import PostgresDatabases, database_url_for
 from tests.e2e.stack import Stack, start_stack
 from tests.smtp_sink import SmtpSink
-from tests.support import ServiceProcess, TlsFiles
+from tests.support import ServiceProcess, SmtpChannelProcess, TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +65,12 @@ def delivering(
     sink = start_sink()
     stack.start_worker(sink, "worker")
     return stack, sink
+
+
+@pytest.fixture
+def smtp_channel(delivering: tuple[Stack, SmtpSink]) -> Iterator[SmtpChannelProcess]:
+    """The SMTP channel beside the `delivering` stack's server."""
+    stack, _ = delivering
+    process = SmtpChannelProcess(service=stack.service).start()
+    yield process
+    process.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -24,14 +23,6 @@ PDF = b"%PDF-1.4\n" + b"payslip " * 4000 + b"\n%%EOF\n"
 SUBJECT = "Lohnabrechnung November"
 TEXT = "Guten Tag\nIhre Lohnabrechnung liegt bei."
 HTML = "<p>Guten Tag</p><p><b>Nettolohn:</b> CHF 6'543.21</p>"
-
-
-@pytest.fixture
-def channel(delivering: tuple[Stack, SmtpSink]) -> Iterator[SmtpChannelProcess]:
-    stack, _ = delivering
-    process = SmtpChannelProcess(service=stack.service).start()
-    yield process
-    process.stop()
 
 
 def by_smtp(stack: Stack, channel: SmtpChannelProcess, recipient: str, prefix: str = "") -> str:
@@ -104,10 +95,10 @@ def page_parts(stack: Stack, link: str) -> dict[str, object]:
 
 
 def test_a_payslip_by_smtp_reaches_its_recipient_like_one_by_soap(
-    delivering: tuple[Stack, SmtpSink], channel: SmtpChannelProcess
+    delivering: tuple[Stack, SmtpSink], smtp_channel: SmtpChannelProcess
 ) -> None:
     stack, sink = delivering
-    smtp_reference = by_smtp(stack, channel, "anna@example.ch")
+    smtp_reference = by_smtp(stack, smtp_channel, "anna@example.ch")
     soap_reference = by_soap(stack, "bruno@example.ch")
 
     by_mail = notification(stack, sink, smtp_reference, "anna@example.ch").message
@@ -127,12 +118,12 @@ def test_a_payslip_by_smtp_reaches_its_recipient_like_one_by_soap(
 
 
 def test_a_registered_payslip_by_smtp_has_its_signed_submission_receipt(
-    delivering: tuple[Stack, SmtpSink], channel: SmtpChannelProcess
+    delivering: tuple[Stack, SmtpSink], smtp_channel: SmtpChannelProcess
 ) -> None:
     import pypdf
 
     stack, sink = delivering
-    reference = by_smtp(stack, channel, "carla@example.ch", prefix="<r> ")
+    reference = by_smtp(stack, smtp_channel, "carla@example.ch", prefix="<r> ")
     status = stack.client.service.GetStatus(Reference=reference)
     assert status.Type == "registered"
     receipt = stack.client.service.GetReceipt(Kind="submission", Reference=reference)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -21,14 +20,6 @@ from tests.support import SmtpChannelProcess
 pytestmark = pytest.mark.e2e
 
 SENDER = "payroll@firm.example"
-
-
-@pytest.fixture
-def channel(delivering: tuple[Stack, SmtpSink]) -> Iterator[SmtpChannelProcess]:
-    stack, _ = delivering
-    process = SmtpChannelProcess(service=stack.service).start()
-    yield process
-    process.stop()
 
 
 def submit(stack: Stack, channel: SmtpChannelProcess, recipient: str, subject: str) -> str:
@@ -48,11 +39,11 @@ def reports_to_sender(sink: SmtpSink) -> list[ReceivedMail]:
 
 
 def test_a_failed_recipient_is_reported_to_the_smtp_sender_as_a_dsn(
-    delivering: tuple[Stack, SmtpSink], channel: SmtpChannelProcess
+    delivering: tuple[Stack, SmtpSink], smtp_channel: SmtpChannelProcess
 ) -> None:
     stack, sink = delivering
     sink.script.rcpt_replies["nobody@example.ch"] = "550 5.1.1 <nobody@example.ch>: no such user"
-    reference = submit(stack, channel, "nobody@example.ch", "Payslip November")
+    reference = submit(stack, smtp_channel, "nobody@example.ch", "Payslip November")
     status = stack.client.service.GetStatus(Reference=reference)
     stack.wait_all(status.MessageId, "failed")
 
@@ -80,10 +71,10 @@ def test_a_failed_recipient_is_reported_to_the_smtp_sender_as_a_dsn(
 
 
 def test_a_registered_message_by_smtp_sends_its_submission_receipt_to_the_sender(
-    delivering: tuple[Stack, SmtpSink], channel: SmtpChannelProcess
+    delivering: tuple[Stack, SmtpSink], smtp_channel: SmtpChannelProcess
 ) -> None:
     stack, sink = delivering
-    reference = submit(stack, channel, "anna@example.ch", "<r> Payslip November")
+    reference = submit(stack, smtp_channel, "anna@example.ch", "<r> Payslip November")
     [report] = wait_until(lambda: reports_to_sender(sink), "the submission receipt", timeout=30)
     receipt_mail = report.message
     assert report.mail_from not in ("", "<>")

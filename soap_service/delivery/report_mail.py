@@ -90,6 +90,14 @@ _RECEIPT_TEXT = {
 }
 
 
+_RECIPIENT = {
+    Language.DE: "Empfänger:",
+    Language.FR: "destinataire :",
+    Language.IT: "destinatario:",
+    Language.EN: "recipient",
+}
+
+
 class ReportMailWriter:
     def __init__(self, *, mail_from: str, hostname: str) -> None:
         self._mail_from = mail_from
@@ -150,7 +158,7 @@ class ReportMailWriter:
         self, job: ReportJob, subject: str, filename: str, pdf: bytes, now: datetime
     ) -> bytes:
         name = _RECEIPT_NAMES[job.language][job.kind]
-        about = f", {job.recipient}" if job.recipient else ""
+        about = f", {_RECIPIENT[job.language]} {job.recipient}" if job.recipient else ""
         text = _RECEIPT_TEXT[job.language].format(
             name=name, subject=subject, reference=job.reference, about=about
         )

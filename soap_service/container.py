@@ -81,6 +81,11 @@ class Container:
         """Loaded at the first receipt: most requests never need it."""
         return crypto.PdfSigner(self.settings.receipt_cert_file, self.settings.receipt_key_file)
 
+    @cached_property
+    def mail_signer(self) -> crypto.MailSigner:
+        """Loaded at the first gateway mail."""
+        return crypto.MailSigner(self.settings.signing_cert_file, self.settings.signing_key_file)
+
     def close(self) -> None:
         """Dispose of the database's connections; a later use opens new ones."""
         database = self.__dict__.pop("database", None)
@@ -154,6 +159,10 @@ class Container:
             name=name,
             delete_due_content=self.delete_due_content,
             receipt_file=self.receipt_file,
+            # Gateways receive mail for their domains whether or not the organisation's
+            # sender account may send.
+            organisations=self.organisations,
+            mail_signer=lambda: self.mail_signer,
         )
 
     def run_mail_sink(self, stop: threading.Event) -> None:

@@ -42,6 +42,10 @@ class SmtpSettings:
     mail_from: str
     # The name this host gives in EHLO and in Message-IDs.
     hostname: str
+    # The service's client certificate for organisations' gateways with mutual TLS (never
+    # shown to any other server); None: such gateways are deferred until one is set.
+    gateway_client_cert_file: Path | None = None
+    gateway_client_key_file: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,6 +282,12 @@ def _delivery_settings(
     client_cert, client_key = get("SMTP_CLIENT_CERT_FILE", ""), get("SMTP_CLIENT_KEY_FILE", "")
     username, password = get("SMTP_USERNAME", ""), get("SMTP_PASSWORD", "")
     _check_smtp_credentials(relay, client_cert, client_key, username, password)
+    gateway_cert = get("GATEWAY_CLIENT_CERT_FILE", "")
+    gateway_key = get("GATEWAY_CLIENT_KEY_FILE", "")
+    if bool(gateway_cert) != bool(gateway_key):
+        raise ConfigurationError(
+            f"set both {PREFIX}GATEWAY_CLIENT_CERT_FILE and {PREFIX}GATEWAY_CLIENT_KEY_FILE"
+        )
     hostname = urlsplit(public_url).hostname or "localhost"
     retry_min, retry_max = _retry_bounds(get)
     origin = public_url.split("/", 3)
@@ -297,6 +307,8 @@ def _delivery_settings(
             timeout_seconds=float(_positive_int(get("SMTP_TIMEOUT", "30"), "SMTP_TIMEOUT")),
             mail_from=_bare_address(get("MAIL_FROM", f"no-reply@{hostname}"), "MAIL_FROM"),
             hostname=hostname,
+            gateway_client_cert_file=Path(gateway_cert) if gateway_cert else None,
+            gateway_client_key_file=Path(gateway_key) if gateway_key else None,
         ),
         retry_min_seconds=retry_min,
         retry_max_seconds=retry_max,

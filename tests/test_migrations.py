@@ -28,7 +28,7 @@ TABLES = {
     "organisation_domains",
     "sender_reports",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 def tables(database: Database) -> set[str]:

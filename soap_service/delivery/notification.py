@@ -70,7 +70,7 @@ class NotificationWriter:
         html_url = escape(url, quote=True)
         boundary = f"=_soap-service_{job.message_id}_{job.position}"
         headers = [
-            f"From: {_from_header(job.organisation, self._mail_from)}",
+            f"From: {from_header(job.organisation, self._mail_from)}",
             f"To: <{smtp_address(job.address)}>",
             f"Subject: {encoded_words(title)}",
             f"Date: {format_datetime(now)}",
@@ -149,7 +149,7 @@ def _part(content_type: str, text: str, *, filename: str | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _from_header(organisation: str, address: str) -> str:
+def from_header(organisation: str, address: str) -> str:
     return f"{encoded_words(f'{organisation} (soap-service)')} <{address}>"
 
 

@@ -32,6 +32,10 @@ class Router:
     def routes_for_domain(self, domain: str) -> list[Route]:
         if self._relay is not None:
             return [self._relay]
+        return self.exchangers(domain)
+
+    def exchangers(self, domain: str) -> list[Route]:
+        """The domain's own mail servers, relay or not (an organisation's gateway)."""
         try:
             ascii_domain = idna.encode(domain).decode("ascii")
         except idna.IDNAError as exc:

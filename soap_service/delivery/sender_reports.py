@@ -140,7 +140,7 @@ class ReportSender:
     def _result(self, job: ReportJob, outcome: Outcome) -> ReportResult:
         now = self._now()
         decision = self._policy.decide(
-            outcome, attempts=job.attempts + 1, accepted_at=job.created_at, now=now
+            outcome, attempts=job.attempts + 1, since=job.created_at, now=now
         )
         state = {"sent": "sent", "deferred": "queued"}.get(decision.state.value, "failed")
         if state == "failed":

@@ -13,11 +13,14 @@ import contextlib
 import smtplib
 import socket
 import ssl
+import threading
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from soap_service.delivery.addresses import smtp_address
 from soap_service.domain.delivery import Outcome, OutcomeKind
+from soap_service.domain.organisations import Gateway, TlsPolicy
 from soap_service.errors import DeliveryError
 from soap_service.settings import SmtpSettings
 
@@ -42,6 +45,9 @@ class Route:
     host: str
     port: int
     relay: bool = False  # the configured relay: the only server that gets our credentials
+    # An organisation's gateway: TLS as its policy asks and never less, whatever the
+    # insecure-hosts setting says.
+    gateway: Gateway | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class TlsContexts:
     other: ssl.SSLContext
     relay_unverified: ssl.SSLContext  # for hosts named in insecure-hosts
     other_unverified: ssl.SSLContext
+    gateways: GatewayContexts
 
     @classmethod
     def from_settings(cls, settings: SmtpSettings) -> TlsContexts:
@@ -60,12 +67,56 @@ class TlsContexts:
             other=_context(settings, client_certificate=False, verify=True),
             relay_unverified=_context(settings, client_certificate=True, verify=False),
             other_unverified=_context(settings, client_certificate=False, verify=False),
+            gateways=GatewayContexts(
+                settings.gateway_client_cert_file, settings.gateway_client_key_file
+            ),
         )
 
     def for_route(self, route: Route, *, insecure: bool) -> ssl.SSLContext:
+        if route.gateway is not None:
+            return self.gateways.context(route.host, route.gateway)
         if route.relay:
             return self.relay_unverified if insecure else self.relay
         return self.other_unverified if insecure else self.other
+
+
+class GatewayContexts:
+    """TLS for organisations' gateways: the certificate verified against the system's
+    roots and the organisation's own CA, its name checked; for mutual TLS also the
+    service's client certificate, which no other server ever sees. One context per
+    policy and CA, made when first needed."""
+
+    def __init__(self, cert_file: Path | None, key_file: Path | None) -> None:
+        self._client = (cert_file, key_file) if cert_file and key_file else None
+        self._contexts: dict[tuple[TlsPolicy, bytes | None], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def context(self, host: str, gateway: Gateway) -> ssl.SSLContext:
+        key = (gateway.tls, gateway.ca.sha256 if gateway.ca else None)
+        with self._lock:
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = self._make(host, gateway)
+            return context
+
+    def _make(self, host: str, gateway: Gateway) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if gateway.ca is not None:
+            context.load_verify_locations(cadata=gateway.ca.pem)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if gateway.tls is TlsPolicy.MUTUAL:
+            if self._client is None:
+                raise TransportError(
+                    f"{host} asks for mutual TLS and the service has no client certificate "
+                    "(SOAP_SERVICE_GATEWAY_CLIENT_CERT_FILE); nothing sent"
+                )
+            try:
+                context.load_cert_chain(*self._client)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(
+                    f"the service's gateway client certificate is unusable ({exc}); nothing sent"
+                ) from exc
+        return context
 
 
 def _context(settings: SmtpSettings, *, client_certificate: bool, verify: bool) -> ssl.SSLContext:
@@ -92,7 +143,9 @@ class SmtpSession:
 
     def open(self) -> None:
         settings = self._settings
-        insecure = self.route.host.lower() in settings.insecure_hosts
+        insecure = (
+            self.route.gateway is None and self.route.host.lower() in settings.insecure_hosts
+        )
         client = None
         try:
             # Given the host here (not to connect()), smtplib checks the certificate

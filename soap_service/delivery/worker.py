@@ -10,6 +10,7 @@ on their way when it happened.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -17,14 +18,15 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timedelta
 
 from soap_service import crypto
+from soap_service.delivery.gateway_mail import GatewayMailWriter, MessageContent
 from soap_service.delivery.leases import LeaseKeeper
-from soap_service.delivery.notification import Notification, NotificationWriter
+from soap_service.delivery.notification import NotificationWriter
 from soap_service.delivery.recording import OutcomeRecorder
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
 from soap_service.delivery.sender_reports import ReceiptFile, ReportSender
@@ -38,14 +40,17 @@ from soap_service.delivery.smtp import (
 from soap_service.domain import sealing
 from soap_service.domain.delivery import (
     DeliveryJob,
+    DeliveryPath,
     DeliveryResult,
     Outcome,
     OutcomeKind,
     RetryPolicy,
 )
+from soap_service.domain.model import AttachmentDraft, MessageType
+from soap_service.domain.organisations import Gateway, GatewayDirectory, Organisation
 from soap_service.domain.ports import DeliveryStore
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import ServiceError, SoapServiceError
+from soap_service.errors import DeliveryError, ServiceError, SoapServiceError
 from soap_service.logs import describe_exception
 from soap_service.settings import DeliverySettings
 
@@ -62,6 +67,8 @@ EXPIRY_BATCH = 1000
 RETENTION_SWEEP_SECONDS = 300.0
 # recipients.lease_owner is 64 characters.
 WORKER_NAME_LENGTH = 64
+# Gateway mails written ahead of the one being sent: each may hold 30 MiB of attachments.
+GATEWAY_MAILS_AHEAD = 1
 
 
 def worker_name() -> str:
@@ -81,6 +88,8 @@ class DeliveryWorker:
         name: str | None = None,
         delete_due_content: Callable[[], int] | None = None,
         receipt_file: ReceiptFile | None = None,
+        organisations: Callable[[], list[Organisation]] | None = None,
+        mail_signer: Callable[[], crypto.MailSigner] | None = None,
     ) -> None:
         self.name = name or worker_name()
         # Retention (domain/retention.py), run by the workers now and then: a batch a call.
@@ -103,6 +112,14 @@ class DeliveryWorker:
             pickup_base_url=settings.pickup_base_url,
         )
         self._router = Router(settings.smtp.relay)
+        # Organisations' gateways, read again for each batch (an operator's change counts
+        # from the next batch on).
+        self._organisations = organisations or list
+        self._gateway_writer = GatewayMailWriter(
+            signer=mail_signer or _no_signer,
+            mail_from=settings.smtp.mail_from,
+            hostname=settings.smtp.hostname,
+        )
         self._tls = TlsContexts.from_settings(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
         # Set when the worker is asked to stop: nothing more is sent, retries end.
@@ -250,29 +267,33 @@ class DeliveryWorker:
             if self._stop.is_set():
                 untried += [job.recipient_id for job in group]
                 continue
+            gateway = routes[0].gateway
             session = self._idle_session(routes)
             waiting = deque(group)
-            # The next notifications are written in another thread while this one waits
-            # for the server's replies (SSL reads release the GIL).
-            written = self._writer_thread.map(self._notification_or_error, group)
+            # The next mails are written in another thread while this one waits for the
+            # server's replies (SSL reads release the GIL).
+            if gateway is None:
+                written = self._written_ahead(self._notification_or_error, group, len(group))
+            else:
+                written = self._written_ahead(
+                    self._gateway_mail_or_error, group, GATEWAY_MAILS_AHEAD
+                )
             try:
-                for notification in written:
+                for mail in written:
                     job = waiting.popleft()
                     if self._stop.is_set():
                         untried += [job.recipient_id, *(other.recipient_id for other in waiting)]
                         break
                     if self._leases.lost(job.recipient_id):
                         continue
-                    if notification is None:
-                        problem = _temporary("the notification could not be written")
-                        self._done(results, self._result(job, problem))
+                    if mail is None:
+                        problem = _temporary("the mail could not be written")
+                        self._done(results, self._result(job, problem, routes))
                         continue
                     try:
                         if session is None:
                             session = self._open(routes)
-                        outcome = session.send(
-                            self._settings.smtp.mail_from, job.address, notification.data
-                        )
+                        outcome = session.send(self._settings.smtp.mail_from, job.address, mail)
                     except TransportError as exc:
                         session = None
                         if isinstance(exc, DestinationBusy | _OpenFailed):
@@ -282,14 +303,14 @@ class DeliveryWorker:
                             self._done(
                                 results,
                                 *(
-                                    self._result(deferred, busy)
+                                    self._result(deferred, busy, routes)
                                     for deferred in (job, *waiting)
                                     if not self._leases.lost(deferred.recipient_id)
                                 ),
                             )
                             break
                         outcome = _temporary(str(exc))  # the next mail opens a new connection
-                    self._done(results, self._result(job, outcome))
+                    self._done(results, self._result(job, outcome, routes))
                     if session is not None and not session.is_open:
                         session = None
             finally:
@@ -318,25 +339,63 @@ class DeliveryWorker:
         self, jobs: list[DeliveryJob], results: list[DeliveryResult]
     ) -> dict[tuple[Route, ...], list[DeliveryJob]]:
         groups: dict[tuple[Route, ...], list[DeliveryJob]] = defaultdict(list)
+        gateways = self._gateways(jobs)
         # One DNS lookup per domain and batch: a payroll run is mostly one or two domains.
-        known: dict[str, tuple[Route, ...] | Exception] = {}
+        known: dict[tuple[str, Organisation | None], tuple[Route, ...] | Exception] = {}
         for job in jobs:
-            domain = job.address.rpartition("@")[2]
-            key = domain.lower()
+            organisation = gateways.get(job.recipient_id)
+            key = (job.domain.lower(), organisation)
             if key not in known:
                 try:
-                    known[key] = tuple(self._router.routes_for_domain(domain))
+                    known[key] = self._routes(job.domain, organisation)
                 except (NoRoute, RouteUnknown) as exc:
                     known[key] = exc
             found = known[key]
-            if isinstance(found, NoRoute):
-                failure = Outcome(kind=OutcomeKind.PERMANENT, detail=str(found))
-                self._done(results, self._result(job, failure))
-            elif isinstance(found, Exception):
-                self._done(results, self._result(job, _temporary(str(found))))
+            if isinstance(found, Exception):
+                unrouted = Outcome(
+                    kind=OutcomeKind.PERMANENT
+                    if isinstance(found, NoRoute)
+                    else OutcomeKind.TEMPORARY,
+                    detail=str(found),
+                )
+                gateway = organisation.gateway if organisation else None
+                self._done(results, self._decided(job, unrouted, gateway))
             else:
                 groups[found].append(job)
         return groups
+
+    def _gateways(self, jobs: list[DeliveryJob]) -> dict[int, Organisation]:
+        """The organisation whose gateway takes each confidential message's recipient
+        (personal and registered messages always go through the pickup page; a recipient
+        whose gateway was given up for the fallback gets a notification)."""
+        candidates = [
+            job
+            for job in jobs
+            if job.type is MessageType.CONFIDENTIAL and job.gateway_given_up_at is None
+        ]
+        if not candidates:
+            return {}
+        directory = GatewayDirectory(self._organisations())
+        if not directory:
+            return {}
+        found = {}
+        for job in candidates:
+            organisation = directory.organisation_for(job.address)
+            if organisation is not None:
+                found[job.recipient_id] = organisation
+        return found
+
+    def _routes(self, domain: str, organisation: Organisation | None) -> tuple[Route, ...]:
+        gateway = organisation.gateway if organisation else None
+        if gateway is None:
+            return tuple(self._router.routes_for_domain(domain))
+        if gateway.host is not None:
+            return (Route(gateway.host, gateway.port, gateway=gateway),)
+        # The domain's MX, never the relay: TLS to the gateway is the organisation's.
+        return tuple(
+            Route(route.host, gateway.port, gateway=gateway)
+            for route in self._router.exchangers(domain)
+        )
 
     def _idle_session(self, routes: tuple[Route, ...]) -> SmtpSession | None:
         """A connection kept from an earlier batch, if the server still answers on it."""
@@ -357,28 +416,84 @@ class DeliveryWorker:
                 del self._idle[routes]
                 session.close()
 
-    def _notification_or_error(self, job: DeliveryJob) -> Notification | None:
+    def _written_ahead(
+        self, write: Callable[[DeliveryJob], bytes | None], jobs: list[DeliveryJob], ahead: int
+    ) -> Iterator[bytes | None]:
+        """Each job's mail in order, written in the writer thread at most `ahead` mails
+        before the one the caller is sending."""
+        pending: deque[Future[bytes | None]] = deque()
+        queue = iter(jobs)
+        for job in itertools.islice(queue, ahead + 1):
+            pending.append(self._writer_thread.submit(write, job))
+        while pending:
+            mail = pending.popleft().result()
+            following = next(queue, None)
+            if following is not None:
+                pending.append(self._writer_thread.submit(write, following))
+            yield mail
+
+    def _notification_or_error(self, job: DeliveryJob) -> bytes | None:
         try:
-            return self._notification(job)
+            cipher = MessageCipher.unwrap(self._keyring, job.data_key, job.message_id)
+            subject = (
+                cipher.open(sealing.SUBJECT, job.sealed_subject).decode("utf-8")
+                if job.show_subject
+                else None
+            )
+            token = cipher.pickup_token(job.position)
+            return self._writer.write(job, token=token, subject=subject, now=self._now()).data
         except Exception as exc:  # a missing master key, a bug: retried, never a crash
             log.error("cannot write notification: %s", describe_exception(exc))
             return None
 
-    def _notification(self, job: DeliveryJob) -> Notification:
+    def _gateway_mail_or_error(self, job: DeliveryJob) -> bytes | None:
+        try:
+            return self._gateway_writer.write(job, self._content(job))
+        except Exception as exc:  # the signing key unreadable, a bug: retried, never a crash
+            log.error("cannot write gateway mail: %s", describe_exception(exc))
+            return None
+
+    def _content(self, job: DeliveryJob) -> MessageContent:
+        with closing(self._stores()) as store:
+            sealed = store.message_content(job.message_id)
+        if sealed is None:
+            raise DeliveryError(f"the content of {job.message_id} was deleted")
         cipher = MessageCipher.unwrap(self._keyring, job.data_key, job.message_id)
-        subject = (
-            cipher.open(sealing.SUBJECT, job.sealed_subject).decode("utf-8")
-            if job.show_subject
-            else None
-        )
-        return self._writer.write(
-            job, token=cipher.pickup_token(job.position), subject=subject, now=self._now()
+        texts = cipher.open_texts(sealed.texts)
+        return MessageContent(
+            subject=texts.subject,
+            text_body=texts.text_body,
+            html_body=texts.html_body,
+            attachments=tuple(
+                AttachmentDraft(
+                    filename=cipher.open(
+                        sealing.attachment_name(file.position), file.sealed_filename
+                    ).decode("utf-8"),
+                    content_type=file.content_type,
+                    content=cipher.open(
+                        sealing.attachment_content(file.position), file.sealed_content
+                    ),
+                )
+                for file in sealed.attachments
+            ),
         )
 
-    def _result(self, job: DeliveryJob, outcome: Outcome) -> DeliveryResult:
+    def _result(
+        self, job: DeliveryJob, outcome: Outcome, routes: tuple[Route, ...]
+    ) -> DeliveryResult:
+        return self._decided(job, outcome, routes[0].gateway)
+
+    def _decided(
+        self, job: DeliveryJob, outcome: Outcome, gateway: Gateway | None
+    ) -> DeliveryResult:
         now = self._now()
         decision = self._policy.decide(
-            outcome, attempts=job.attempts + 1, accepted_at=job.accepted_at, now=now
+            outcome,
+            attempts=job.attempts + 1,
+            since=job.gateway_given_up_at or job.accepted_at,
+            now=now,
+            path=DeliveryPath.NOTIFICATION if gateway is None else DeliveryPath.GATEWAY,
+            fallback=gateway is not None and gateway.fallback_to_notification,
         )
         return DeliveryResult(job=job, decision=decision, attempted_at=now)
 
@@ -394,6 +509,10 @@ class DeliveryWorker:
 
 class _OpenFailed(TransportError):
     """No server of the destination could be reached."""
+
+
+def _no_signer() -> crypto.MailSigner:
+    raise DeliveryError("no mail signing certificate was given to this worker")
 
 
 def _temporary(detail: str) -> Outcome:

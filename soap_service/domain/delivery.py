@@ -14,6 +14,13 @@ from soap_service.crypto import WrappedKey
 from soap_service.domain.model import Language, MessageType, RecipientState
 
 
+class DeliveryPath(StrEnum):
+    """How a recipient is reached."""
+
+    NOTIFICATION = "notification"  # a mail with a link to the pickup page
+    GATEWAY = "gateway"  # the message itself, signed, to the organisation's gateway
+
+
 class OutcomeKind(StrEnum):
     ACCEPTED = "accepted"  # the server answered 250 to the whole transaction
     TEMPORARY = "temporary"  # 4xx, timeout, refused or dropped connection, no TLS
@@ -32,6 +39,9 @@ class Decision:
     state: RecipientState
     next_attempt_at: datetime | None
     detail: str
+    # The gateway is given up for a notification (the organisation's fallback): from now
+    # on this recipient is notified, with a retry time of its own.
+    fall_back: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,16 +63,37 @@ class RetryPolicy:
         return timedelta(seconds=min(seconds, self.maximum.total_seconds()))
 
     def decide(
-        self, outcome: Outcome, *, attempts: int, accepted_at: datetime, now: datetime
+        self,
+        outcome: Outcome,
+        *,
+        attempts: int,
+        since: datetime,
+        now: datetime,
+        path: DeliveryPath = DeliveryPath.NOTIFICATION,
+        fallback: bool = False,
     ) -> Decision:
-        """`attempts` counts this attempt."""
+        """`attempts` counts this attempt; the retry time runs from `since` (acceptance,
+        or when the gateway was given up). A mail the gateway accepted is the message
+        itself: `delivered`, final. A gateway unreached until the retry time is over
+        gives way to a notification only when `fallback` says so."""
         if outcome.kind is OutcomeKind.ACCEPTED:
-            return Decision(state=RecipientState.SENT, next_attempt_at=None, detail=outcome.detail)
+            state = (
+                RecipientState.DELIVERED if path is DeliveryPath.GATEWAY else RecipientState.SENT
+            )
+            return Decision(state=state, next_attempt_at=None, detail=outcome.detail)
         if outcome.kind is OutcomeKind.PERMANENT:
             return Decision(
                 state=RecipientState.FAILED, next_attempt_at=None, detail=outcome.detail
             )
-        if now - accepted_at >= self.give_up:  # like Postfix's maximal_queue_lifetime
+        if now - since >= self.give_up:  # like Postfix's maximal_queue_lifetime
+            if path is DeliveryPath.GATEWAY and fallback:
+                return Decision(
+                    state=RecipientState.DEFERRED,
+                    next_attempt_at=now,
+                    detail=f"gateway given up after {attempts} attempts, a notification "
+                    f"follows: {outcome.detail}",
+                    fall_back=True,
+                )
             return Decision(
                 state=RecipientState.FAILED,
                 next_attempt_at=None,
@@ -92,6 +123,14 @@ class DeliveryJob:
     show_subject: bool
     sealed_subject: bytes
     data_key: WrappedKey
+    # The sender's address for replies (an SMTP submission's envelope sender), if any.
+    report_to: str | None = None
+    # When the organisation's gateway was given up for a notification, if it was.
+    gateway_given_up_at: datetime | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -212,3 +212,34 @@ def register_organisation(
     )
     store.add_organisation(organisation, now)
     return organisation
+
+
+class GatewayDirectory:
+    """Which organisation's gateway receives the confidential messages for an address: the
+    organisation of its domain, or of the nearest parent domain (the same domains an
+    organisation's server may send from)."""
+
+    def __init__(self, organisations: list[Organisation]) -> None:
+        self._by_domain = {
+            domain: organisation
+            for organisation in organisations
+            if organisation.gateway is not None
+            for domain in organisation.domains
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self._by_domain)
+
+    def organisation_for(self, address: str) -> Organisation | None:
+        domain = address.rpartition("@")[2].rstrip(".").lower()
+        if not domain.isascii():  # organisations' domains are kept in their ASCII form
+            try:
+                domain = mail_domain(domain)
+            except ValidationError:
+                return None
+        while domain:
+            found = self._by_domain.get(domain)
+            if found is not None:
+                return found
+            domain = domain.partition(".")[2]
+        return None

@@ -102,6 +102,14 @@ class SealedTexts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SealedContent:
+    """A message as a gateway receives it, sealed: its texts and attachments."""
+
+    texts: SealedTexts
+    attachments: tuple[SealedAttachment, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecipientAccount:
     id: int
     address: str
@@ -296,6 +304,11 @@ class DeliveryStore(StoreSession, Protocol):
 
     def release_leases(self, worker: str, recipient_ids: list[int]) -> None:
         """Give back recipients claimed but not tried: due again at once."""
+        ...
+
+    def message_content(self, message_id: str) -> SealedContent | None:
+        """A message's sealed texts and attachments for its gateway mails; None when its
+        content was deleted (the end of its retention)."""
         ...
 
     def record_results(self, worker: str, results: list[DeliveryResult]) -> int:

@@ -11,13 +11,15 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.sql.elements import TextClause
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.ports import SealedAttachment, SealedContent
 from soap_service.persistence.dialects import POSTGRESQL, row_lock, timestamp_format
+from soap_service.persistence.messages import sealed_texts
 from soap_service.persistence.outcomes import (
     outcome_rows,
     postgresql_parameters,
@@ -29,7 +31,7 @@ from soap_service.persistence.state_changes import (
     WAITING_STATES,
     change_states,
 )
-from soap_service.persistence.tables import UtcDateTime, recipients
+from soap_service.persistence.tables import UtcDateTime, attachments, messages, recipients
 from soap_service.persistence.transactions import Transactions
 
 
@@ -70,6 +72,26 @@ class DeliveryQueries(Transactions):
                 .where(recipients.c.id.in_(recipient_ids), recipients.c.lease_owner == worker)
                 .values(lease_owner=None, leased_until=None)
             )
+
+    def message_content(self, message_id: str) -> SealedContent | None:
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(_CONTENT, {"id": message_id}).first()
+            if row is None or row.content_deleted_at is not None:
+                return None
+            files = connection.execute(_ATTACHMENTS, {"id": message_id}).all()
+        return SealedContent(
+            texts=sealed_texts(row),
+            attachments=tuple(
+                SealedAttachment(
+                    position=file.position,
+                    sealed_filename=bytes(file.sealed_filename),
+                    content_type=file.content_type,
+                    size=file.size,
+                    sealed_content=bytes(file.sealed_content),
+                )
+                for file in files
+            ),
+        )
 
     def record_results(self, worker: str, results: list[DeliveryResult]) -> int:
         """Record each attempt; returns how many changed a recipient's state.
@@ -124,6 +146,8 @@ def _job(row: Any) -> DeliveryJob:
         show_subject=bool(row.show_subject),
         sealed_subject=bytes(row.sealed_subject),
         data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+        report_to=row.report_to,
+        gateway_given_up_at=row.gateway_given_up_at,
     )
 
 
@@ -137,13 +161,17 @@ _DUE = f"""
 _JOB_COLUMNS = """
     r.id, r.message_id, r.position, r.address, r.attempts, m.accepted_at, m.expires_at,
     m.type, m.language, a.organisation, a.show_subject, m.sealed_subject, m.key_id,
-    m.wrapped_key
+    m.wrapped_key, m.report_to, r.gateway_given_up_at
 """
 _TIMES = (
     bindparam("now", type_=UtcDateTime()),
     bindparam("until", type_=UtcDateTime()),
 )
-_JOB_TYPES = {"accepted_at": UtcDateTime(), "expires_at": UtcDateTime()}
+_JOB_TYPES = {
+    "accepted_at": UtcDateTime(),
+    "expires_at": UtcDateTime(),
+    "gateway_given_up_at": UtcDateTime(),
+}
 
 _CLAIM_POSTGRESQL = (
     text(
@@ -187,6 +215,25 @@ _JOB_DETAILS = (
     )
     .bindparams(bindparam("ids", expanding=True))
     .columns(**_JOB_TYPES)
+)
+_CONTENT = select(
+    messages.c.key_id,
+    messages.c.wrapped_key,
+    messages.c.sealed_subject,
+    messages.c.sealed_text_body,
+    messages.c.sealed_html_body,
+    messages.c.content_deleted_at,
+).where(messages.c.id == bindparam("id"))
+_ATTACHMENTS = (
+    select(
+        attachments.c.position,
+        attachments.c.sealed_filename,
+        attachments.c.content_type,
+        attachments.c.size,
+        attachments.c.sealed_content,
+    )
+    .where(attachments.c.message_id == bindparam("id"))
+    .order_by(attachments.c.position)
 )
 _EXTEND_LEASES = text(
     f"""

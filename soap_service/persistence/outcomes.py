@@ -24,12 +24,15 @@ from soap_service.domain.model import RecipientState
 from soap_service.persistence.state_changes import WAITING_STATES, storable
 
 _LATE = "late-attempt"
+# Handed over: no error to show.
+_DONE = frozenset({RecipientState.SENT, RecipientState.DELIVERED})
 
 
 def outcome_rows(
     results: list[DeliveryResult], timestamp: Callable[[datetime], Any]
 ) -> list[tuple[Any, ...]]:
-    """(recipient id, message id, state, at, next attempt at, error, detail) per result."""
+    """(recipient id, message id, state, at, next attempt at, error, detail, gateway given
+    up) per result."""
     rows = []
     for result in results:
         decision = result.decision
@@ -41,8 +44,9 @@ def outcome_rows(
                 decision.state.value,
                 timestamp(result.attempted_at),
                 timestamp(decision.next_attempt_at) if decision.next_attempt_at else None,
-                None if decision.state is RecipientState.SENT else detail,
+                None if decision.state in _DONE else detail,
                 detail,
+                decision.fall_back,
             )
         )
     return rows
@@ -59,11 +63,11 @@ def outcome_rows(
 def postgresql_record(results: int) -> bytes:
     rows = ", ".join(
         f"({n}, %s::bigint, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::text, "
-        "%s::text)"
+        "%s::text, %s::boolean)"
         for n in range(results)
     )
     return f"""
-WITH outcome(n, id, message_id, state, at, next, error, detail) AS (VALUES {rows}),
+WITH outcome(n, id, message_id, state, at, next, error, detail, fall_back) AS (VALUES {rows}),
 held AS (
     SELECT r.id FROM recipients r JOIN outcome o ON o.id = r.id
     WHERE r.lease_owner = %s AND r.state IN {WAITING_STATES}
@@ -75,7 +79,8 @@ updated AS (
         state_changed_at = CASE WHEN r.state = o.state THEN r.state_changed_at ELSE o.at END,
         state = o.state, attempts = r.attempts + 1, last_attempt_at = o.at,
         next_attempt_at = o.next, last_error = o.error,
-        lease_owner = NULL, leased_until = NULL
+        lease_owner = NULL, leased_until = NULL,
+        gateway_given_up_at = CASE WHEN o.fall_back THEN o.at ELSE r.gateway_given_up_at END
     FROM outcome o
     WHERE r.id = o.id AND r.id IN (SELECT id FROM held)
     RETURNING r.id
@@ -101,7 +106,8 @@ _SQLITE_UPDATE = """
 UPDATE recipients SET
     state_changed_at = CASE WHEN state = ? THEN state_changed_at ELSE ? END,
     state = ?, attempts = attempts + 1, last_attempt_at = ?,
-    next_attempt_at = ?, last_error = ?, lease_owner = NULL, leased_until = NULL
+    next_attempt_at = ?, last_error = ?, lease_owner = NULL, leased_until = NULL,
+    gateway_given_up_at = CASE WHEN ? THEN ? ELSE gateway_given_up_at END
 WHERE id = ?
 """
 _SQLITE_JOURNAL = (
@@ -120,8 +126,8 @@ def run_sqlite_record(cursor: Any, rows: list[tuple[Any, ...]], worker: str) -> 
         )
     }
     updates = [
-        (state, at, state, at, next_at, error, recipient)
-        for recipient, _, state, at, next_at, error, _ in rows
+        (state, at, state, at, next_at, error, fall_back, at, recipient)
+        for recipient, _, state, at, next_at, error, _, fall_back in rows
         if recipient in held
     ]
     if updates:
@@ -130,7 +136,7 @@ def run_sqlite_record(cursor: Any, rows: list[tuple[Any, ...]], worker: str) -> 
         _SQLITE_JOURNAL,
         [
             (message, recipient, at, state if recipient in held else _LATE, detail)
-            for recipient, message, state, at, _, _, detail in rows
+            for recipient, message, state, at, _, _, detail, _ in rows
         ],
     )
     return len(updates)

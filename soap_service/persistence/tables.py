@@ -126,6 +126,8 @@ class RecipientRow(Base):
     # A delivery worker's claim: who holds the recipient, and until when.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the organisation's gateway was given up for a notification (its fallback).
+    gateway_given_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AttachmentRow(Base):

@@ -26,6 +26,7 @@ from soap_service.domain.model import (
     MessageStatus,
     MessageType,
 )
+from soap_service.domain.organisations import Organisation
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.persistence.tables import EventRow, RecipientRow
@@ -187,9 +188,13 @@ def worker_for(
     ca: Path,
     name: str = "worker-1",
     delete_due_content: Callable[[], int] | None = None,
+    organisations: list[Organisation] | None = None,
+    mail_signer: crypto.MailSigner | None = None,
     **extra: str,
 ) -> DeliveryWorker:
-    """A worker sending through `sink` as relay, trusting `ca`, on the env's clock."""
+    """A worker sending through `sink` as relay, trusting `ca`, on the env's clock; with
+    `organisations`, confidential messages to their domains go to their gateways, signed
+    by `mail_signer`."""
     environ = {
         "SOAP_SERVICE_DATA_DIR": str(folder),
         "SOAP_SERVICE_DATABASE_URL": env.database.url,
@@ -208,4 +213,6 @@ def worker_for(
         now=env.clock,
         name=name,
         delete_due_content=delete_due_content,
+        organisations=lambda: list(organisations or []),
+        mail_signer=(lambda: mail_signer) if mail_signer else None,
     )

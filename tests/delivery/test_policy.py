@@ -55,7 +55,7 @@ def test_the_delay_does_not_overflow_after_many_attempts(
 @pytest.mark.parametrize("attempts", [1, 2, 3, 4, 5, 6])
 def test_a_temporary_failure_is_deferred_by_the_delay(policy: RetryPolicy, attempts: int) -> None:
     now = ACCEPTED_AT + timedelta(hours=2)
-    decision = policy.decide(temporary(), attempts=attempts, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(), attempts=attempts, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.DEFERRED
     assert decision.next_attempt_at == now + policy.delay(attempts)
     assert decision.detail == "451 4.3.0 try again later"
@@ -63,7 +63,7 @@ def test_a_temporary_failure_is_deferred_by_the_delay(policy: RetryPolicy, attem
 
 def test_250_is_sent(policy: RetryPolicy) -> None:
     outcome = Outcome(kind=OutcomeKind.ACCEPTED, detail="relay accepted the mail")
-    decision = policy.decide(outcome, attempts=1, accepted_at=ACCEPTED_AT, now=ACCEPTED_AT)
+    decision = policy.decide(outcome, attempts=1, since=ACCEPTED_AT, now=ACCEPTED_AT)
     assert decision.state is RecipientState.SENT
     assert decision.next_attempt_at is None
     assert decision.detail == "relay accepted the mail"
@@ -72,14 +72,14 @@ def test_250_is_sent(policy: RetryPolicy) -> None:
 def test_250_after_many_days_is_still_sent(policy: RetryPolicy) -> None:
     outcome = Outcome(kind=OutcomeKind.ACCEPTED, detail="ok")
     now = ACCEPTED_AT + timedelta(days=6)
-    decision = policy.decide(outcome, attempts=40, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(outcome, attempts=40, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.SENT
 
 
 @pytest.mark.parametrize("code", ["421 4.7.0 closing", "450 4.2.0 mailbox busy", "452 4.3.1"])
 def test_every_4xx_is_deferred_with_a_next_attempt(policy: RetryPolicy, code: str) -> None:
     now = ACCEPTED_AT + timedelta(minutes=1)
-    decision = policy.decide(temporary(code), attempts=1, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(code), attempts=1, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.DEFERRED
     assert decision.next_attempt_at == now + timedelta(seconds=300)
     assert decision.detail == code
@@ -88,7 +88,7 @@ def test_every_4xx_is_deferred_with_a_next_attempt(policy: RetryPolicy, code: st
 def test_5xx_is_failed_with_the_servers_reply(policy: RetryPolicy) -> None:
     reply = "550 5.1.1 <anna@example.ch>: Recipient address rejected"
     outcome = Outcome(kind=OutcomeKind.PERMANENT, detail=reply)
-    decision = policy.decide(outcome, attempts=1, accepted_at=ACCEPTED_AT, now=ACCEPTED_AT)
+    decision = policy.decide(outcome, attempts=1, since=ACCEPTED_AT, now=ACCEPTED_AT)
     assert decision.state is RecipientState.FAILED
     assert decision.next_attempt_at is None
     assert decision.detail == reply
@@ -96,7 +96,7 @@ def test_5xx_is_failed_with_the_servers_reply(policy: RetryPolicy) -> None:
 
 def test_a_temporary_failure_after_five_days_gives_up(policy: RetryPolicy) -> None:
     now = ACCEPTED_AT + timedelta(days=5, seconds=1)
-    decision = policy.decide(temporary(), attempts=20, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(), attempts=20, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.FAILED
     assert decision.next_attempt_at is None
     assert decision.detail == "gave up after 20 attempts: 451 4.3.0 try again later"
@@ -104,14 +104,14 @@ def test_a_temporary_failure_after_five_days_gives_up(policy: RetryPolicy) -> No
 
 def test_five_days_of_retries_give_up(policy: RetryPolicy) -> None:
     now = ACCEPTED_AT + timedelta(days=5, seconds=1)
-    decision = policy.decide(temporary(), attempts=110, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(), attempts=110, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.FAILED
     assert decision.detail.startswith("gave up after 110 attempts")
 
 
 def test_a_temporary_failure_well_within_five_days_is_deferred(policy: RetryPolicy) -> None:
     now = ACCEPTED_AT + timedelta(days=4)
-    decision = policy.decide(temporary(), attempts=30, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(), attempts=30, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.DEFERRED
     assert decision.next_attempt_at == now + timedelta(seconds=4000)
 
@@ -120,7 +120,7 @@ def test_a_temporary_failure_before_five_days_have_passed_is_not_final(
     policy: RetryPolicy,
 ) -> None:
     now = ACCEPTED_AT + timedelta(days=5) - timedelta(minutes=30)
-    decision = policy.decide(temporary(), attempts=30, accepted_at=ACCEPTED_AT, now=now)
+    decision = policy.decide(temporary(), attempts=30, since=ACCEPTED_AT, now=now)
     assert decision.state is RecipientState.DEFERRED
 
 
@@ -132,6 +132,6 @@ def test_give_up_is_configurable() -> None:
     )
     assert [policy.delay(n).total_seconds() for n in range(1, 5)] == [10, 20, 40, 40]
     late = ACCEPTED_AT + timedelta(minutes=6)
-    decision = policy.decide(temporary(), attempts=9, accepted_at=ACCEPTED_AT, now=late)
+    decision = policy.decide(temporary(), attempts=9, since=ACCEPTED_AT, now=late)
     assert decision.state is RecipientState.FAILED
     assert decision.detail.startswith("gave up")

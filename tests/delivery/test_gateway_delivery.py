@@ -1,0 +1,451 @@
+"""Gateway delivery (issue 14) by DeliveryWorker.run_once against real SMTP servers
+(aiosmtpd with STARTTLS): a confidential message to an organisation's domain goes to its
+gateway as the message itself, S/MIME-signed, and its recipient becomes `delivered`;
+everything else still gets a notification; TLS to a gateway is never weaker than its
+policy. The same paths with a real Postfix as the gateway: tests/e2e/test_gateway_postfix.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import trustme
+
+from soap_service import crypto
+from soap_service.delivery.worker import DeliveryWorker
+from soap_service.domain.model import AttachmentDraft, MessageType, RecipientState
+from soap_service.domain.organisations import Gateway, Organisation, TlsPolicy
+from tests.delivery.conftest import Env, SmtpSink, worker_for
+from tests.smtp_sink import ReceivedMail
+from tests.support import TlsFiles
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 300 + b"\n%%EOF\n"
+CSV = b"Name;Betrag\r\nAnna;6543.21\r\n"
+ATTACHMENTS = (
+    AttachmentDraft(
+        filename="Lohnabrechnung März.pdf", content_type="application/pdf", content=PDF
+    ),
+    AttachmentDraft(filename='plain "name".csv', content_type="text/csv", content=CSV),
+)
+
+
+@pytest.fixture
+def env(database_url: str, env_factory: Callable[..., Env]) -> Env:
+    return env_factory(database_url)
+
+
+@pytest.fixture
+def relay(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
+    """Where notifications go."""
+    return start_sink()
+
+
+@pytest.fixture
+def gateway_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, TlsFiles]:
+    """The gateway's own CA (not the one the worker trusts for notifications)."""
+    folder = tmp_path_factory.mktemp("gateway-tls")
+    ca = trustme.CA(organization_name="Firm gateway CA")
+    server = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    server.private_key_pem.write_to_path(str(folder / "key.pem"))
+    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "chain.pem"))
+    return ca, TlsFiles(
+        ca_cert=folder / "ca.pem",
+        server_cert=folder / "chain.pem",
+        server_key=folder / "key.pem",
+    )
+
+
+@pytest.fixture
+def signing(tmp_path: Path) -> tuple[Path, crypto.MailSigner]:
+    cert, key = tmp_path / "mail-signing.pem", tmp_path / "mail-signing-key.pem"
+    crypto.generate_mail_signing_certificate(cert, key, address="no-reply@secure.example")
+    return cert, crypto.MailSigner(cert, key)
+
+
+def firm(env: Env, port: int, ca: Path | None, **gateway: object) -> Organisation:
+    return Organisation(
+        name="firm",
+        account=env.account,
+        domains=("firm.example",),
+        client_certificate=None,
+        gateway=Gateway(
+            host="127.0.0.1",
+            port=port,
+            ca=crypto.certificate_info(ca.read_bytes()) if ca else None,
+            **gateway,  # type: ignore[arg-type]
+        ),
+    )
+
+
+def gateway_worker(
+    env: Env,
+    relay: SmtpSink,
+    tmp_path: Path,
+    tls: TlsFiles,
+    organisation: Organisation,
+    signer: crypto.MailSigner,
+    **settings: str,
+) -> DeliveryWorker:
+    return worker_for(
+        env,
+        relay,
+        tmp_path,
+        ca=tls.ca_cert,
+        organisations=[organisation],
+        mail_signer=signer,
+        **settings,
+    )
+
+
+def verified_entity(mail: bytes, certificate: Path, folder: Path) -> bytes:
+    """What `openssl smime -verify` says the signature covers; fails if it does not verify."""
+    path = folder / "gateway-mail.eml"
+    path.write_bytes(mail)
+    checked = subprocess.run(
+        ["openssl", "smime", "-verify", "-in", str(path), "-CAfile", str(certificate)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert b"Verification successful" in checked.stderr
+    return checked.stdout
+
+
+def attachments_of(message: EmailMessage) -> list[tuple[str, str, bytes]]:
+    return [
+        (str(part.get_filename()), part.get_content_type(), part.get_payload(decode=True))
+        for part in message.walk()
+        if part.get_content_disposition() == "attachment" and part.get_filename() != "smime.p7s"
+    ]
+
+
+def bodies_of(message: EmailMessage) -> dict[str, str]:
+    return {
+        part.get_content_type(): part.get_content()
+        for part in message.walk()
+        if part.get_content_maintype() == "text" and part.get_content_disposition() is None
+    }
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_a_confidential_message_reaches_the_gateway_signed_and_is_delivered(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+) -> None:
+    _, files = gateway_tls
+    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    organisation = firm(env, gateway.port, files.ca_cert)
+    status = env.send(
+        "anna@firm.example",
+        "bob@hr.firm.example",  # a subdomain is the organisation's too
+        "carla@other.example",
+        html_body="<p>Ihr Nettolohn beträgt <b>CHF 6'543.21</b></p>",
+        attachments=ATTACHMENTS,
+        report_to="payroll@acme.example",
+    )
+    worker = gateway_worker(env, relay, tmp_path, tls, organisation, signing[1])
+
+    assert worker.run_once() == 3
+
+    states = [recipient.state for recipient in env.status(status.message_id).recipients]
+    assert states == [RecipientState.DELIVERED, RecipientState.DELIVERED, RecipientState.SENT]
+    assert [mail.recipients for mail in gateway.received] == [
+        ("anna@firm.example",),
+        ("bob@hr.firm.example",),
+    ]
+    assert [mail.recipients for mail in relay.received] == [("carla@other.example",)]
+    assert all(mail.tls for mail in gateway.received)
+
+    mail = gateway.received[0]
+    message = mail.message
+    assert message.get_content_type() == "multipart/signed"
+    assert message.get_param("protocol") == "application/pkcs7-signature"
+    assert message.get_param("micalg") == "sha-256"
+    assert message["Subject"] == "Lohnabrechnung März"
+    (sender,) = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (
+        "ACME Treuhand AG (soap-service)",
+        "no-reply@localhost",
+    )
+    assert message["Reply-To"].addresses[0].addr_spec == "payroll@acme.example"
+    assert message["To"].addresses[0].addr_spec == "anna@firm.example"
+    assert message["X-Soap-Service-Message-Id"] == status.message_id
+    assert message["X-Soap-Service-Type"] == "confidential"
+    assert message["Message-ID"] == f"<{status.message_id}.1@localhost>"
+    assert bodies_of(message) == {
+        "text/plain": "Ihr Nettolohn beträgt CHF 6'543.21",
+        "text/html": "<p>Ihr Nettolohn beträgt <b>CHF 6'543.21</b></p>",
+    }
+    assert attachments_of(message) == [
+        ("Lohnabrechnung März.pdf", "application/pdf", PDF),
+        ('plain "name".csv', "text/csv", CSV),
+    ]
+    # The signature covers the bodies and attachments, and OpenSSL checks it.
+    signed = verified_entity(mail.data, signing[0], tmp_path)
+    assert PDF.hex()[:40] not in signed.decode("ascii")  # base64, as sent
+    assert signed.startswith(b"Content-Type: multipart/mixed")
+    tampered = mail.data.replace(b"Content-Type: text/csv", b"Content-Type: text/plain", 1)
+    path = tmp_path / "tampered.eml"
+    path.write_bytes(tampered)
+    refused = subprocess.run(
+        ["openssl", "smime", "-verify", "-in", str(path), "-CAfile", str(signing[0])],
+        capture_output=True,
+        timeout=30,
+    )
+    assert refused.returncode != 0
+
+    anna = env.recipient_ids(status.message_id)[0]
+    assert env.journal(anna) == [
+        ("queued", "waiting for delivery"),
+        ("delivered", "127.0.0.1 accepted the mail"),
+    ]
+    assert env.recipient_row(anna).last_error is None
+
+
+def test_personal_and_registered_messages_to_a_gateway_domain_are_notified(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+) -> None:
+    _, files = gateway_tls
+    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    organisation = firm(env, gateway.port, files.ca_cert)
+    personal = env.send("anna@firm.example", type=MessageType.PERSONAL)
+    registered = env.send("anna@firm.example", type=MessageType.REGISTERED)
+    confidential = env.send("anna@firm.example")
+    worker = gateway_worker(env, relay, tmp_path, tls, organisation, signing[1])
+
+    assert worker.run_once() == 3
+
+    assert env.status(personal.message_id).recipients[0].state is RecipientState.SENT
+    assert env.status(registered.message_id).recipients[0].state is RecipientState.SENT
+    assert env.status(confidential.message_id).recipients[0].state is RecipientState.DELIVERED
+    assert len(relay.received) == 2 and len(gateway.received) == 1
+    assert gateway.received[0].message["X-Soap-Service-Message-Id"] == confidential.message_id
+
+
+@pytest.mark.parametrize("insecure_hosts", ["", "127.0.0.1"])
+def test_a_gateway_without_starttls_gets_nothing_and_is_deferred(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+    insecure_hosts: str,
+) -> None:
+    """Not even a host named in SMTP_INSECURE_HOSTS gets a gateway mail in plain text."""
+    gateway = start_sink(cert_chain=None, key=None, starttls=False)
+    organisation = firm(env, gateway.port, None)
+    status = env.send("anna@firm.example")
+    worker = gateway_worker(
+        env, relay, tmp_path, tls, organisation, signing[1], SMTP_INSECURE_HOSTS=insecure_hosts
+    )
+
+    worker.run_once()
+
+    anna = env.status(status.message_id).recipients[0]
+    assert anna.state is RecipientState.DEFERRED
+    assert anna.last_error == "127.0.0.1 does not offer STARTTLS; nothing sent"
+    assert gateway.events == [] and gateway.received == [] and relay.received == []
+
+
+def test_a_gateway_certificate_from_another_ca_is_refused(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+) -> None:
+    """The gateway shows a certificate of its CA, but the organisation was registered
+    with another CA (or none: the system's roots): nothing sent."""
+    _, files = gateway_tls
+    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    status = env.send("anna@firm.example")
+    worker = gateway_worker(
+        env, relay, tmp_path, tls, firm(env, gateway.port, tls.ca_cert), signing[1]
+    )
+
+    worker.run_once()
+
+    anna = env.status(status.message_id).recipients[0]
+    assert anna.state is RecipientState.DEFERRED
+    assert anna.last_error is not None
+    assert anna.last_error.startswith("127.0.0.1 showed a certificate that does not verify")
+    assert gateway.events == [] and gateway.received == []
+
+
+def test_mutual_tls_shows_the_service_client_certificate_to_the_gateway_only(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+) -> None:
+    _, files = gateway_tls
+    client_ca = trustme.CA(organization_name="Service client CA")
+    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
+    client = client_ca.issue_cert("secure.example")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client-key.pem"))
+    gateway = start_sink(
+        cert_chain=files.server_cert, key=files.server_key, client_ca=tmp_path / "client-ca.pem"
+    )
+    organisation = firm(env, gateway.port, files.ca_cert, tls=TlsPolicy.MUTUAL)
+
+    # Without a client certificate the service does not even try.
+    first = env.send("anna@firm.example")
+    gateway_worker(env, relay, tmp_path, tls, organisation, signing[1]).run_once()
+    anna = env.status(first.message_id).recipients[0]
+    assert anna.state is RecipientState.DEFERRED
+    assert anna.last_error == (
+        "127.0.0.1 asks for mutual TLS and the service has no client certificate "
+        "(SOAP_SERVICE_GATEWAY_CLIENT_CERT_FILE); nothing sent"
+    )
+    assert gateway.received == []
+
+    env.clock.advance(hours=1)
+    worker = gateway_worker(
+        env,
+        relay,
+        tmp_path,
+        tls,
+        organisation,
+        signing[1],
+        GATEWAY_CLIENT_CERT_FILE=str(tmp_path / "client.pem"),
+        GATEWAY_CLIENT_KEY_FILE=str(tmp_path / "client-key.pem"),
+    )
+    second = env.send("bob@firm.example", "carla@other.example")
+    assert worker.run_once() == 3
+    assert env.status(first.message_id).recipients[0].state is RecipientState.DELIVERED
+    states = [recipient.state for recipient in env.status(second.message_id).recipients]
+    assert states == [RecipientState.DELIVERED, RecipientState.SENT]
+    assert sorted(mail.recipients[0] for mail in gateway.received) == [
+        "anna@firm.example",
+        "bob@firm.example",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "state"),
+    [
+        ("450 4.2.1 Mailbox busy", RecipientState.DEFERRED),
+        ("550 5.1.1 No such user here", RecipientState.FAILED),
+    ],
+)
+def test_the_gateways_refusal_defers_or_fails_the_recipient(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+    reply: str,
+    state: RecipientState,
+) -> None:
+    _, files = gateway_tls
+    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    gateway.script.rcpt_replies["anna@firm.example"] = reply
+    status = env.send("anna@firm.example", "bob@firm.example")
+    worker = gateway_worker(
+        env, relay, tmp_path, tls, firm(env, gateway.port, files.ca_cert), signing[1]
+    )
+
+    worker.run_once()
+
+    anna, bob = env.status(status.message_id).recipients
+    assert (anna.state, anna.last_error) == (state, reply)
+    assert bob.state is RecipientState.DELIVERED
+    assert relay.received == []
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_an_unreachable_gateway_fails_or_falls_back_after_the_retry_time(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+    fallback: bool,
+) -> None:
+    gateway = start_sink(cert_chain=None, key=None, starttls=False)
+    organisation = firm(env, gateway.port, None, fallback_to_notification=fallback)
+    status = env.send("anna@firm.example")
+    worker = gateway_worker(
+        env, relay, tmp_path, tls, organisation, signing[1], GIVE_UP_SECONDS="3600"
+    )
+    anna_id = env.recipient_ids(status.message_id)[0]
+
+    worker.run_once()
+    assert env.status(status.message_id).recipients[0].state is RecipientState.DEFERRED
+    env.clock.advance(hours=2)
+    worker.run_once()
+
+    anna = env.status(status.message_id).recipients[0]
+    if not fallback:
+        assert anna.state is RecipientState.FAILED
+        assert anna.last_error == (
+            "gave up after 2 attempts: 127.0.0.1 does not offer STARTTLS; nothing sent"
+        )
+        assert relay.received == []
+        return
+    assert anna.state is RecipientState.DEFERRED
+    assert anna.last_error == (
+        "gateway given up after 2 attempts, a notification follows: "
+        "127.0.0.1 does not offer STARTTLS; nothing sent"
+    )
+    assert env.recipient_row(anna_id).gateway_given_up_at == env.clock.now
+    worker.run_once()  # due at once: the notification
+    anna = env.status(status.message_id).recipients[0]
+    assert anna.state is RecipientState.SENT
+    assert [mail.recipients for mail in relay.received] == [("anna@firm.example",)]
+    assert "multipart/signed" not in relay.received[0].message.get_content_type()
+    assert gateway.received == []
+
+
+def test_a_kept_gateway_connection_carries_a_whole_run(
+    env: Env,
+    relay: SmtpSink,
+    start_sink: Callable[..., SmtpSink],
+    gateway_tls: tuple[trustme.CA, TlsFiles],
+    signing: tuple[Path, crypto.MailSigner],
+    tls: TlsFiles,
+    tmp_path: Path,
+) -> None:
+    _, files = gateway_tls
+    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    statuses = [
+        env.send(f"employee{n}@firm.example", attachments=ATTACHMENTS[:1]) for n in range(12)
+    ]
+    worker = gateway_worker(
+        env, relay, tmp_path, tls, firm(env, gateway.port, files.ca_cert), signing[1]
+    )
+
+    assert worker.run_once() == 12
+
+    assert gateway.mail_connections() == 1
+    assert [mail.message["X-Soap-Service-Message-Id"] for mail in gateway.received] == [
+        status.message_id for status in statuses
+    ]
+    assert all(isinstance(mail, ReceivedMail) for mail in gateway.received)

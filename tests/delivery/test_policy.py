@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from soap_service.domain.delivery import Outcome, OutcomeKind, RetryPolicy
+from soap_service.domain.delivery import DeliveryPath, Outcome, OutcomeKind, RetryPolicy
 from soap_service.domain.model import RecipientState
 from soap_service.settings import load_settings
 
@@ -135,3 +135,85 @@ def test_give_up_is_configurable() -> None:
     decision = policy.decide(temporary(), attempts=9, since=ACCEPTED_AT, now=late)
     assert decision.state is RecipientState.FAILED
     assert decision.detail.startswith("gave up")
+
+
+# Gateway delivery (issue 14): the message itself handed to the organisation's gateway.
+
+
+def test_a_gateway_that_accepts_makes_the_recipient_delivered(policy: RetryPolicy) -> None:
+    accepted = Outcome(kind=OutcomeKind.ACCEPTED, detail="mx.firm.example accepted the mail")
+    decision = policy.decide(
+        accepted, attempts=1, since=ACCEPTED_AT, now=ACCEPTED_AT, path=DeliveryPath.GATEWAY
+    )
+    assert (decision.state, decision.next_attempt_at, decision.fall_back) == (
+        RecipientState.DELIVERED,
+        None,
+        False,
+    )
+    assert decision.state.is_final
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_gateway_refusing_the_recipient_fails_it_whatever_the_fallback(
+    policy: RetryPolicy, fallback: bool
+) -> None:
+    """A 5xx is the gateway's answer, not an unreachable gateway: no notification."""
+    refused = Outcome(kind=OutcomeKind.PERMANENT, detail="550 5.1.1 no such user")
+    decision = policy.decide(
+        refused,
+        attempts=1,
+        since=ACCEPTED_AT,
+        now=ACCEPTED_AT,
+        path=DeliveryPath.GATEWAY,
+        fallback=fallback,
+    )
+    assert (decision.state, decision.fall_back) == (RecipientState.FAILED, False)
+
+
+def test_an_unreached_gateway_is_retried_like_any_delivery(policy: RetryPolicy) -> None:
+    now = ACCEPTED_AT + timedelta(days=4)
+    decision = policy.decide(
+        temporary(),
+        attempts=3,
+        since=ACCEPTED_AT,
+        now=now,
+        path=DeliveryPath.GATEWAY,
+        fallback=True,
+    )
+    assert decision.state is RecipientState.DEFERRED
+    assert decision.next_attempt_at == now + timedelta(seconds=1200)
+    assert not decision.fall_back
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_after_the_retry_time_a_gateway_fails_or_gives_way_to_a_notification(
+    policy: RetryPolicy, fallback: bool
+) -> None:
+    now = ACCEPTED_AT + timedelta(days=5)
+    decision = policy.decide(
+        temporary("mx.firm.example does not offer STARTTLS; nothing sent"),
+        attempts=70,
+        since=ACCEPTED_AT,
+        now=now,
+        path=DeliveryPath.GATEWAY,
+        fallback=fallback,
+    )
+    if fallback:
+        assert (decision.state, decision.next_attempt_at, decision.fall_back) == (
+            RecipientState.DEFERRED,
+            now,
+            True,
+        )
+        assert decision.detail.startswith("gateway given up after 70 attempts, a notification")
+    else:
+        assert (decision.state, decision.fall_back) == (RecipientState.FAILED, False)
+
+
+def test_a_notification_after_the_fallback_has_a_retry_time_of_its_own(
+    policy: RetryPolicy,
+) -> None:
+    fell_back = ACCEPTED_AT + timedelta(days=5)
+    decision = policy.decide(
+        temporary(), attempts=71, since=fell_back, now=fell_back + timedelta(days=1)
+    )
+    assert decision.state is RecipientState.DEFERRED

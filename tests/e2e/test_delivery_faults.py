@@ -104,6 +104,48 @@ def test_worker_killed_mid_transaction_another_worker_delivers_after_the_lease(
     assert len(sink.received) <= 2 * len(addresses)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_worker_killed_mid_gateway_transaction_resends_at_most_the_mail_in_flight(
+    backend: str,
+    make_stack: Callable[[str], Stack],
+    start_sink: Callable[..., SmtpSink],
+    tls: TlsFiles,
+) -> None:
+    """The same crash safety for gateway delivery (issue 14): every recipient ends
+    `delivered`, each with one or two copies of its signed mail, the same Message-ID."""
+    stack = make_stack(backend)
+    relay, gateway = start_sink(), start_sink()
+    stack.service.cli(
+        "organisation", "add", "firm", "--domain", "firm.example",
+        "--gateway", f"127.0.0.1:{gateway.port}", "--gateway-ca", str(tls.ca_cert),
+    )  # fmt: skip
+    gateway.script.data_delay = 1.5
+    addresses = tuple(f"crash-{i}@firm.example" for i in range(1, 5))
+    message_id = stack.send(addresses)
+    first = stack.start_worker(relay, "first")
+
+    wait_until(
+        lambda: len(gateway.events) >= 2,
+        "the first worker to start its second gateway transaction",
+        timeout=30,
+        why=lambda: stack.describe([]),
+    )
+    first.kill()
+    assert [mail.recipients for mail in gateway.received] == [(addresses[0],)]
+    gateway.script.data_delay = 0.0
+
+    stack.start_worker(relay, "second")
+    recipients = stack.wait_all(message_id, "delivered", timeout=LEASE_SECONDS + 30)
+    assert [r.Address for r in recipients] == list(addresses)
+    for position, address in enumerate(addresses, start=1):
+        mails = mails_to(gateway, address)
+        assert 1 <= len(mails) <= 2, (address, len(mails))
+        assert {mail.message_id for mail in mails} == {expected_message_id(message_id, position)}
+        assert all(mail.message.get_content_type() == "multipart/signed" for mail in mails)
+    assert len(gateway.received) <= len(addresses) + 1
+    assert relay.received == []
+
+
 # 2. The SOAP server killed right after it committed a message.
 
 

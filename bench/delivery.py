@@ -142,23 +142,25 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def count_sent(engine: object) -> int:
+def count_sent(engine: object, state: str = "sent") -> int:
     with engine.connect() as connection:  # type: ignore[attr-defined]
         return connection.execute(
-            text("SELECT count(*) FROM recipients WHERE state = 'sent'")
+            text("SELECT count(*) FROM recipients WHERE state = :state"), {"state": state}
         ).scalar_one()
 
 
-def wait_all_sent(database_url: str, expected: int, timeout: float) -> float:
-    """Polls until `expected` recipients are sent; returns the time.monotonic() it saw it."""
+def wait_all_sent(database_url: str, expected: int, timeout: float, state: str = "sent") -> float:
+    """Polls until `expected` recipients are in `state`; returns the time.monotonic() it
+    saw it."""
     engine = create_engine(database_url)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if count_sent(engine) >= expected:
+            if count_sent(engine, state) >= expected:
                 return time.monotonic()
             time.sleep(0.05)
-        raise RuntimeError(f"only {count_sent(engine)} of {expected} sent in {timeout:.0f} s")
+        found = count_sent(engine, state)
+        raise RuntimeError(f"only {found} of {expected} {state} in {timeout:.0f} s")
     finally:
         engine.dispose()
 
@@ -166,7 +168,13 @@ def wait_all_sent(database_url: str, expected: int, timeout: float) -> float:
 # --- 1. the engine against a plain smtplib loop ---------------------------------------------
 
 
-def queue_messages(env: dict[str, str], count: int) -> None:
+def queue_messages(
+    env: dict[str, str],
+    count: int,
+    *,
+    domain: str = "example.ch",
+    attachment_bytes: bytes | None = None,
+) -> None:
     settings = load_settings(env)
     database = Database(settings.database_url)
     database.upgrade()
@@ -183,7 +191,9 @@ def queue_messages(env: dict[str, str], count: int) -> None:
         now=utc_now,
     )
     attachment = AttachmentDraft(
-        filename="payslip.pdf", content_type="application/pdf", content=pdf_attachment()
+        filename="payslip.pdf",
+        content_type="application/pdf",
+        content=pdf_attachment() if attachment_bytes is None else attachment_bytes,
     )
     for number in range(count):
         service.send(
@@ -191,10 +201,10 @@ def queue_messages(env: dict[str, str], count: int) -> None:
             MessageDraft(
                 reference=f"queued-{number}",
                 type=MessageType.CONFIDENTIAL,
-                recipients=(f"employee{number}@example.ch",),
+                recipients=(f"employee{number}@{domain}",),
                 subject="Payslip",
                 text_body="Your payslip is attached.",
-                attachments=(attachment,),
+                attachments=(attachment,) if attachment.content else (),
             ),
         )
     store.close()
@@ -246,11 +256,13 @@ def plain_loop(
     return len(notifications) / elapsed
 
 
-def engine_run(env: dict[str, str], count: int, folder: Path) -> dict[str, float]:
+def engine_run(
+    env: dict[str, str], count: int, folder: Path, state: str = "sent"
+) -> dict[str, float]:
     started = time.monotonic()
     worker = start_worker(env, folder / "worker.log")
     try:
-        finished = wait_all_sent(env["SOAP_SERVICE_DATABASE_URL"], count, timeout=600)
+        finished = wait_all_sent(env["SOAP_SERVICE_DATABASE_URL"], count, 600, state)
     finally:
         stop(worker)
     engine = create_engine(env["SOAP_SERVICE_DATABASE_URL"])

@@ -143,9 +143,7 @@ class SmtpSession:
 
     def open(self) -> None:
         settings = self._settings
-        insecure = (
-            self.route.gateway is None and self.route.host.lower() in settings.insecure_hosts
-        )
+        insecure = self.route.gateway is None and self.route.host.lower() in settings.insecure_hosts
         client = None
         try:
             # Given the host here (not to connect()), smtplib checks the certificate
@@ -163,7 +161,13 @@ class SmtpSession:
             encrypted = client.has_extn("starttls")
             if encrypted:
                 client.starttls(context=self._contexts.for_route(self.route, insecure=insecure))
-                client.ehlo(settings.hostname)
+                code, reply = client.ehlo(settings.hostname)
+                if code != 250:
+                    # Postfix answers 421 here to a client certificate it does not accept.
+                    raise TransportError(
+                        f"{self.route.host} refused the connection after STARTTLS: "
+                        f"{_reply(code, reply)}; nothing sent"
+                    )
             elif not insecure:
                 raise TransportError(f"{self.route.host} does not offer STARTTLS; nothing sent")
             if self.route.relay and settings.username and settings.password:

@@ -48,7 +48,7 @@ from soap_service.domain.delivery import (
 )
 from soap_service.domain.model import AttachmentDraft, MessageType
 from soap_service.domain.organisations import Gateway, GatewayDirectory, Organisation
-from soap_service.domain.ports import DeliveryStore
+from soap_service.domain.ports import DeliveryStore, SealedContent
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import DeliveryError, ServiceError, SoapServiceError
 from soap_service.logs import describe_exception
@@ -67,8 +67,11 @@ EXPIRY_BATCH = 1000
 RETENTION_SWEEP_SECONDS = 300.0
 # recipients.lease_owner is 64 characters.
 WORKER_NAME_LENGTH = 64
-# Gateway mails written ahead of the one being sent: each may hold 30 MiB of attachments.
-GATEWAY_MAILS_AHEAD = 1
+# Gateway mails are written in chunks, each chunk's content read in one query: at most
+# this many messages or this much content a chunk (a message larger than that is a chunk
+# of its own), and one chunk written ahead of the one being sent.
+GATEWAY_CHUNK_MESSAGES = 50
+GATEWAY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def worker_name() -> str:
@@ -273,11 +276,10 @@ class DeliveryWorker:
             # The next mails are written in another thread while this one waits for the
             # server's replies (SSL reads release the GIL).
             if gateway is None:
-                written = self._written_ahead(self._notification_or_error, group, len(group))
+                chunks = [[job] for job in group]
+                written = self._written_ahead(self._notifications, chunks, ahead=len(chunks))
             else:
-                written = self._written_ahead(
-                    self._gateway_mail_or_error, group, GATEWAY_MAILS_AHEAD
-                )
+                written = self._written_ahead(self._gateway_mails, _chunks(group), ahead=1)
             try:
                 for mail in written:
                     job = waiting.popleft()
@@ -417,20 +419,27 @@ class DeliveryWorker:
                 session.close()
 
     def _written_ahead(
-        self, write: Callable[[DeliveryJob], bytes | None], jobs: list[DeliveryJob], ahead: int
+        self,
+        write: Callable[[list[DeliveryJob]], list[bytes | None]],
+        chunks: list[list[DeliveryJob]],
+        *,
+        ahead: int,
     ) -> Iterator[bytes | None]:
-        """Each job's mail in order, written in the writer thread at most `ahead` mails
-        before the one the caller is sending."""
-        pending: deque[Future[bytes | None]] = deque()
-        queue = iter(jobs)
-        for job in itertools.islice(queue, ahead + 1):
-            pending.append(self._writer_thread.submit(write, job))
+        """Each job's mail in order (None: it could not be written), written a chunk at a
+        time in the writer thread, at most `ahead` chunks before the one being sent."""
+        pending: deque[Future[list[bytes | None]]] = deque()
+        queue = iter(chunks)
+        for chunk in itertools.islice(queue, ahead + 1):
+            pending.append(self._writer_thread.submit(write, chunk))
         while pending:
-            mail = pending.popleft().result()
+            mails = pending.popleft().result()
             following = next(queue, None)
             if following is not None:
                 pending.append(self._writer_thread.submit(write, following))
-            yield mail
+            yield from mails
+
+    def _notifications(self, jobs: list[DeliveryJob]) -> list[bytes | None]:
+        return [self._notification_or_error(job) for job in jobs]
 
     def _notification_or_error(self, job: DeliveryJob) -> bytes | None:
         try:
@@ -446,18 +455,26 @@ class DeliveryWorker:
             log.error("cannot write notification: %s", describe_exception(exc))
             return None
 
-    def _gateway_mail_or_error(self, job: DeliveryJob) -> bytes | None:
+    def _gateway_mails(self, jobs: list[DeliveryJob]) -> list[bytes | None]:
         try:
-            return self._gateway_writer.write(job, self._content(job))
-        except Exception as exc:  # the signing key unreadable, a bug: retried, never a crash
-            log.error("cannot write gateway mail: %s", describe_exception(exc))
-            return None
+            with closing(self._stores()) as store:
+                contents = store.message_contents(sorted({job.message_id for job in jobs}))
+        except Exception as exc:  # the database away: retried, never a crash
+            log.error("cannot read messages for gateway mails: %s", describe_exception(exc))
+            return [None] * len(jobs)
+        mails: list[bytes | None] = []
+        for job in jobs:
+            try:
+                sealed = contents.get(job.message_id)
+                if sealed is None:
+                    raise DeliveryError(f"the content of {job.message_id} was deleted")
+                mails.append(self._gateway_writer.write(job, self._opened(job, sealed)))
+            except Exception as exc:  # the signing key unreadable, a bug: retried
+                log.error("cannot write gateway mail: %s", describe_exception(exc))
+                mails.append(None)
+        return mails
 
-    def _content(self, job: DeliveryJob) -> MessageContent:
-        with closing(self._stores()) as store:
-            sealed = store.message_content(job.message_id)
-        if sealed is None:
-            raise DeliveryError(f"the content of {job.message_id} was deleted")
+    def _opened(self, job: DeliveryJob, sealed: SealedContent) -> MessageContent:
         cipher = MessageCipher.unwrap(self._keyring, job.data_key, job.message_id)
         texts = cipher.open_texts(sealed.texts)
         return MessageContent(
@@ -509,6 +526,24 @@ class DeliveryWorker:
 
 class _OpenFailed(TransportError):
     """No server of the destination could be reached."""
+
+
+def _chunks(jobs: list[DeliveryJob]) -> list[list[DeliveryJob]]:
+    """Jobs in order, in chunks of at most GATEWAY_CHUNK_MESSAGES messages and, but for a
+    chunk of one, GATEWAY_CHUNK_BYTES of content."""
+    chunks: list[list[DeliveryJob]] = []
+    size = 0
+    for job in jobs:
+        if (
+            not chunks
+            or len(chunks[-1]) >= GATEWAY_CHUNK_MESSAGES
+            or size + job.content_bytes > GATEWAY_CHUNK_BYTES
+        ):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(job)
+        size += job.content_bytes
+    return chunks
 
 
 def _no_signer() -> crypto.MailSigner:

@@ -127,6 +127,8 @@ class DeliveryJob:
     report_to: str | None = None
     # When the organisation's gateway was given up for a notification, if it was.
     gateway_given_up_at: datetime | None = None
+    # The size of the message's bodies and attachments (a gateway mail carries them).
+    content_bytes: int = 0
 
     @property
     def domain(self) -> str:

@@ -306,9 +306,9 @@ class DeliveryStore(StoreSession, Protocol):
         """Give back recipients claimed but not tried: due again at once."""
         ...
 
-    def message_content(self, message_id: str) -> SealedContent | None:
-        """A message's sealed texts and attachments for its gateway mails; None when its
-        content was deleted (the end of its retention)."""
+    def message_contents(self, message_ids: list[str]) -> dict[str, SealedContent]:
+        """Messages' sealed texts and attachments, for their gateway mails, by message id;
+        a message whose content was deleted (the end of its retention) is left out."""
         ...
 
     def record_results(self, worker: str, results: list[DeliveryResult]) -> int:

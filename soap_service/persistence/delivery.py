@@ -73,15 +73,13 @@ class DeliveryQueries(Transactions):
                 .values(lease_owner=None, leased_until=None)
             )
 
-    def message_content(self, message_id: str) -> SealedContent | None:
+    def message_contents(self, message_ids: list[str]) -> dict[str, SealedContent]:
         with self._transaction(read_only=True) as connection:
-            row = connection.execute(_CONTENT, {"id": message_id}).first()
-            if row is None or row.content_deleted_at is not None:
-                return None
-            files = connection.execute(_ATTACHMENTS, {"id": message_id}).all()
-        return SealedContent(
-            texts=sealed_texts(row),
-            attachments=tuple(
+            rows = connection.execute(_CONTENT, {"ids": message_ids}).all()
+            files = connection.execute(_ATTACHMENTS, {"ids": message_ids}).all()
+        attached: dict[str, list[SealedAttachment]] = {}
+        for file in files:
+            attached.setdefault(file.message_id, []).append(
                 SealedAttachment(
                     position=file.position,
                     sealed_filename=bytes(file.sealed_filename),
@@ -89,9 +87,14 @@ class DeliveryQueries(Transactions):
                     size=file.size,
                     sealed_content=bytes(file.sealed_content),
                 )
-                for file in files
-            ),
-        )
+            )
+        return {
+            row.id: SealedContent(
+                texts=sealed_texts(row), attachments=tuple(attached.get(row.id, ()))
+            )
+            for row in rows
+            if row.content_deleted_at is None
+        }
 
     def record_results(self, worker: str, results: list[DeliveryResult]) -> int:
         """Record each attempt; returns how many changed a recipient's state.
@@ -148,6 +151,7 @@ def _job(row: Any) -> DeliveryJob:
         data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
         report_to=row.report_to,
         gateway_given_up_at=row.gateway_given_up_at,
+        content_bytes=row.content_bytes,
     )
 
 
@@ -161,7 +165,7 @@ _DUE = f"""
 _JOB_COLUMNS = """
     r.id, r.message_id, r.position, r.address, r.attempts, m.accepted_at, m.expires_at,
     m.type, m.language, a.organisation, a.show_subject, m.sealed_subject, m.key_id,
-    m.wrapped_key, m.report_to, r.gateway_given_up_at
+    m.wrapped_key, m.report_to, r.gateway_given_up_at, m.content_bytes
 """
 _TIMES = (
     bindparam("now", type_=UtcDateTime()),
@@ -217,23 +221,25 @@ _JOB_DETAILS = (
     .columns(**_JOB_TYPES)
 )
 _CONTENT = select(
+    messages.c.id,
     messages.c.key_id,
     messages.c.wrapped_key,
     messages.c.sealed_subject,
     messages.c.sealed_text_body,
     messages.c.sealed_html_body,
     messages.c.content_deleted_at,
-).where(messages.c.id == bindparam("id"))
+).where(messages.c.id.in_(bindparam("ids", expanding=True)))
 _ATTACHMENTS = (
     select(
+        attachments.c.message_id,
         attachments.c.position,
         attachments.c.sealed_filename,
         attachments.c.content_type,
         attachments.c.size,
         attachments.c.sealed_content,
     )
-    .where(attachments.c.message_id == bindparam("id"))
-    .order_by(attachments.c.position)
+    .where(attachments.c.message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(attachments.c.message_id, attachments.c.position)
 )
 _EXTEND_LEASES = text(
     f"""

@@ -1,0 +1,199 @@
+"""Gateway delivery against notification delivery, the same messages to the same sink.
+
+    python -m bench.gateway [--messages 2000] [--rounds 3] [--attachment-kb 50]
+
+1. `--messages` confidential messages to employees of firm.example are queued on a fresh
+   PostgreSQL database. In each round one `soap-service worker` delivers them twice: first
+   as notifications (the organisation has no gateway), then, put back in the queue, as
+   gateway mails (the organisation's gateway is the same STARTTLS sink): decrypted,
+   written as MIME, S/MIME-signed and sent. The ratio compares the two rates of one round.
+2. In this process: the cost of one signature (small and `--attachment-kb` messages), and
+   of writing a whole gateway mail with it, against writing a notification.
+
+Results are printed and written to var/bench/gateway.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.delivery import (
+    engine_run,
+    queue_messages,
+    requeue,
+    service_env,
+    start_sink,
+    stop,
+)
+from bench.send_message import PG_ADMIN_URL, REPO, make_tls, postgres_database
+from soap_service import crypto
+from soap_service.delivery.gateway_mail import GatewayMailWriter, MessageContent
+from soap_service.delivery.notification import NotificationWriter
+from soap_service.domain.delivery import DeliveryJob
+from soap_service.domain.model import AttachmentDraft, Language, MessageType
+
+RESULTS_FILE = REPO / "var" / "bench" / "gateway.json"
+DOMAIN = "firm.example"
+
+
+def pdf(kilobytes: int) -> bytes:
+    """Random after the header: nothing on the way can compress it away; b"" for none."""
+    return b"%PDF-1.4\n" + os.urandom(kilobytes * 1000 - 9) if kilobytes else b""
+
+
+def cli(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "soap_service", *args],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def per_mail_costs(attachment_kb: int, count: int, folder: Path) -> dict[str, float]:
+    """Microseconds per mail: one signature, a whole gateway mail, a notification."""
+    cert, key = folder / "mail-signing.pem", folder / "mail-signing-key.pem"
+    crypto.generate_mail_signing_certificate(cert, key, address="no-reply@localhost")
+    signer = crypto.MailSigner(cert, key)
+    writer = GatewayMailWriter(signer=lambda: signer, mail_from="no-reply@localhost", hostname="h")
+    notifications = NotificationWriter(
+        mail_from="no-reply@localhost", hostname="h", pickup_base_url="https://h/m/"
+    )
+    now = datetime.now(UTC)
+    job = DeliveryJob(
+        recipient_id=1,
+        message_id="0" * 32,
+        position=1,
+        address=f"anna@{DOMAIN}",
+        attempts=0,
+        accepted_at=now,
+        expires_at=now,
+        type=MessageType.CONFIDENTIAL,
+        language=Language.DE,
+        organisation="Bench AG",
+        show_subject=False,
+        sealed_subject=b"",
+        data_key=crypto.WrappedKey(key_id="k", wrapped=b""),
+    )
+    text = "Your payslip is attached. " * 20
+    small = MessageContent(
+        subject="Payslip", text_body=text.encode(), html_body=None, attachments=()
+    )
+    payslip = MessageContent(
+        subject="Payslip",
+        text_body=text.encode(),
+        html_body=None,
+        attachments=(
+            AttachmentDraft(
+                filename="payslip.pdf",
+                content_type="application/pdf",
+                content=pdf(attachment_kb),
+            ),
+        ),
+    )
+
+    def microseconds(action: object) -> float:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(count):
+                action()  # type: ignore[operator]
+            runs.append((time.perf_counter() - started) / count * 1e6)
+        return min(runs)
+
+    small_entity = b"Content-Type: text/plain\r\n\r\n" + text.encode()
+    large_entity = writer.write(job, payslip)
+    return {
+        "sign_small_us": microseconds(lambda: signer.sign(small_entity)),
+        f"sign_{attachment_kb}kb_us": microseconds(lambda: signer.sign(large_entity)),
+        "gateway_mail_small_us": microseconds(lambda: writer.write(job, small)),
+        f"gateway_mail_{attachment_kb}kb_us": microseconds(lambda: writer.write(job, payslip)),
+        "notification_us": microseconds(
+            lambda: notifications.write(job, token="t" * 43, subject=None, now=now)
+        ),
+    }
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--attachment-kb", type=int, default=50)
+    parser.add_argument("--pg-url", default=PG_ADMIN_URL)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    results: dict[str, object] = {"messages": args.messages, "attachment_kb": args.attachment_kb}
+    with tempfile.TemporaryDirectory(prefix="soap-bench-gateway-") as temporary:
+        folder = Path(temporary)
+        results["per_mail"] = per_mail_costs(max(args.attachment_kb, 1), 500, folder)
+        tls = make_tls(folder / "tls")
+        sink, sink_port = start_sink(tls)
+        try:
+            with postgres_database(args.pg_url) as database_url:
+                env = service_env(folder / "engine", database_url, tls, sink_port)
+                print(f"queueing {args.messages} messages ...", flush=True)
+                queue_messages(
+                    env,
+                    args.messages,
+                    domain=DOMAIN,
+                    attachment_bytes=pdf(args.attachment_kb),
+                )
+                cli(env, "organisation", "add", "firm", "--domain", DOMAIN, "--gateway", "none")
+                rounds = []
+                for number in range(1, args.rounds + 1):
+                    print(f"round {number}: notifications, then the gateway ...", flush=True)
+                    cli(env, "organisation", "update", "firm", "--gateway", "none")
+                    notified = engine_run(env, args.messages, folder)
+                    requeue(database_url)
+                    cli(
+                        env, "organisation", "update", "firm",
+                        "--gateway", f"127.0.0.1:{sink_port}", "--gateway-ca", str(tls.ca_cert),
+                    )  # fmt: skip
+                    delivered = engine_run(env, args.messages, folder, state="delivered")
+                    requeue(database_url)
+                    rounds.append(
+                        {
+                            "notification_per_second": notified["per_second"],
+                            "gateway_per_second": delivered["per_second"],
+                            "ratio": delivered["per_second"] / notified["per_second"],
+                        }
+                    )
+                results["rounds"] = rounds
+                results["ratio"] = statistics.median(r["ratio"] for r in rounds)
+                for key in ("notification_per_second", "gateway_per_second"):
+                    results[key] = statistics.median(r[key] for r in rounds)
+        finally:
+            stop(sink)
+    print(json.dumps(results, indent=2))
+    costs = results["per_mail"]
+    kb = max(args.attachment_kb, 1)
+    print(
+        f"gateway delivery {results['gateway_per_second']:.0f}/s against notifications "
+        f"{results['notification_per_second']:.0f}/s (medians, same sink, "
+        f"{args.attachment_kb} KB attachment): ratio {results['ratio']:.0%}; one signature "
+        f"{costs['sign_small_us']:.0f} µs (small message), "  # type: ignore[index]
+        f"{costs[f'sign_{kb}kb_us']:.0f} µs ({kb} KB)"  # type: ignore[index]
+    )
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

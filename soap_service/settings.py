@@ -305,7 +305,9 @@ def _delivery_settings(
             username=username or None,
             password=password or None,
             timeout_seconds=float(_positive_int(get("SMTP_TIMEOUT", "30"), "SMTP_TIMEOUT")),
-            mail_from=_bare_address(get("MAIL_FROM", f"no-reply@{hostname}"), "MAIL_FROM"),
+            mail_from=_bare_address(
+                get("MAIL_FROM", f"no-reply@{_mail_domain(hostname)}"), "MAIL_FROM"
+            ),
             hostname=hostname,
             gateway_client_cert_file=Path(gateway_cert) if gateway_cert else None,
             gateway_client_key_file=Path(gateway_key) if gateway_key else None,
@@ -363,6 +365,16 @@ def _retry_bounds(get: _Get) -> tuple[int, int]:
     if retry_max < retry_min:
         raise ConfigurationError(f"{PREFIX}RETRY_MAX_SECONDS is below RETRY_MIN_SECONDS")
     return retry_min, retry_max
+
+
+def _mail_domain(host: str) -> str:
+    """The host as an address's domain: an IP address as a literal (`[127.0.0.1]`), which
+    is what RFC 5321 allows and what mail servers such as Postfix accept."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f"[{host}]" if address.version == 4 else f"[IPv6:{host}]"
 
 
 def _bare_address(value: str, name: str) -> str:

@@ -83,7 +83,7 @@ def test_signing_certificate_is_generated_once_for_the_from_address(
     assert printed == (tmp_path / "var" / "keys" / "mail-signing.pem").read_text()
     certificate = x509.load_pem_x509_certificate(printed.encode())
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.RFC822Name) == ["no-reply@127.0.0.1"]
+    assert names.get_values_for_type(x509.RFC822Name) == ["no-reply@[127.0.0.1]"]
     usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]
     key = tmp_path / "var" / "keys" / "mail-signing-key.pem"

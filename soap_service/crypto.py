@@ -70,7 +70,7 @@ class Sealer:
         self._aead.encrypt_into(nonce, plaintext, context, memoryview(sealed)[NONCE_BYTES:])
         return sealed
 
-    def open(self, context: bytes, sealed: bytes) -> bytes:
+    def open(self, context: bytes, sealed: bytes | bytearray) -> bytes:
         if len(sealed) < NONCE_BYTES + TAG_BYTES:
             raise DecryptionFailed("sealed value is too short")
         view = memoryview(sealed)

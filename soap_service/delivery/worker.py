@@ -46,7 +46,7 @@ from soap_service.domain.delivery import (
     OutcomeKind,
     RetryPolicy,
 )
-from soap_service.domain.model import AttachmentDraft, MessageType
+from soap_service.domain.model import MessageType
 from soap_service.domain.organisations import Gateway, GatewayDirectory, Organisation
 from soap_service.domain.ports import DeliveryStore, SealedContent
 from soap_service.domain.sealing import MessageCipher
@@ -481,18 +481,7 @@ class DeliveryWorker:
             subject=texts.subject,
             text_body=texts.text_body,
             html_body=texts.html_body,
-            attachments=tuple(
-                AttachmentDraft(
-                    filename=cipher.open(
-                        sealing.attachment_name(file.position), file.sealed_filename
-                    ).decode("utf-8"),
-                    content_type=file.content_type,
-                    content=cipher.open(
-                        sealing.attachment_content(file.position), file.sealed_content
-                    ),
-                )
-                for file in sealed.attachments
-            ),
+            attachments=tuple(map(cipher.open_attachment, sealed.attachments)),
         )
 
     def _result(

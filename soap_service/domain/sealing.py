@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from soap_service import crypto
-from soap_service.domain.ports import SealedTexts
+from soap_service.domain.model import AttachmentDraft
+from soap_service.domain.ports import SealedAttachment, SealedTexts
 
 SUBJECT = "subject"
 TEXT_BODY = "text"
@@ -57,7 +58,7 @@ class MessageCipher:
     def seal(self, part: str, data: bytes) -> bytearray:
         return self._sealer.seal(self._part_context(part), data)
 
-    def open(self, part: str, sealed: bytes) -> bytes:
+    def open(self, part: str, sealed: bytes | bytearray) -> bytes:
         return self._sealer.open(self._part_context(part), sealed)
 
     def pickup_token(self, position: int) -> str:
@@ -77,6 +78,17 @@ class MessageCipher:
             html_body=(
                 self.open(HTML_BODY, sealed.html_body) if sealed.html_body is not None else None
             ),
+        )
+
+    def open_attachment(self, attachment: SealedAttachment) -> AttachmentDraft:
+        """An attachment as its sender gave it: name, type and content."""
+        position = attachment.position
+        return AttachmentDraft(
+            filename=self.open(attachment_name(position), attachment.sealed_filename).decode(
+                "utf-8"
+            ),
+            content_type=attachment.content_type,
+            content=self.open(attachment_content(position), attachment.sealed_content),
         )
 
     def _part_context(self, part: str) -> bytes:

@@ -19,7 +19,7 @@ from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.model import Language, MessageType, RecipientState
 from soap_service.domain.ports import SealedAttachment, SealedContent
 from soap_service.persistence.dialects import POSTGRESQL, row_lock, timestamp_format
-from soap_service.persistence.messages import sealed_texts
+from soap_service.persistence.messages import SEALED_TEXT_COLUMNS, sealed_texts
 from soap_service.persistence.outcomes import (
     outcome_rows,
     postgresql_parameters,
@@ -220,15 +220,9 @@ _JOB_DETAILS = (
     .bindparams(bindparam("ids", expanding=True))
     .columns(**_JOB_TYPES)
 )
-_CONTENT = select(
-    messages.c.id,
-    messages.c.key_id,
-    messages.c.wrapped_key,
-    messages.c.sealed_subject,
-    messages.c.sealed_text_body,
-    messages.c.sealed_html_body,
-    messages.c.content_deleted_at,
-).where(messages.c.id.in_(bindparam("ids", expanding=True)))
+_CONTENT = select(messages.c.id, *SEALED_TEXT_COLUMNS).where(
+    messages.c.id.in_(bindparam("ids", expanding=True))
+)
 _ATTACHMENTS = (
     select(
         attachments.c.message_id,

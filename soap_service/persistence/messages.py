@@ -142,8 +142,19 @@ def _recipient_status(row: Any) -> RecipientStatus:
     )
 
 
+# What sealed_texts() reads of a messages row.
+SEALED_TEXT_COLUMNS = (
+    messages.c.key_id,
+    messages.c.wrapped_key,
+    messages.c.sealed_subject,
+    messages.c.sealed_text_body,
+    messages.c.sealed_html_body,
+    messages.c.content_deleted_at,
+)
+
+
 def sealed_texts(row: Any) -> SealedTexts:
-    """A messages row's key and sealed texts."""
+    """A messages row's key and sealed texts (selected with SEALED_TEXT_COLUMNS)."""
     return SealedTexts(
         data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
         subject=bytes(row.sealed_subject),

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, text
 
 from soap_service.domain.model import Language, MessageType, RecipientState
 from soap_service.domain.ports import PickupAttachment, PickupRecord
-from soap_service.persistence.messages import sealed_texts
+from soap_service.persistence.messages import SEALED_TEXT_COLUMNS, sealed_texts
 from soap_service.persistence.state_changes import OPEN_STATES, change_states
 from soap_service.persistence.tables import (
     UtcDateTime,
@@ -31,12 +31,7 @@ _FIND_PICKUP = (
         messages.c.language,
         messages.c.accepted_at,
         messages.c.expires_at,
-        messages.c.key_id,
-        messages.c.wrapped_key,
-        messages.c.sealed_subject,
-        messages.c.sealed_text_body,
-        messages.c.sealed_html_body,
-        messages.c.content_deleted_at,
+        *SEALED_TEXT_COLUMNS,
         accounts.c.organisation,
     )
     .join(messages, messages.c.id == recipients.c.message_id)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -45,61 +47,76 @@ def relay(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
     return start_sink()
 
 
-@pytest.fixture
-def gateway_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, TlsFiles]:
-    """The gateway's own CA (not the one the worker trusts for notifications)."""
-    folder = tmp_path_factory.mktemp("gateway-tls")
-    ca = trustme.CA(organization_name="Firm gateway CA")
-    server = ca.issue_cert("127.0.0.1")
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    server.private_key_pem.write_to_path(str(folder / "key.pem"))
-    server.private_key_and_cert_chain_pem.write_to_path(str(folder / "chain.pem"))
-    return ca, TlsFiles(
-        ca_cert=folder / "ca.pem",
-        server_cert=folder / "chain.pem",
-        server_key=folder / "key.pem",
-    )
+@dataclass
+class Harness:
+    """A database with a sender (`env`), a relay for notifications, gateways started on
+    demand with their own CA's certificate, and workers that know one organisation."""
+
+    env: Env
+    relay: SmtpSink
+    start_sink: Callable[..., SmtpSink]
+    gateway_files: TlsFiles
+    signing_certificate: Path
+    signer: crypto.MailSigner
+    tls: TlsFiles
+    folder: Path
+
+    def gateway(self, **kwargs: Any) -> SmtpSink:
+        """An SMTP server with STARTTLS and the gateway CA's certificate, unless told."""
+        kwargs.setdefault("cert_chain", self.gateway_files.server_cert)
+        kwargs.setdefault("key", self.gateway_files.server_key)
+        return self.start_sink(**kwargs)
+
+    def firm(self, gateway: SmtpSink, *, ca: Path | None = None, **options: Any) -> Organisation:
+        """The organisation of firm.example, its gateway `gateway`, trusting `ca` (by
+        default the gateway's own CA)."""
+        trusted = ca or self.gateway_files.ca_cert
+        return Organisation(
+            name="firm",
+            account=self.env.account,
+            domains=("firm.example",),
+            client_certificate=None,
+            gateway=Gateway(
+                host="127.0.0.1",
+                port=gateway.port,
+                ca=crypto.certificate_info(trusted.read_bytes()),
+                **options,
+            ),
+        )
+
+    def worker(self, organisation: Organisation, **settings: str) -> DeliveryWorker:
+        return worker_for(
+            self.env,
+            self.relay,
+            self.folder,
+            ca=self.tls.ca_cert,
+            organisations=[organisation],
+            mail_signer=self.signer,
+            **settings,
+        )
 
 
 @pytest.fixture
-def signing(tmp_path: Path) -> tuple[Path, crypto.MailSigner]:
-    cert, key = tmp_path / "mail-signing.pem", tmp_path / "mail-signing-key.pem"
-    crypto.generate_mail_signing_certificate(cert, key, address="no-reply@secure.example")
-    return cert, crypto.MailSigner(cert, key)
-
-
-def firm(env: Env, port: int, ca: Path | None, **gateway: object) -> Organisation:
-    return Organisation(
-        name="firm",
-        account=env.account,
-        domains=("firm.example",),
-        client_certificate=None,
-        gateway=Gateway(
-            host="127.0.0.1",
-            port=port,
-            ca=crypto.certificate_info(ca.read_bytes()) if ca else None,
-            **gateway,  # type: ignore[arg-type]
-        ),
-    )
-
-
-def gateway_worker(
+def h(
     env: Env,
     relay: SmtpSink,
-    tmp_path: Path,
+    start_sink: Callable[..., SmtpSink],
+    foreign_tls: TlsFiles,
     tls: TlsFiles,
-    organisation: Organisation,
-    signer: crypto.MailSigner,
-    **settings: str,
-) -> DeliveryWorker:
-    return worker_for(
-        env,
-        relay,
-        tmp_path,
-        ca=tls.ca_cert,
-        organisations=[organisation],
-        mail_signer=signer,
-        **settings,
+    tmp_path: Path,
+) -> Harness:
+    certificate, key = tmp_path / "mail-signing.pem", tmp_path / "mail-signing-key.pem"
+    crypto.generate_mail_signing_certificate(certificate, key, address="no-reply@secure.example")
+    return Harness(
+        env=env,
+        relay=relay,
+        start_sink=start_sink,
+        # The gateway's own CA, not the one the worker trusts for notifications.
+        gateway_files=foreign_tls,
+        signing_certificate=certificate,
+        signer=crypto.MailSigner(certificate, key),
+        tls=tls,
+        folder=tmp_path,
     )
 
 
@@ -135,18 +152,11 @@ def bodies_of(message: EmailMessage) -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_a_confidential_message_reaches_the_gateway_signed_and_is_delivered(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
 ) -> None:
-    _, files = gateway_tls
-    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
-    organisation = firm(env, gateway.port, files.ca_cert)
-    status = env.send(
+    gateway = h.gateway()
+    organisation = h.firm(gateway)
+    status = h.env.send(
         "anna@firm.example",
         "bob@hr.firm.example",  # a subdomain is the organisation's too
         "carla@other.example",
@@ -154,17 +164,17 @@ def test_a_confidential_message_reaches_the_gateway_signed_and_is_delivered(
         attachments=ATTACHMENTS,
         report_to="payroll@acme.example",
     )
-    worker = gateway_worker(env, relay, tmp_path, tls, organisation, signing[1])
+    worker = h.worker(organisation)
 
     assert worker.run_once() == 3
 
-    states = [recipient.state for recipient in env.status(status.message_id).recipients]
+    states = [recipient.state for recipient in h.env.status(status.message_id).recipients]
     assert states == [RecipientState.DELIVERED, RecipientState.DELIVERED, RecipientState.SENT]
     assert [mail.recipients for mail in gateway.received] == [
         ("anna@firm.example",),
         ("bob@hr.firm.example",),
     ]
-    assert [mail.recipients for mail in relay.received] == [("carla@other.example",)]
+    assert [mail.recipients for mail in h.relay.received] == [("carla@other.example",)]
     assert all(mail.tls for mail in gateway.received)
 
     mail = gateway.received[0]
@@ -192,100 +202,77 @@ def test_a_confidential_message_reaches_the_gateway_signed_and_is_delivered(
         ('plain "name".csv', "text/csv", CSV),
     ]
     # The signature covers the bodies and attachments, and OpenSSL checks it.
-    signed = verified_entity(mail.data, signing[0], tmp_path)
+    signed = verified_entity(mail.data, h.signing_certificate, h.folder)
     assert PDF.hex()[:40] not in signed.decode("ascii")  # base64, as sent
     assert signed.startswith(b"Content-Type: multipart/mixed")
     tampered = mail.data.replace(b"Content-Type: text/csv", b"Content-Type: text/plain", 1)
-    path = tmp_path / "tampered.eml"
+    path = h.folder / "tampered.eml"
     path.write_bytes(tampered)
     refused = subprocess.run(
-        ["openssl", "smime", "-verify", "-in", str(path), "-CAfile", str(signing[0])],
+        ["openssl", "smime", "-verify", "-in", str(path), "-CAfile", str(h.signing_certificate)],
         capture_output=True,
         timeout=30,
     )
     assert refused.returncode != 0
 
-    anna = env.recipient_ids(status.message_id)[0]
-    assert env.journal(anna) == [
+    anna = h.env.recipient_ids(status.message_id)[0]
+    assert h.env.journal(anna) == [
         ("queued", "waiting for delivery"),
         ("delivered", "127.0.0.1 accepted the mail"),
     ]
-    assert env.recipient_row(anna).last_error is None
+    assert h.env.recipient_row(anna).last_error is None
 
 
 def test_personal_and_registered_messages_to_a_gateway_domain_are_notified(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
 ) -> None:
-    _, files = gateway_tls
-    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
-    organisation = firm(env, gateway.port, files.ca_cert)
-    personal = env.send("anna@firm.example", type=MessageType.PERSONAL)
-    registered = env.send("anna@firm.example", type=MessageType.REGISTERED)
-    confidential = env.send("anna@firm.example")
-    worker = gateway_worker(env, relay, tmp_path, tls, organisation, signing[1])
+    gateway = h.gateway()
+    organisation = h.firm(gateway)
+    personal = h.env.send("anna@firm.example", type=MessageType.PERSONAL)
+    registered = h.env.send("anna@firm.example", type=MessageType.REGISTERED)
+    confidential = h.env.send("anna@firm.example")
+    worker = h.worker(organisation)
 
     assert worker.run_once() == 3
 
-    assert env.status(personal.message_id).recipients[0].state is RecipientState.SENT
-    assert env.status(registered.message_id).recipients[0].state is RecipientState.SENT
-    assert env.status(confidential.message_id).recipients[0].state is RecipientState.DELIVERED
-    assert len(relay.received) == 2 and len(gateway.received) == 1
+    assert h.env.status(personal.message_id).recipients[0].state is RecipientState.SENT
+    assert h.env.status(registered.message_id).recipients[0].state is RecipientState.SENT
+    assert h.env.status(confidential.message_id).recipients[0].state is RecipientState.DELIVERED
+    assert len(h.relay.received) == 2 and len(gateway.received) == 1
     assert gateway.received[0].message["X-Soap-Service-Message-Id"] == confidential.message_id
 
 
 @pytest.mark.parametrize("insecure_hosts", ["", "127.0.0.1"])
 def test_a_gateway_without_starttls_gets_nothing_and_is_deferred(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
     insecure_hosts: str,
 ) -> None:
     """Not even a host named in SMTP_INSECURE_HOSTS gets a gateway mail in plain text."""
-    gateway = start_sink(cert_chain=None, key=None, starttls=False)
-    organisation = firm(env, gateway.port, None)
-    status = env.send("anna@firm.example")
-    worker = gateway_worker(
-        env, relay, tmp_path, tls, organisation, signing[1], SMTP_INSECURE_HOSTS=insecure_hosts
-    )
+    gateway = h.gateway(cert_chain=None, key=None, starttls=False)
+    organisation = h.firm(gateway)
+    status = h.env.send("anna@firm.example")
+    worker = h.worker(organisation, SMTP_INSECURE_HOSTS=insecure_hosts)
 
     worker.run_once()
 
-    anna = env.status(status.message_id).recipients[0]
+    anna = h.env.status(status.message_id).recipients[0]
     assert anna.state is RecipientState.DEFERRED
     assert anna.last_error == "127.0.0.1 does not offer STARTTLS; nothing sent"
-    assert gateway.events == [] and gateway.received == [] and relay.received == []
+    assert gateway.events == [] and gateway.received == [] and h.relay.received == []
 
 
 def test_a_gateway_certificate_from_another_ca_is_refused(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
 ) -> None:
     """The gateway shows a certificate of its CA, but the organisation was registered
     with another CA (or none: the system's roots): nothing sent."""
-    _, files = gateway_tls
-    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
-    status = env.send("anna@firm.example")
-    worker = gateway_worker(
-        env, relay, tmp_path, tls, firm(env, gateway.port, tls.ca_cert), signing[1]
-    )
+    gateway = h.gateway()
+    status = h.env.send("anna@firm.example")
+    worker = h.worker(h.firm(gateway, ca=h.tls.ca_cert))
 
     worker.run_once()
 
-    anna = env.status(status.message_id).recipients[0]
+    anna = h.env.status(status.message_id).recipients[0]
     assert anna.state is RecipientState.DEFERRED
     assert anna.last_error is not None
     assert anna.last_error.startswith("127.0.0.1 showed a certificate that does not verify")
@@ -293,29 +280,20 @@ def test_a_gateway_certificate_from_another_ca_is_refused(
 
 
 def test_mutual_tls_shows_the_service_client_certificate_to_the_gateway_only(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
 ) -> None:
-    _, files = gateway_tls
     client_ca = trustme.CA(organization_name="Service client CA")
-    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
+    client_ca.cert_pem.write_to_path(str(h.folder / "client-ca.pem"))
     client = client_ca.issue_cert("secure.example")
-    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
-    client.private_key_pem.write_to_path(str(tmp_path / "client-key.pem"))
-    gateway = start_sink(
-        cert_chain=files.server_cert, key=files.server_key, client_ca=tmp_path / "client-ca.pem"
-    )
-    organisation = firm(env, gateway.port, files.ca_cert, tls=TlsPolicy.MUTUAL)
+    client.cert_chain_pems[0].write_to_path(str(h.folder / "client.pem"))
+    client.private_key_pem.write_to_path(str(h.folder / "client-key.pem"))
+    gateway = h.gateway(client_ca=h.folder / "client-ca.pem")
+    organisation = h.firm(gateway, tls=TlsPolicy.MUTUAL)
 
     # Without a client certificate the service does not even try.
-    first = env.send("anna@firm.example")
-    gateway_worker(env, relay, tmp_path, tls, organisation, signing[1]).run_once()
-    anna = env.status(first.message_id).recipients[0]
+    first = h.env.send("anna@firm.example")
+    h.worker(organisation).run_once()
+    anna = h.env.status(first.message_id).recipients[0]
     assert anna.state is RecipientState.DEFERRED
     assert anna.last_error == (
         "127.0.0.1 asks for mutual TLS and the service has no client certificate "
@@ -323,21 +301,16 @@ def test_mutual_tls_shows_the_service_client_certificate_to_the_gateway_only(
     )
     assert gateway.received == []
 
-    env.clock.advance(hours=1)
-    worker = gateway_worker(
-        env,
-        relay,
-        tmp_path,
-        tls,
+    h.env.clock.advance(hours=1)
+    worker = h.worker(
         organisation,
-        signing[1],
-        GATEWAY_CLIENT_CERT_FILE=str(tmp_path / "client.pem"),
-        GATEWAY_CLIENT_KEY_FILE=str(tmp_path / "client-key.pem"),
+        GATEWAY_CLIENT_CERT_FILE=str(h.folder / "client.pem"),
+        GATEWAY_CLIENT_KEY_FILE=str(h.folder / "client-key.pem"),
     )
-    second = env.send("bob@firm.example", "carla@other.example")
+    second = h.env.send("bob@firm.example", "carla@other.example")
     assert worker.run_once() == 3
-    assert env.status(first.message_id).recipients[0].state is RecipientState.DELIVERED
-    states = [recipient.state for recipient in env.status(second.message_id).recipients]
+    assert h.env.status(first.message_id).recipients[0].state is RecipientState.DELIVERED
+    states = [recipient.state for recipient in h.env.status(second.message_id).recipients]
     assert states == [RecipientState.DELIVERED, RecipientState.SENT]
     assert sorted(mail.recipients[0] for mail in gateway.received) == [
         "anna@firm.example",
@@ -353,94 +326,69 @@ def test_mutual_tls_shows_the_service_client_certificate_to_the_gateway_only(
     ],
 )
 def test_the_gateways_refusal_defers_or_fails_the_recipient(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
     reply: str,
     state: RecipientState,
 ) -> None:
-    _, files = gateway_tls
-    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    gateway = h.gateway()
     gateway.script.rcpt_replies["anna@firm.example"] = reply
-    status = env.send("anna@firm.example", "bob@firm.example")
-    worker = gateway_worker(
-        env, relay, tmp_path, tls, firm(env, gateway.port, files.ca_cert), signing[1]
-    )
+    status = h.env.send("anna@firm.example", "bob@firm.example")
+    worker = h.worker(h.firm(gateway))
 
     worker.run_once()
 
-    anna, bob = env.status(status.message_id).recipients
+    anna, bob = h.env.status(status.message_id).recipients
     assert (anna.state, anna.last_error) == (state, reply)
     assert bob.state is RecipientState.DELIVERED
-    assert relay.received == []
+    assert h.relay.received == []
 
 
 @pytest.mark.parametrize("fallback", [False, True])
 def test_an_unreachable_gateway_fails_or_falls_back_after_the_retry_time(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
     fallback: bool,
 ) -> None:
-    gateway = start_sink(cert_chain=None, key=None, starttls=False)
-    organisation = firm(env, gateway.port, None, fallback_to_notification=fallback)
-    status = env.send("anna@firm.example")
-    worker = gateway_worker(
-        env, relay, tmp_path, tls, organisation, signing[1], GIVE_UP_SECONDS="3600"
-    )
-    anna_id = env.recipient_ids(status.message_id)[0]
+    gateway = h.gateway(cert_chain=None, key=None, starttls=False)
+    organisation = h.firm(gateway, fallback_to_notification=fallback)
+    status = h.env.send("anna@firm.example")
+    worker = h.worker(organisation, GIVE_UP_SECONDS="3600")
+    anna_id = h.env.recipient_ids(status.message_id)[0]
 
     worker.run_once()
-    assert env.status(status.message_id).recipients[0].state is RecipientState.DEFERRED
-    env.clock.advance(hours=2)
+    assert h.env.status(status.message_id).recipients[0].state is RecipientState.DEFERRED
+    h.env.clock.advance(hours=2)
     worker.run_once()
 
-    anna = env.status(status.message_id).recipients[0]
+    anna = h.env.status(status.message_id).recipients[0]
     if not fallback:
         assert anna.state is RecipientState.FAILED
         assert anna.last_error == (
             "gave up after 2 attempts: 127.0.0.1 does not offer STARTTLS; nothing sent"
         )
-        assert relay.received == []
+        assert h.relay.received == []
         return
     assert anna.state is RecipientState.DEFERRED
     assert anna.last_error == (
         "gateway given up after 2 attempts, a notification follows: "
         "127.0.0.1 does not offer STARTTLS; nothing sent"
     )
-    assert env.recipient_row(anna_id).gateway_given_up_at == env.clock.now
+    assert h.env.recipient_row(anna_id).gateway_given_up_at == h.env.clock.now
     worker.run_once()  # due at once: the notification
-    anna = env.status(status.message_id).recipients[0]
+    anna = h.env.status(status.message_id).recipients[0]
     assert anna.state is RecipientState.SENT
-    assert [mail.recipients for mail in relay.received] == [("anna@firm.example",)]
-    assert "multipart/signed" not in relay.received[0].message.get_content_type()
+    assert [mail.recipients for mail in h.relay.received] == [("anna@firm.example",)]
+    assert "multipart/signed" not in h.relay.received[0].message.get_content_type()
     assert gateway.received == []
 
 
 def test_a_kept_gateway_connection_carries_a_whole_run(
-    env: Env,
-    relay: SmtpSink,
-    start_sink: Callable[..., SmtpSink],
-    gateway_tls: tuple[trustme.CA, TlsFiles],
-    signing: tuple[Path, crypto.MailSigner],
-    tls: TlsFiles,
-    tmp_path: Path,
+    h: Harness,
 ) -> None:
-    _, files = gateway_tls
-    gateway = start_sink(cert_chain=files.server_cert, key=files.server_key)
+    gateway = h.gateway()
     statuses = [
-        env.send(f"employee{n}@firm.example", attachments=ATTACHMENTS[:1]) for n in range(12)
+        h.env.send(f"employee{n}@firm.example", attachments=ATTACHMENTS[:1]) for n in range(12)
     ]
-    worker = gateway_worker(
-        env, relay, tmp_path, tls, firm(env, gateway.port, files.ca_cert), signing[1]
-    )
+    worker = h.worker(h.firm(gateway))
 
     assert worker.run_once() == 12
 

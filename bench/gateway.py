@@ -1,13 +1,14 @@
 """Gateway delivery against notification delivery, the same messages to the same sink.
 
-    python -m bench.gateway [--messages 2000] [--rounds 3] [--attachment-kb 50]
+    python -m bench.gateway [--messages 2000] [--rounds 3] [--attachment-kb 0 50]
 
-1. `--messages` confidential messages to employees of firm.example are queued on a fresh
-   PostgreSQL database. In each round one `soap-service worker` delivers them twice: first
-   as notifications (the organisation has no gateway), then, put back in the queue, as
-   gateway mails (the organisation's gateway is the same STARTTLS sink): decrypted,
-   written as MIME, S/MIME-signed and sent. The ratio compares the two rates of one round.
-2. In this process: the cost of one signature (small and `--attachment-kb` messages), and
+1. For each size in `--attachment-kb` (0: no attachment), `--messages` confidential
+   messages to employees of firm.example are queued on a fresh PostgreSQL database. In
+   each round one `soap-service worker` delivers them twice: first as notifications (the
+   organisation has no gateway), then, put back in the queue, as gateway mails (the
+   organisation's gateway is the same STARTTLS sink): read, decrypted, written as MIME,
+   S/MIME-signed and sent. The ratio compares the two rates of one round.
+2. In this process: the cost of one signature (a small message and the largest size), and
    of writing a whole gateway mail with it, against writing a notification.
 
 Results are printed and written to var/bench/gateway.json.
@@ -35,7 +36,7 @@ from bench.delivery import (
     start_sink,
     stop,
 )
-from bench.send_message import PG_ADMIN_URL, REPO, make_tls, postgres_database
+from bench.send_message import PG_ADMIN_URL, REPO, TlsFiles, make_tls, postgres_database
 from soap_service import crypto
 from soap_service.delivery.gateway_mail import GatewayMailWriter, MessageContent
 from soap_service.delivery.notification import NotificationWriter
@@ -130,66 +131,86 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def compare(
+    args: argparse.Namespace, folder: Path, tls: TlsFiles, sink_port: int, kilobytes: int
+) -> dict[str, object]:
+    """Rounds of notifications then gateway mails, for messages with one attachment of
+    `kilobytes` (none for 0), on a database of their own."""
+    with postgres_database(args.pg_url) as database_url:
+        env = service_env(folder / f"engine-{kilobytes}", database_url, tls, sink_port)
+        print(f"queueing {args.messages} messages ({kilobytes} KB attachment) ...", flush=True)
+        queue_messages(env, args.messages, domain=DOMAIN, attachment_bytes=pdf(kilobytes))
+        cli(env, "organisation", "add", "firm", "--domain", DOMAIN, "--gateway", "none")
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}: notifications, then the gateway ...", flush=True)
+            cli(env, "organisation", "update", "firm", "--gateway", "none")
+            notified = engine_run(env, args.messages, folder)
+            requeue(database_url)
+            cli(
+                env, "organisation", "update", "firm",
+                "--gateway", f"127.0.0.1:{sink_port}", "--gateway-ca", str(tls.ca_cert),
+            )  # fmt: skip
+            delivered = engine_run(env, args.messages, folder, state="delivered")
+            requeue(database_url)
+            rounds.append(
+                {
+                    "notification_per_second": notified["per_second"],
+                    "gateway_per_second": delivered["per_second"],
+                    "ratio": delivered["per_second"] / notified["per_second"],
+                }
+            )
+    return {
+        "rounds": rounds,
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        **{
+            key: statistics.median(r[key] for r in rounds)
+            for key in ("notification_per_second", "gateway_per_second")
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--attachment-kb", type=int, default=50)
+    parser.add_argument(
+        "--attachment-kb", type=int, nargs="+", default=[0, 50], help="sizes to compare"
+    )
     parser.add_argument("--pg-url", default=PG_ADMIN_URL)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    results: dict[str, object] = {"messages": args.messages, "attachment_kb": args.attachment_kb}
+    largest = max(max(args.attachment_kb), 1)
+    results: dict[str, object] = {"messages": args.messages, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="soap-bench-gateway-") as temporary:
         folder = Path(temporary)
-        results["per_mail"] = per_mail_costs(max(args.attachment_kb, 1), 500, folder)
+        results["per_mail"] = per_mail_costs(largest, 500, folder)
         tls = make_tls(folder / "tls")
         sink, sink_port = start_sink(tls)
         try:
-            with postgres_database(args.pg_url) as database_url:
-                env = service_env(folder / "engine", database_url, tls, sink_port)
-                print(f"queueing {args.messages} messages ...", flush=True)
-                queue_messages(
-                    env,
-                    args.messages,
-                    domain=DOMAIN,
-                    attachment_bytes=pdf(args.attachment_kb),
+            for kilobytes in args.attachment_kb:
+                results["sizes"][f"{kilobytes}kb"] = compare(  # type: ignore[index]
+                    args, folder, tls, sink_port, kilobytes
                 )
-                cli(env, "organisation", "add", "firm", "--domain", DOMAIN, "--gateway", "none")
-                rounds = []
-                for number in range(1, args.rounds + 1):
-                    print(f"round {number}: notifications, then the gateway ...", flush=True)
-                    cli(env, "organisation", "update", "firm", "--gateway", "none")
-                    notified = engine_run(env, args.messages, folder)
-                    requeue(database_url)
-                    cli(
-                        env, "organisation", "update", "firm",
-                        "--gateway", f"127.0.0.1:{sink_port}", "--gateway-ca", str(tls.ca_cert),
-                    )  # fmt: skip
-                    delivered = engine_run(env, args.messages, folder, state="delivered")
-                    requeue(database_url)
-                    rounds.append(
-                        {
-                            "notification_per_second": notified["per_second"],
-                            "gateway_per_second": delivered["per_second"],
-                            "ratio": delivered["per_second"] / notified["per_second"],
-                        }
-                    )
-                results["rounds"] = rounds
-                results["ratio"] = statistics.median(r["ratio"] for r in rounds)
-                for key in ("notification_per_second", "gateway_per_second"):
-                    results[key] = statistics.median(r[key] for r in rounds)
         finally:
             stop(sink)
     print(json.dumps(results, indent=2))
     costs = results["per_mail"]
-    kb = max(args.attachment_kb, 1)
     print(
-        f"gateway delivery {results['gateway_per_second']:.0f}/s against notifications "
-        f"{results['notification_per_second']:.0f}/s (medians, same sink, "
-        f"{args.attachment_kb} KB attachment): ratio {results['ratio']:.0%}; one signature "
-        f"{costs['sign_small_us']:.0f} µs (small message), "  # type: ignore[index]
-        f"{costs[f'sign_{kb}kb_us']:.0f} µs ({kb} KB)"  # type: ignore[index]
+        f"one signature {costs['sign_small_us']:.0f} µs (small message), "  # type: ignore[index]
+        f"{costs[f'sign_{largest}kb_us']:.0f} µs ({largest} KB); a whole gateway mail "  # type: ignore[index]
+        f"{costs['gateway_mail_small_us']:.0f} µs / "  # type: ignore[index]
+        f"{costs[f'gateway_mail_{largest}kb_us']:.0f} µs, a notification "  # type: ignore[index]
+        f"{costs['notification_us']:.0f} µs"  # type: ignore[index]
     )
+    for size, found in results["sizes"].items():  # type: ignore[attr-defined]
+        ratios = ", ".join(f"{r['ratio']:.0%}" for r in found["rounds"])
+        print(
+            f"{size} attachment: gateway delivery {found['gateway_per_second']:.0f}/s against "
+            f"notifications {found['notification_per_second']:.0f}/s (medians, same messages, "
+            f"same sink): ratio {found['ratio']:.0%} "
+            f"(rounds: {ratios})"
+        )
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -115,7 +115,9 @@ def _add_account_commands(commands: Any) -> None:
 
 def _add_organisation_commands(commands: Any) -> None:
     organisation = commands.add_parser(
-        "organisation", help="organisations whose mail servers submit with a client certificate"
+        "organisation",
+        help="organisations: the domains their mail servers submit from (with a client "
+        "certificate) and the gateways that receive their confidential messages signed",
     ).add_subparsers(required=True, metavar="ACTION")
     add = organisation.add_parser(
         "add", help="register an organisation, its mail domains and its client certificate"

@@ -18,13 +18,16 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not a batch: on SQLite a batch copies the table, and the journal's
+# trigger (0006) that reads recipients refuses the copy; SQLite has dropped columns in
+# place since 3.35.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("recipients", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("gateway_given_up_at", sa.DateTime(timezone=True), nullable=True)
-        )
+    op.add_column(
+        "recipients", sa.Column("gateway_given_up_at", sa.DateTime(timezone=True), nullable=True)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("recipients", schema=None) as batch_op:
-        batch_op.drop_column("gateway_given_up_at")
+    op.drop_column("recipients", "gateway_given_up_at")

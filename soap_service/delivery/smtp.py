@@ -232,9 +232,7 @@ class SmtpSession:
                     client.send(dot_stuffed(data))
                     code, reply = client.getreply()
                     if code == 250:
-                        return Outcome(
-                            kind=OutcomeKind.ACCEPTED, detail=f"{self.route.host} accepted the mail"
-                        )
+                        return Outcome(kind=OutcomeKind.ACCEPTED, detail=self._accepted())
             if code != 421:
                 self._reset()
             return self._answered(code, reply)
@@ -244,6 +242,12 @@ class SmtpSession:
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise TransportError(f"{self.route.host}: {_describe(exc)}") from exc
+
+    def _accepted(self) -> str:
+        """The journal's words for a 250: a gateway received the message itself."""
+        if self.route.gateway is not None:
+            return f"the gateway {self.route.host} accepted the message"
+        return f"{self.route.host} accepted the mail"
 
     @property
     def is_open(self) -> bool:

@@ -218,7 +218,7 @@ def test_a_confidential_message_reaches_the_gateway_signed_and_is_delivered(
     anna = h.env.recipient_ids(status.message_id)[0]
     assert h.env.journal(anna) == [
         ("queued", "waiting for delivery"),
-        ("delivered", "127.0.0.1 accepted the mail"),
+        ("delivered", "the gateway 127.0.0.1 accepted the message"),
     ]
     assert h.env.recipient_row(anna).last_error is None
 

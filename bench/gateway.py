@@ -25,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.delivery import (
     engine_run,
+    plain_loop,
     queue_messages,
     requeue,
     service_env,
@@ -63,68 +65,83 @@ def cli(env: dict[str, str], *args: str) -> None:
     )
 
 
-def per_mail_costs(attachment_kb: int, count: int, folder: Path) -> dict[str, float]:
-    """Microseconds per mail: one signature, a whole gateway mail, a notification."""
-    cert, key = folder / "mail-signing.pem", folder / "mail-signing-key.pem"
-    crypto.generate_mail_signing_certificate(cert, key, address="no-reply@localhost")
-    signer = crypto.MailSigner(cert, key)
-    writer = GatewayMailWriter(signer=lambda: signer, mail_from="no-reply@localhost", hostname="h")
-    notifications = NotificationWriter(
-        mail_from="no-reply@localhost", hostname="h", pickup_base_url="https://h/m/"
-    )
-    now = datetime.now(UTC)
-    job = DeliveryJob(
-        recipient_id=1,
-        message_id="0" * 32,
-        position=1,
-        address=f"anna@{DOMAIN}",
-        attempts=0,
-        accepted_at=now,
-        expires_at=now,
-        type=MessageType.CONFIDENTIAL,
-        language=Language.DE,
-        organisation="Bench AG",
-        show_subject=False,
-        sealed_subject=b"",
-        data_key=crypto.WrappedKey(key_id="k", wrapped=b""),
-    )
-    text = "Your payslip is attached. " * 20
-    small = MessageContent(
-        subject="Payslip", text_body=text.encode(), html_body=None, attachments=()
-    )
-    payslip = MessageContent(
-        subject="Payslip",
-        text_body=text.encode(),
-        html_body=None,
-        attachments=(
-            AttachmentDraft(
-                filename="payslip.pdf",
-                content_type="application/pdf",
-                content=pdf(attachment_kb),
+class Samples:
+    """A gateway mail writer with the generated kind of signing key, and a job to write for."""
+
+    def __init__(self, folder: Path) -> None:
+        cert, key = folder / "mail-signing.pem", folder / "mail-signing-key.pem"
+        crypto.generate_mail_signing_certificate(cert, key, address="no-reply@localhost")
+        self.signer = crypto.MailSigner(cert, key)
+        self.writer = GatewayMailWriter(
+            signer=lambda: self.signer, mail_from="no-reply@localhost", hostname="h"
+        )
+        self.notifications = NotificationWriter(
+            mail_from="no-reply@localhost", hostname="h", pickup_base_url="https://h/m/"
+        )
+        self.now = datetime.now(UTC)
+        self.job = DeliveryJob(
+            recipient_id=1,
+            message_id="0" * 32,
+            position=1,
+            address=f"anna@{DOMAIN}",
+            attempts=0,
+            accepted_at=self.now,
+            expires_at=self.now,
+            type=MessageType.CONFIDENTIAL,
+            language=Language.DE,
+            organisation="Bench AG",
+            show_subject=False,
+            sealed_subject=b"",
+            data_key=crypto.WrappedKey(key_id="k", wrapped=b""),
+        )
+
+    def content(self, kilobytes: int) -> MessageContent:
+        """The queued messages' content: a short text and a PDF of `kilobytes` (or none)."""
+        return MessageContent(
+            subject="Payslip",
+            text_body=b"Your payslip is attached.",
+            html_body=None,
+            attachments=(
+                (
+                    AttachmentDraft(
+                        filename="payslip.pdf",
+                        content_type="application/pdf",
+                        content=pdf(kilobytes),
+                    ),
+                )
+                if kilobytes
+                else ()
             ),
-        ),
-    )
+        )
 
-    def microseconds(action: object) -> float:
-        runs = []
-        for _ in range(3):
-            started = time.perf_counter()
-            for _ in range(count):
-                action()  # type: ignore[operator]
-            runs.append((time.perf_counter() - started) / count * 1e6)
-        return min(runs)
+    def costs(self, kilobytes: int, count: int) -> dict[str, float]:
+        """Microseconds per mail: one signature, a whole gateway mail, a notification."""
 
-    small_entity = b"Content-Type: text/plain\r\n\r\n" + text.encode()
-    large_entity = writer.write(job, payslip)
-    return {
-        "sign_small_us": microseconds(lambda: signer.sign(small_entity)),
-        f"sign_{attachment_kb}kb_us": microseconds(lambda: signer.sign(large_entity)),
-        "gateway_mail_small_us": microseconds(lambda: writer.write(job, small)),
-        f"gateway_mail_{attachment_kb}kb_us": microseconds(lambda: writer.write(job, payslip)),
-        "notification_us": microseconds(
-            lambda: notifications.write(job, token="t" * 43, subject=None, now=now)
-        ),
-    }
+        def microseconds(action: Callable[[], object]) -> float:
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(count):
+                    action()
+                runs.append((time.perf_counter() - started) / count * 1e6)
+            return min(runs)
+
+        small, large = self.content(0), self.content(kilobytes)
+        small_entity = b"Content-Type: text/plain\r\n\r\nYour payslip is attached."
+        large_entity = self.writer.write(self.job, large)
+        return {
+            "sign_small_us": microseconds(lambda: self.signer.sign(small_entity)),
+            f"sign_{kilobytes}kb_us": microseconds(lambda: self.signer.sign(large_entity)),
+            "gateway_mail_small_us": microseconds(lambda: self.writer.write(self.job, small)),
+            f"gateway_mail_{kilobytes}kb_us": microseconds(
+                lambda: self.writer.write(self.job, large)
+            ),
+            "notification_us": microseconds(
+                lambda: self.notifications.write(
+                    self.job, token="t" * 43, subject=None, now=self.now
+                )
+            ),
+        }
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -132,10 +149,16 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def compare(
-    args: argparse.Namespace, folder: Path, tls: TlsFiles, sink_port: int, kilobytes: int
+    args: argparse.Namespace,
+    folder: Path,
+    tls: TlsFiles,
+    sink_port: int,
+    kilobytes: int,
+    samples: Samples,
 ) -> dict[str, object]:
     """Rounds of notifications then gateway mails, for messages with one attachment of
-    `kilobytes` (none for 0), on a database of their own."""
+    `kilobytes` (none for 0), on a database of their own; and the rate of a plain smtplib
+    loop sending such a gateway mail over one connection, the most the sink takes."""
     with postgres_database(args.pg_url) as database_url:
         env = service_env(folder / f"engine-{kilobytes}", database_url, tls, sink_port)
         print(f"queueing {args.messages} messages ({kilobytes} KB attachment) ...", flush=True)
@@ -153,20 +176,21 @@ def compare(
             )  # fmt: skip
             delivered = engine_run(env, args.messages, folder, state="delivered")
             requeue(database_url)
+            mail = samples.writer.write(samples.job, samples.content(kilobytes))
+            loop = plain_loop(env, sink_port, [(samples.job.address, mail)] * 500, nodelay=True)
             rounds.append(
                 {
                     "notification_per_second": notified["per_second"],
                     "gateway_per_second": delivered["per_second"],
+                    "plain_loop_gateway_mails_per_second": loop,
                     "ratio": delivered["per_second"] / notified["per_second"],
                 }
             )
+    keys = ("notification_per_second", "gateway_per_second", "plain_loop_gateway_mails_per_second")
     return {
         "rounds": rounds,
         "ratio": statistics.median(r["ratio"] for r in rounds),
-        **{
-            key: statistics.median(r[key] for r in rounds)
-            for key in ("notification_per_second", "gateway_per_second")
-        },
+        **{key: statistics.median(r[key] for r in rounds) for key in keys},
     }
 
 
@@ -184,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"messages": args.messages, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="soap-bench-gateway-") as temporary:
         folder = Path(temporary)
-        results["per_mail"] = per_mail_costs(largest, 500, folder)
+        samples = Samples(folder)
+        results["per_mail"] = samples.costs(largest, 500)
         tls = make_tls(folder / "tls")
         sink, sink_port = start_sink(tls)
         try:
             for kilobytes in args.attachment_kb:
                 results["sizes"][f"{kilobytes}kb"] = compare(  # type: ignore[index]
-                    args, folder, tls, sink_port, kilobytes
+                    args, folder, tls, sink_port, kilobytes, samples
                 )
         finally:
             stop(sink)
@@ -208,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{size} attachment: gateway delivery {found['gateway_per_second']:.0f}/s against "
             f"notifications {found['notification_per_second']:.0f}/s (medians, same messages, "
-            f"same sink): ratio {found['ratio']:.0%} "
-            f"(rounds: {ratios})"
+            f"same sink): ratio {found['ratio']:.0%} (rounds: {ratios}); a plain smtplib loop "
+            f"sends such gateway mails at {found['plain_loop_gateway_mails_per_second']:.0f}/s"
         )
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")

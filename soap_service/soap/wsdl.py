@@ -3,6 +3,11 @@
 Spyne declares every namespace it knows on the root, SOAP 1.2 included; some generators
 read a declared SOAP 1.2 namespace as SOAP 1.2 support, so unused declarations go. The
 sections are put in the customary order and indented, so the committed file diffs well.
+
+Each message's one part is named `parameters`, the document/literal wrapped convention:
+.NET's wsdl.exe and svcutil generate wrapped operations (`SendMessage(message)`) only for
+parts of that name, and "bare" ones (`SendMessage(SendMessage)`) otherwise. A part's name
+never travels on the wire (the element's does), so no client's requests change.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ def tidy_wsdl(document: bytes, service_documentation: str) -> bytes:
     root.insert(0, documentation)
     for element in root.iter(f"{{{WSDL}}}documentation", f"{{{XSD}}}documentation"):
         element.text = " ".join((element.text or "").split())  # docstrings' line breaks
+    for message in root.iter(f"{{{WSDL}}}message"):
+        parts = message.findall(f"{{{WSDL}}}part")
+        if len(parts) == 1 and "element" in parts[0].attrib:
+            parts[0].set("name", "parameters")
     for operation in root.iter(f"{{{WSDL}}}operation"):
         if "parameterOrder" in operation.attrib:  # meaningless for document style
             del operation.attrib["parameterOrder"]

@@ -2,7 +2,9 @@
 machine's JDK). wsimport generates stubs from the WSDL served over HTTPS; the generated
 classes have plain typed fields; the client (client_examples/java/SendAndStatus.java)
 sends two recipients and two attachments under a WS-Security UsernameToken, inline and
-as MTOM/XOP, reads the status as XMLGregorianCalendar times, and reads a fault."""
+as MTOM/XOP, reads the status as XMLGregorianCalendar times, and reads a fault. The same
+with stubs generated from the WSDL as it was before its message parts were named
+`parameters` (issue 15): an integrator's stubs from then still work against the service."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from tests.support import REPO, ServiceProcess, stored_attachments
 pytestmark = pytest.mark.e2e
 
 CLIENT = REPO / "client_examples" / "java" / "SendAndStatus.java"
+# The committed WSDL before its parts were named `parameters` (the wire is the same).
+PREVIOUS_WSDL = Path(__file__).parent / "wsdl" / "messaging-v1-before-wrapped-parts.wsdl"
 PACKAGE = "ch.example.soapservice"
 # The JAX-WS RI runtime as Debian installs it.
 RUNTIME_JARS = (
@@ -45,8 +49,14 @@ def run(command: list[str], **options: object) -> subprocess.CompletedProcess[st
     return done
 
 
-@pytest.fixture(scope="module")
-def java_client(service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory) -> JavaClient:
+@pytest.fixture(scope="module", params=["served", "previous"])
+def java_client(
+    service: ServiceProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> JavaClient:
+    """Stubs from the WSDL the service serves, or from the previous committed one; either
+    way the client reads the served WSDL at run time, as a deployed client does."""
     for tool in ("wsimport", "javac", "java", "keytool"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: `make test` installs jaxws and a JDK")
@@ -75,7 +85,7 @@ def java_client(service: ServiceProcess, tmp_path_factory: pytest.TempPathFactor
             PACKAGE,
             "-s",
             str(sources),
-            f"{service.url}?wsdl",
+            f"{service.url}?wsdl" if request.param == "served" else str(PREVIOUS_WSDL),
         ],
         env={**os.environ, "WSIMPORT_OPTS": " ".join(trust)},
     )

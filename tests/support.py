@@ -407,3 +407,18 @@ def stored_attachments(service: ServiceProcess, message_id: str) -> list[tuple[s
         )
         for row in rows
     ]
+
+
+def smime_verify(
+    mail: bytes, certificate: Path, folder: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """OpenSSL's own check of an S/MIME-signed mail against `certificate` (a trust anchor):
+    returncode 0 and "Verification successful" on stderr when it holds; stdout is the
+    signed part."""
+    path = folder / f"smime-{uuid.uuid4().hex[:8]}.eml"
+    path.write_bytes(mail)
+    return subprocess.run(
+        ["openssl", "smime", "-verify", "-in", str(path), "-CAfile", str(certificate)],
+        capture_output=True,
+        timeout=30,
+    )

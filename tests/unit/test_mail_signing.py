@@ -4,13 +4,13 @@ OpenSSL's own `openssl smime -verify` (a real verifier), and refused when tamper
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from soap_service import crypto
 from soap_service.errors import ConfigurationError
+from tests.support import smime_verify
 
 ENTITY = (
     b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n"
@@ -51,22 +51,13 @@ def test_openssl_verifies_the_signature_and_refuses_a_tampered_mail(
 ) -> None:
     cert, key = signing_files
     signature = crypto.MailSigner(cert, key).sign(ENTITY)
-    mail = tmp_path / "signed.eml"
-    mail.write_bytes(signed_mail(signature, ENTITY))
-    verified = subprocess.run(
-        ["openssl", "smime", "-verify", "-in", str(mail), "-CAfile", str(cert)],
-        capture_output=True,
-        timeout=30,
-    )
+    verified = smime_verify(signed_mail(signature, ENTITY), cert, tmp_path)
     assert verified.returncode == 0, verified.stderr
     assert b"Verification successful" in verified.stderr
     assert verified.stdout.replace(b"\r\n", b"\n") == ENTITY.replace(b"\r\n", b"\n")
 
-    mail.write_bytes(signed_mail(signature, ENTITY.replace(b"Anna", b"Eve!")))
-    tampered = subprocess.run(
-        ["openssl", "smime", "-verify", "-in", str(mail), "-CAfile", str(cert)],
-        capture_output=True,
-        timeout=30,
+    tampered = smime_verify(
+        signed_mail(signature, ENTITY.replace(b"Anna", b"Eve!")), cert, tmp_path
     )
     assert tampered.returncode != 0
     assert b"Verification successful" not in tampered.stderr

@@ -1,9 +1,9 @@
-"""Accepting messages and reporting their status: the heart of SendMessage and GetStatus."""
+"""Accepting messages and reporting their status: the heart of SendMessage(s) and GetStatus."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -22,7 +22,10 @@ from soap_service.domain.model import (
 from soap_service.domain.ports import MessageStore, NewMessage, ReferenceRecord, SealedAttachment
 from soap_service.domain.sealing import MessageCipher
 from soap_service.domain.validation import validate_message
-from soap_service.errors import DuplicateReference, NotFound, ValidationError
+from soap_service.errors import DuplicateReference, NotFound, ServiceError, ValidationError
+
+# Messages in one SendMessages call.
+MAX_BATCH_MESSAGES = 100
 
 
 class MessageService:
@@ -47,6 +50,50 @@ class MessageService:
         The reference is an idempotency key: the same reference with the same content
         returns the stored message's status, with other content it is refused.
         """
+        message = self._validate(account, draft)
+        # Sealed before we know whether the reference is new: one transaction in the common
+        # case, a little wasted work on a resend.
+        record = self._seal(account, message)
+        existing = self._store.insert_message(record)
+        if existing is not None:
+            return self._resend(account, existing, message)
+        return _status_of_new(record)
+
+    def send_batch(
+        self, account: Account, drafts: Sequence[MessageDraft]
+    ) -> list[MessageStatus | ServiceError]:
+        """Send up to MAX_BATCH_MESSAGES messages, each as `send` would: one result per
+        draft, in order, its status or the error that refused it alone. The valid ones are
+        stored in one transaction, and this returns after its commit.
+
+        Each message keeps its idempotency by reference: a resent batch answers with the
+        original messages. A reference twice in one batch is the same message twice (the
+        later one answers like a resend of the earlier, refused if its content differs).
+        """
+        if not 0 < len(drafts) <= MAX_BATCH_MESSAGES:
+            raise ValidationError(f"send 1 to {MAX_BATCH_MESSAGES} messages in one batch")
+        refused: dict[int, ServiceError] = {}
+        valid: list[tuple[int, ValidMessage, NewMessage]] = []
+        for position, draft in enumerate(drafts):
+            try:
+                message = self._validate(account, draft)
+                valid.append((position, message, self._seal(account, message)))
+            except ServiceError as error:
+                refused[position] = error
+        existing = self._store.insert_messages([record for _, _, record in valid])
+        results: dict[int, MessageStatus | ServiceError] = dict(refused)
+        for (position, message, record), found in zip(valid, existing, strict=True):
+            try:
+                if found is None:
+                    results[position] = _status_of_new(record)
+                else:
+                    results[position] = self._resend(account, found, message)
+            except ServiceError as error:
+                results[position] = error
+        return [results[position] for position in range(len(drafts))]
+
+    def _validate(self, account: Account, draft: MessageDraft) -> ValidMessage:
+        """The draft with the account's defaults, validated."""
         if draft.language is None or draft.expiry_days is None:
             draft = replace(
                 draft,
@@ -55,14 +102,7 @@ class MessageService:
                     account.default_expiry_days if draft.expiry_days is None else draft.expiry_days
                 ),
             )
-        message = validate_message(draft, self._limits, self._default_language)
-        # Sealed before we know whether the reference is new: one transaction in the common
-        # case, a little wasted work on a resend.
-        record = self._seal(account, message)
-        existing = self._store.insert_message(record)
-        if existing is not None:
-            return self._resend(account, existing, message)
-        return _status_of_new(record)
+        return validate_message(draft, self._limits, self._default_language)
 
     def status(
         self, account: Account, *, message_id: str | None = None, reference: str | None = None

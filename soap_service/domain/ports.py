@@ -3,6 +3,7 @@ that `persistence.store.SqlStore` implements."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -282,6 +283,12 @@ class MessageStore(StatusStore, Protocol):
         """Store the message, its recipients (queued) and journal events in one transaction,
         and return None; if the account already has a message with this reference, store
         nothing and return that message's record."""
+        ...
+
+    def insert_messages(self, messages: Sequence[NewMessage]) -> list[ReferenceRecord | None]:
+        """`insert_message` for each message, all in one transaction: for each, None if it
+        was stored, else the record of the account's message that already has its
+        reference (possibly one earlier in the same list)."""
         ...
 
     def cancel_message(self, message_id: str, now: datetime) -> int:

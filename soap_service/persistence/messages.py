@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,34 @@ class MessageQueries(Transactions):
             ).one()
         return ReferenceRecord(message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint)
 
+    def insert_messages(self, messages: Sequence[NewMessage]) -> list[ReferenceRecord | None]:
+        """`insert_message` for each, in one transaction (SendMessages).
+
+        The rows are inserted in reference order, whatever the batch's order: two batches
+        of one account that share references then wait for each other's unique-index
+        entries in the same order, and cannot deadlock.
+        """
+        if not messages:
+            return []
+        dialect = self._engine.dialect
+        order = sorted(range(len(messages)), key=lambda n: messages[n].reference)
+        found: dict[int, ReferenceRecord | None] = {}
+        with self._driver_transaction() as cursor:
+            for n in order:
+                message = messages[n]
+                if dialect.name == POSTGRESQL:
+                    cursor.execute(
+                        postgresql_insert_statement(len(message.attachments)),
+                        postgresql_insert_parameters(message, dialect),
+                        prepare=True,
+                    )
+                    inserted = cursor.fetchone() is not None
+                else:
+                    inserted = run_sqlite_insert(cursor, sqlite_insert_steps(message, dialect))
+                # The same transaction sees a reference stored earlier in the batch.
+                found[n] = None if inserted else _reference_on(cursor, dialect.name, message)
+        return [found[n] for n in range(len(messages))]
+
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
     ) -> MessageStatus | None:
@@ -110,6 +139,18 @@ class MessageQueries(Transactions):
                 "withdrawn by the sender",
                 now,
             )
+
+
+def _reference_on(cursor: Any, dialect: str, message: NewMessage) -> ReferenceRecord:
+    """The account's message with this message's reference, read on the driver's cursor."""
+    mark = "%s" if dialect == POSTGRESQL else "?"
+    cursor.execute(
+        "SELECT id, key_id, fingerprint FROM messages "
+        f"WHERE account_id = {mark} AND reference = {mark}",
+        (message.account_id, message.reference),
+    )
+    message_id, key_id, fingerprint = cursor.fetchone()
+    return ReferenceRecord(message_id=message_id, key_id=key_id, fingerprint=bytes(fingerprint))
 
 
 @functools.cache

@@ -7,7 +7,7 @@ context's user data (`ctx.udc`); the protocol and the operations read it with `c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lxml import etree
@@ -16,6 +16,7 @@ from soap_service.domain.auth import Authenticator
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account
 from soap_service.domain.receipts import ReceiptService
+from soap_service.errors import ServiceError
 
 
 class DomainServices(Protocol):
@@ -42,6 +43,8 @@ class SoapCall:
     services: DomainServices
     operation: str | None = None
     account: Account | None = None
+    # A batch operation's entries that the schema refused, by position from 0.
+    refused_entries: dict[int, ServiceError] = field(default_factory=dict)
 
     @property
     def sender(self) -> Account:

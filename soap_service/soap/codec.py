@@ -24,7 +24,7 @@ from lxml import etree
 from spyne import ByteArray, ComplexModelBase, DateTime, Integer, Unicode
 from spyne.model.enum import EnumBase
 
-from soap_service.errors import InvalidBase64
+from soap_service.errors import InvalidBase64, ServiceError
 
 _WHITESPACE = re.compile(r"[ \t\r\n]+")
 _PREFIXED_STEP = re.compile(r"(^|/)[^/:\[]+:")
@@ -60,6 +60,28 @@ class Codec:
         `binary_parts` holds MTOM content by the path of the element that referred to it."""
         values = self._read_fields(wrapper, element, binary_parts or {})
         return [values.get(field.name) for field in self._plan(wrapper)]
+
+    def read_entries(
+        self,
+        wrapper: type[ComplexModelBase],
+        element: etree._Element,
+        binary_parts: dict[str, bytes],
+        refused: dict[int, ServiceError],
+    ) -> list[tuple[Any, etree._Element]]:
+        """A batch's entries, the wrapper's one repeated field, each read on its own: its
+        value, or the error that refused it (already in `refused`, or met reading it),
+        with its element."""
+        [field] = self._plan(wrapper)
+        entries: list[tuple[Any, etree._Element]] = []
+        for position, child in enumerate(c for c in element if isinstance(c.tag, str)):
+            value: Any = refused.get(position)
+            if value is None:
+                try:
+                    value = self._read_value(field, child, binary_parts)
+                except ServiceError as error:
+                    value = error
+            entries.append((value, child))
+        return entries
 
     def _read_fields(
         self, cls: type[ComplexModelBase], element: etree._Element, parts: dict[str, bytes]

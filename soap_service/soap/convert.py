@@ -8,7 +8,9 @@ from spyne import ComplexModelBase
 
 from soap_service.domain import model
 from soap_service.domain.receipts import Receipt, ReceiptKind
+from soap_service.errors import ServiceError
 from soap_service.soap import types
+from soap_service.soap.faults import entry_fault
 
 _Soap = TypeVar("_Soap", bound=ComplexModelBase)
 
@@ -62,6 +64,34 @@ def status_to_soap(status: model.MessageStatus) -> types.MessageStatus:
                 for recipient in status.recipients
             ],
         ),
+    )
+
+
+def batch_to_soap(
+    results: list[tuple[str | None, model.MessageStatus | ServiceError]],
+) -> types.MessageResultList:
+    """SendMessages' answer: for each message, in order, (its Reference, its outcome)."""
+    return _build(
+        types.MessageResultList,
+        Result=[
+            _message_result(position, reference, outcome)
+            for position, (reference, outcome) in enumerate(results, start=1)
+        ],
+    )
+
+
+def _message_result(
+    position: int, reference: str | None, outcome: model.MessageStatus | ServiceError
+) -> types.MessageResult:
+    if isinstance(outcome, ServiceError):
+        code, text = entry_fault(outcome)
+        fault = _build(types.EntryFault, Code=code, Text=text)
+        return _build(types.MessageResult, Position=position, Reference=reference, Fault=fault)
+    return _build(
+        types.MessageResult,
+        Position=position,
+        Reference=outcome.reference,
+        Status=status_to_soap(outcome),
     )
 
 

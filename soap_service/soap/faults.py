@@ -54,6 +54,12 @@ def fault_for(exc: BaseException) -> SoapFault:
     return SoapFault(code=error.code, body=render_fault(error))
 
 
+def entry_fault(error: ServiceError) -> tuple[str, str]:
+    """The code and text of one refused entry of a batch (SendMessages): what a fault of
+    the single operation would have said."""
+    return error.code, error.message
+
+
 def _service_error(exc: BaseException) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc

@@ -10,17 +10,24 @@
   Spyne's generic walk over class attributes.
 - Errors are raised as they are, not as Spyne faults: they leave Spyne and become faults
   in one place (faults.py).
+- A batch operation (SendMessages) is refused whole only for what is wrong with the batch
+  itself (more entries than allowed, an element beside them). An entry that breaks the
+  schema, or whose base64 is broken, is refused alone: it reaches the operation as a
+  `RefusedEntry` in place of its value, and the others go on.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 from spyne.protocol.soap import Soap11
 
+from soap_service.domain.messages import MAX_BATCH_MESSAGES
 from soap_service.errors import (
     MustUnderstand,
     ServiceError,
@@ -35,6 +42,31 @@ from soap_service.soap.wssecurity import SECURITY_TAG, read_username_token
 
 UNDERSTOOD_HEADERS = frozenset({SECURITY_TAG})
 _MUST_UNDERSTAND = f"{{{SOAP11_ENV}}}mustUnderstand"
+
+
+@dataclass(frozen=True)
+class BatchOperation:
+    """An operation whose request is a list of entries, each refused alone if bad."""
+
+    entry: str  # the entries' element name
+    single: str  # the operation that takes one entry: an entry is checked as its request
+    max_entries: int
+
+
+BATCH_OPERATIONS = {
+    "SendMessages": BatchOperation(
+        entry="Message", single="SendMessage", max_entries=MAX_BATCH_MESSAGES
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """An entry of a batch that was refused before the operation ran, and why."""
+
+    error: ServiceError
+    # Its Reference element's text, if it has a short one, to help the caller match it.
+    reference: str | None
 
 
 class GuardedSoap11(Soap11):
@@ -77,22 +109,68 @@ class GuardedSoap11(Soap11):
         call.account = call.services.authenticator.authenticate(
             read_username_token(ctx.in_header_doc), call.client
         )
-        self._validate(body)
 
-    def _validate(self, body: etree._Element) -> None:
+        call.refused_entries = self._validate(body, operation)
+
+    def _validate(self, body: etree._Element, operation: str) -> dict[int, ServiceError]:
+        """Check the operation's element against the schema; for a batch whose entries
+        alone break it, the refused entries (by position from 0)."""
+        error = self._schema_error(body)
+        if error is None:
+            return {}
+        batch = BATCH_OPERATIONS.get(operation)
+        if batch is None:
+            raise error
+        namespace = etree.QName(body).namespace
+        entries = batch_entries(body)
+        if len(entries) > batch.max_entries or any(
+            entry.tag != f"{{{namespace}}}{batch.entry}" for entry in entries
+        ):
+            raise error
+        refused: dict[int, ServiceError] = {}
+        for position, entry in enumerate(entries):
+            alone = etree.Element(f"{{{namespace}}}{batch.single}", nsmap=body.nsmap)
+            alone.append(copy.deepcopy(entry))
+            entry_error = self._schema_error(alone)
+            if entry_error is not None:
+                # Its path as the entry's own: "Message/Subject: ...".
+                refused[position] = ValidationError(
+                    entry_error.message.replace(f"{batch.single}/", "", 1)
+                )
+        if not refused:
+            raise error  # the batch itself is wrong, not one of its entries
+        return refused
+
+    def _schema_error(self, element: etree._Element) -> ServiceError | None:
         assert self._schema is not None, "use_schema() was not called"
         # One XMLSchema object keeps one error log: validations must not interleave.
         with self._schema_lock:
-            if self._schema.validate(body):
-                return
+            if self._schema.validate(element):
+                return None
             error = self._schema.error_log[0]
-        raise schema_error(error, self._repeat_limits)
+        return schema_error(error, self._repeat_limits)
 
     def deserialize(self, ctx: Any, message: Any) -> None:
-        """The operation's arguments, read along compiled plans (see codec.py)."""
-        ctx.in_object = self._codec.read_arguments(
-            ctx.descriptor.in_message, ctx.in_body_doc, binary_parts=call_of(ctx).binary_parts
-        )
+        """The operation's arguments, read along compiled plans (see codec.py); a batch's
+        entries one by one, each refused alone (RefusedEntry)."""
+        call = call_of(ctx)
+        wrapper = ctx.descriptor.in_message
+        if call.operation in BATCH_OPERATIONS:
+            entries = self._codec.read_entries(
+                wrapper, ctx.in_body_doc, call.binary_parts, call.refused_entries
+            )
+            ctx.in_object = [
+                [
+                    RefusedEntry(value, _reference_of(element))
+                    if isinstance(value, ServiceError)
+                    else value
+                    for value, element in entries
+                ]
+            ]
+        else:
+            ctx.in_object = self._codec.read_arguments(
+                wrapper, ctx.in_body_doc, binary_parts=call.binary_parts
+            )
         ctx.in_header = None
 
 
@@ -112,6 +190,19 @@ class CodecSoap11(Soap11):
         self._codec.write_arguments(
             ctx.descriptor.out_message, list(ctx.out_object), ctx.out_body_doc
         )
+
+
+def batch_entries(body: etree._Element) -> list[etree._Element]:
+    """A batch operation's entries: its child elements (comments apart)."""
+    return [child for child in body if isinstance(child.tag, str)]
+
+
+def _reference_of(entry: etree._Element) -> str | None:
+    for child in entry:
+        if isinstance(child.tag, str) and etree.QName(child).localname == "Reference":
+            text = (child.text or "").strip()
+            return text if 0 < len(text) <= 100 else None
+    return None
 
 
 def _check_soap_action(header: str | None, operation: str) -> None:

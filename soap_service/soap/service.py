@@ -8,10 +8,13 @@ from typing import Any
 
 from spyne import ServiceBase, Unicode, rpc
 
+from soap_service.domain.messages import MAX_BATCH_MESSAGES
 from soap_service.soap import convert
 from soap_service.soap.call import call_of
 from soap_service.soap.faults import CarriedError
+from soap_service.soap.protocol import RefusedEntry
 from soap_service.soap.types import (
+    MessageResultList,
     MessageStatus,
     OutgoingMessage,
     Receipt,
@@ -33,6 +36,38 @@ class MessagingService(ServiceBase):
         call = call_of(ctx)
         status = call.services.messages.send(call.sender, convert.draft_from_soap(Message))
         return convert.status_to_soap(status)
+
+    @rpc(
+        required(
+            OutgoingMessage.customize(max_occurs=MAX_BATCH_MESSAGES),
+            f"1 to {MAX_BATCH_MESSAGES} messages, each as in SendMessage.",
+        ),
+        _returns=required(MessageResultList, "One result per message, in the request's order."),
+    )
+    def SendMessages(ctx: Any, Message: Any) -> Any:
+        """Send up to 100 messages in one call (a payroll run in batches). Each message is
+        handled as SendMessage would handle it alone, and has its own result: its status,
+        or its own fault code and text; one bad message does not refuse the others. The
+        answer comes after every accepted message is stored. Each message's Reference
+        keeps it idempotent: resending a batch answers with the original messages. The
+        whole request is refused (one fault) only for more than 100 messages, a request
+        over the size limit, or attachments over 30 MiB in all."""
+        call = call_of(ctx)
+        entries: list[Any] = list(Message)
+        drafts = [
+            convert.draft_from_soap(entry)
+            for entry in entries
+            if not isinstance(entry, RefusedEntry)
+        ]
+        sent = iter(call.services.messages.send_batch(call.sender, drafts) if drafts else ())
+        return convert.batch_to_soap(
+            [
+                (entry.reference, entry.error)
+                if isinstance(entry, RefusedEntry)
+                else (entry.Reference, next(sent))
+                for entry in entries
+            ]
+        )
 
     @rpc(
         optional(Unicode, "The MessageId returned by SendMessage."),

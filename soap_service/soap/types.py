@@ -10,6 +10,8 @@ from typing import Any
 
 from spyne import ByteArray, ComplexModel, DateTime, Enum, Integer32, Unicode
 
+from soap_service.domain.messages import MAX_BATCH_MESSAGES
+
 TNS = "urn:soap-service:messaging:v1"
 
 
@@ -194,4 +196,33 @@ class Receipt(_Model):
         ("FileName", required(Unicode, "A file name for the document.")),
         ("ContentType", required(Unicode, "application/pdf")),
         ("Content", required(ByteArray, "The signed PDF document, base64.")),
+    ]
+
+
+class EntryFault(_Model):
+    """Why one message of a batch was refused: the fault SendMessage would have given."""
+
+    _type_info = [
+        ("Code", required(Unicode, "The fault code, e.g. Client.InvalidAddress.")),
+        ("Text", required(Unicode, "What is wrong, for the person reading it.")),
+    ]
+
+
+class MessageResult(_Model):
+    """One message of a SendMessages call: its status, or its fault."""
+
+    _type_info = [
+        ("Position", required(Integer32, "The message's place in the request, from 1.")),
+        ("Reference", optional(Unicode, "The message's Reference, if it could be read.")),
+        ("Status", optional(MessageStatus, "The stored message, if it was accepted.")),
+        ("Fault", optional(EntryFault, "Why it was refused, if it was.")),
+    ]
+
+
+class MessageResultList(_Model):
+    _type_info = [
+        (
+            "Result",
+            MessageResult.customize(min_occurs=1, max_occurs=MAX_BATCH_MESSAGES, nillable=False),
+        ),
     ]

@@ -1,4 +1,6 @@
-"""MessageService with a real SqlStore, on SQLite and on PostgreSQL (fixture database_url)."""
+"""MessageService with a real SqlStore, on SQLite and on PostgreSQL (fixture database_url):
+SendMessage's send, then SendMessages' send_batch (each message as send would treat it
+alone, all stored in one transaction)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from soap_service import crypto
 from soap_service.domain import sealing
-from soap_service.domain.messages import MessageService
+from soap_service.domain.messages import MAX_BATCH_MESSAGES, MessageService
 from soap_service.domain.model import (
     Account,
     AttachmentDraft,
@@ -31,7 +33,14 @@ from soap_service.domain.model import (
 )
 from soap_service.domain.ports import NewAccount, NewMessage, ReferenceRecord
 from soap_service.domain.sealing import MessageCipher
-from soap_service.errors import DuplicateReference, NotFound, ValidationError
+from soap_service.errors import (
+    AttachmentRejected,
+    DuplicateReference,
+    InvalidAddress,
+    NotFound,
+    ServiceError,
+    ValidationError,
+)
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from soap_service.persistence.tables import AttachmentRow, EventRow, MessageRow, RecipientRow
@@ -491,3 +500,129 @@ def test_large_and_small_attachments_are_stored_whole_and_in_order(setup: Setup)
     for row, sent_file in zip(stored, files, strict=True):
         content = cipher.open(sealing.attachment_content(row.position), bytes(row.sealed_content))
         assert content == sent_file.content
+
+
+# SendMessages: send_batch.
+
+
+def payslips(count: int, prefix: str = "run") -> list[MessageDraft]:
+    return [
+        draft(reference=f"{prefix}-{number:03d}", recipients=(f"p{number}@example.ch",))
+        for number in range(1, count + 1)
+    ]
+
+
+def test_each_message_gets_its_own_result_in_order(setup: Setup) -> None:
+    batch = payslips(4)
+    batch[1] = draft(reference="run-bad-address", recipients=("not an address",))
+    batch[2] = draft(
+        reference="run-bad-file",
+        attachments=(
+            AttachmentDraft(filename="setup.exe", content_type="application/pdf", content=b"MZ"),
+        ),
+    )
+    results = setup.service().send_batch(setup.alice, batch)
+
+    assert [type(result) for result in results] == [
+        MessageStatus,
+        InvalidAddress,
+        AttachmentRejected,
+        MessageStatus,
+    ]
+    assert [r.reference for r in results if isinstance(r, MessageStatus)] == [
+        "run-001",
+        "run-004",
+    ]
+    assert all(
+        recipient.state is RecipientState.QUEUED
+        for result in results
+        if isinstance(result, MessageStatus)
+        for recipient in result.recipients
+    )
+    # Stored as SendMessage stores them: the message, its recipient, its journal.
+    assert setup.count(MessageRow) == 2
+    assert setup.count(RecipientRow) == 2
+    assert setup.count(EventRow) == 4
+    for result in results:
+        if isinstance(result, MessageStatus):
+            assert setup.service().status(setup.alice, message_id=result.message_id) == result
+
+
+def test_a_resent_batch_answers_with_the_original_messages(setup: Setup) -> None:
+    batch = payslips(3)
+    first = setup.service().send_batch(setup.alice, batch)
+    setup.clock[0] = setup.clock[0].replace(hour=11)
+    again = setup.service().send_batch(setup.alice, batch)
+
+    assert again == first
+    assert setup.count(MessageRow) == 3
+    assert setup.count(EventRow) == 6
+
+
+def test_a_reference_twice_in_one_batch(setup: Setup) -> None:
+    same = draft(reference="twice")
+    other = draft(reference="twice-other")
+    changed = draft(reference="twice-other", subject="Another subject")
+    results = setup.service().send_batch(setup.alice, [same, other, same, changed])
+
+    assert isinstance(results[0], MessageStatus)
+    assert results[2] == results[0]  # the same message: one stored, the same answer
+    assert isinstance(results[1], MessageStatus)
+    assert isinstance(results[3], DuplicateReference)
+    assert setup.count(MessageRow) == 2
+
+
+def test_a_batch_holds_1_to_100_messages(setup: Setup) -> None:
+    service = setup.service()
+    with pytest.raises(ValidationError, match="1 to 100"):
+        service.send_batch(setup.alice, [])
+    with pytest.raises(ValidationError, match="1 to 100"):
+        service.send_batch(setup.alice, payslips(MAX_BATCH_MESSAGES + 1))
+    assert setup.count(MessageRow) == 0
+
+    results = service.send_batch(setup.alice, payslips(MAX_BATCH_MESSAGES))
+    assert all(isinstance(result, MessageStatus) for result in results)
+    assert setup.count(MessageRow) == MAX_BATCH_MESSAGES
+
+
+def test_a_batch_of_only_bad_messages_stores_nothing(setup: Setup) -> None:
+    results = setup.service().send_batch(
+        setup.alice, [draft(reference="x", recipients=()), draft(reference="", subject="")]
+    )
+    assert all(isinstance(result, ServiceError) for result in results)
+    assert setup.count(MessageRow) == 0
+
+
+def test_concurrent_batches_sharing_references_in_opposite_orders(
+    fresh_setup: Setup,
+) -> None:
+    """Each batch is one transaction that waits for the other's unique-index entries of the
+    same references: inserted in reference order, neither can hold what the other waits
+    for first (in batch order, PostgreSQL would report a deadlock)."""
+    setup = fresh_setup
+    forward = payslips(40, "shared")
+    backward = list(reversed(forward))
+    barrier = threading.Barrier(2)
+    results: list[list[MessageStatus | ServiceError] | BaseException] = [[], []]
+
+    def send(index: int, batch: list[MessageDraft]) -> None:
+        service = setup.service_on(setup.database.store())
+        barrier.wait(timeout=30)
+        try:
+            results[index] = service.send_batch(setup.alice, batch)
+        except BaseException as exc:
+            results[index] = exc
+
+    threads = [
+        threading.Thread(target=send, args=(0, forward)),
+        threading.Thread(target=send, args=(1, backward)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    first, second = results
+    assert isinstance(first, list) and isinstance(second, list), results
+    assert first == list(reversed(second))
+    assert all(isinstance(result, MessageStatus) for result in first)
+    assert setup.count(MessageRow) == 40

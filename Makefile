@@ -76,6 +76,7 @@ bench: $(STAMP) postgres
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.smtp_submission
 	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.batch
 
 ## Remove the virtual environment and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -24,6 +24,7 @@ from soap_service import backups, crypto
 from soap_service.bootstrap import ensure_files
 from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.journal import Journal
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
@@ -361,6 +362,10 @@ class RequestScope:
             default_language=container.settings.default_language,
             now=container.now,
         )
+
+    @cached_property
+    def journal(self) -> Journal:
+        return Journal(store=self.store, keyring=self._container.keyring)
 
     @cached_property
     def pickup(self) -> PickupService:

@@ -39,6 +39,7 @@ from soap_service.private_files import create_exclusively, replace_atomically
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
+TOKEN_TAG_BYTES = 16
 
 
 class DecryptionFailed(SoapServiceError):
@@ -168,10 +169,29 @@ class Keyring:
     # Keyed fingerprints: compare content without storing a guessable plain hash of it.
 
     def fingerprint(self, key_id: str, parts: Iterable[bytes]) -> bytes:
-        mac_key = self._mac_keys.get(key_id)
+        return self._mac(key_id, b"fingerprint", parts)
+
+    # Tokens the service hands out and must recognise again (paging cursors).
+
+    def sign_token(self, purpose: bytes, data: bytes) -> bytes:
+        """A 16-byte tag of `data` under the current key, for this purpose only."""
+        return self._mac(self.current_key_id, b"token:" + purpose, [data])[:TOKEN_TAG_BYTES]
+
+    def token_is_genuine(self, purpose: bytes, data: bytes, tag: bytes) -> bool:
+        """Whether `tag` is sign_token's for this data, under any key of the keyring (a
+        token signed before a key rotation stays good)."""
+        return any(
+            hmac.compare_digest(
+                self._mac(key_id, b"token:" + purpose, [data])[:TOKEN_TAG_BYTES], tag
+            )
+            for key_id in sorted(self._keys)
+        )
+
+    def _mac(self, key_id: str, purpose: bytes, parts: Iterable[bytes]) -> bytes:
+        mac_key = self._mac_keys.get(key_id + ":" + purpose.hex())
         if mac_key is None:
-            mac_key = derive_key(self._key(key_id), b"fingerprint")
-            self._mac_keys[key_id] = mac_key
+            mac_key = derive_key(self._key(key_id), purpose)
+            self._mac_keys[key_id + ":" + purpose.hex()] = mac_key
         mac = hmac.new(mac_key, digestmod=hashlib.sha256)
         for part in parts:
             # Length-prefixed, so that moving bytes between fields changes the result.

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.delivery import DeliveryJob, DeliveryResult
+from soap_service.domain.journal import JournalStore
 from soap_service.domain.model import (
     Account,
     Language,
@@ -410,6 +411,7 @@ class Store(
     LoginFailureStore,
     RetentionStore,
     MessageStore,
+    JournalStore,
     DeliveryStore,
     PickupStore,
     ReceiptStore,

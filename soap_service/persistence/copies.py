@@ -49,6 +49,17 @@ def load(database: Database, copy: Path) -> None:
         ["pg_restore", "--no-owner", "--exit-on-error", "--dbname", _libpq(database), str(copy)],
         "pg_restore",
     )
+    _rebase_journal(database)
+
+
+def _rebase_journal(database: Database) -> None:
+    """The restored events' transaction ids are the old cluster's, which may lie ahead of
+    this one's: GetStatusChanges would not show them until this cluster caught up. They
+    all become 0, before anything written here (migration 0010), in their id order."""
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        connection.exec_driver_sql("UPDATE events SET xact = '0'")
+        connection.exec_driver_sql("ALTER TABLE events ENABLE TRIGGER USER")
 
 
 def _sqlite(database: Database) -> sqlite3.Connection:

@@ -24,5 +24,8 @@ def row_lock(dialect: str, clause: str) -> str:
 def timestamp_format(dialect: Dialect) -> Callable[[datetime], Any]:
     """How the driver receives a UtcDateTime value, exactly as SQLAlchemy would send it:
     for the statements run on the driver's own cursor (message_insert.py, outcomes.py)."""
-    process = UtcDateTime().bind_processor(dialect)
+    # The dialect's own type: UtcDateTime's generic one would hand SQLite's driver a
+    # datetime, which it writes in another format than SQLAlchemy's ("...04+00:00"
+    # against "...04.000000"), and SQLite compares times as text.
+    process = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
     return process if process is not None else lambda value: value

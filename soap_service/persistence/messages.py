@@ -126,7 +126,7 @@ class MessageQueries(Transactions):
             language=Language(message.language),
             accepted_at=message.accepted_at,
             expires_at=message.expires_at,
-            recipients=tuple(_recipient_status(row) for row in rows),
+            recipients=tuple(recipient_status(row) for row in rows),
         )
 
     def cancel_message(self, message_id: str, now: datetime) -> int:
@@ -171,7 +171,7 @@ def _cancel(dialect: str) -> TextClause:
     ).bindparams(bindparam("now", type_=UtcDateTime()))
 
 
-def _recipient_status(row: Any) -> RecipientStatus:
+def recipient_status(row: Any) -> RecipientStatus:
     return RecipientStatus(
         address=row.address,
         state=RecipientState(row.state),

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from lxml import etree
 
 from soap_service.domain.auth import Authenticator
+from soap_service.domain.journal import Journal
 from soap_service.domain.messages import MessageService
 from soap_service.domain.model import Account
 from soap_service.domain.receipts import ReceiptService
@@ -27,6 +28,9 @@ class DomainServices(Protocol):
 
     @property
     def messages(self) -> MessageService: ...
+
+    @property
+    def journal(self) -> Journal: ...
 
     @property
     def receipts(self) -> ReceiptService: ...

@@ -21,7 +21,7 @@ from typing import Any
 
 import pybase64
 from lxml import etree
-from spyne import ByteArray, ComplexModelBase, DateTime, Integer, Unicode
+from spyne import Boolean, ByteArray, ComplexModelBase, DateTime, Integer, Unicode
 from spyne.model.enum import EnumBase
 
 from soap_service.errors import InvalidBase64, ServiceError
@@ -29,7 +29,9 @@ from soap_service.errors import InvalidBase64, ServiceError
 _WHITESPACE = re.compile(r"[ \t\r\n]+")
 _PREFIXED_STEP = re.compile(r"(^|/)[^/:\[]+:")
 
-TEXT, INTEGER, DATETIME, BINARY, COMPLEX = "text", "integer", "datetime", "binary", "complex"
+TEXT, INTEGER, BOOLEAN, DATETIME, BINARY, COMPLEX = (
+    "text", "integer", "boolean", "datetime", "binary", "complex"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Codec:
         text = element.text or ""
         if field.kind == INTEGER:
             return int(text)
+        if field.kind == BOOLEAN:
+            return text.strip() in ("true", "1")
         if field.kind == DATETIME:
             return datetime.fromisoformat(text)
         return text
@@ -146,6 +150,8 @@ class Codec:
                     child.text = item.isoformat()
                 elif field.kind == BINARY:
                     child.text = pybase64.b64encode(item).decode("ascii")
+                elif field.kind == BOOLEAN:
+                    child.text = "true" if item else "false"
                 else:
                     child.text = str(item)
 
@@ -175,6 +181,8 @@ def _kind_of(member: Any) -> str:
         return BINARY
     if issubclass(member, DateTime):
         return DATETIME
+    if issubclass(member, Boolean):
+        return BOOLEAN
     if issubclass(member, Integer):
         return INTEGER
     if issubclass(member, (Unicode, EnumBase)):

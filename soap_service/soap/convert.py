@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from spyne import ComplexModelBase
 
 from soap_service.domain import model
+from soap_service.domain.journal import MessageFilter, MessagePage, StatusChangePage
 from soap_service.domain.receipts import Receipt, ReceiptKind
 from soap_service.errors import ServiceError
 from soap_service.soap import types
@@ -92,6 +94,51 @@ def _message_result(
         Position=position,
         Reference=outcome.reference,
         Status=status_to_soap(outcome),
+    )
+
+
+def changes_to_soap(page: StatusChangePage) -> types.StatusChangeList:
+    return _build(
+        types.StatusChangeList,
+        Change=[
+            _build(
+                types.StatusChange,
+                MessageId=change.message_id,
+                Reference=change.reference,
+                RecipientAddress=change.recipient,
+                State=change.state.value,
+                ChangedAt=change.at,
+                Detail=change.detail,
+            )
+            for change in page.changes
+        ],
+        NextCursor=page.cursor,
+        HasMore=page.more,
+    )
+
+
+def message_filter(
+    *,
+    state: Any,
+    type: Any,
+    accepted_from: datetime | None,
+    accepted_before: datetime | None,
+    reference_prefix: str | None,
+) -> MessageFilter:
+    return MessageFilter(
+        state=model.MessageState(str(state)) if state else None,
+        type=model.MessageType(str(type)) if type else None,
+        accepted_from=accepted_from,
+        accepted_before=accepted_before,
+        reference_prefix=reference_prefix,
+    )
+
+
+def message_page_to_soap(page: MessagePage) -> types.MessageList:
+    return _build(
+        types.MessageList,
+        Message=[status_to_soap(status) for status in page.messages],
+        NextCursor=page.cursor,
     )
 
 

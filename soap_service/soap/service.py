@@ -6,19 +6,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from spyne import ServiceBase, Unicode, rpc
+from spyne import DateTime, Integer32, ServiceBase, Unicode, rpc
 
+from soap_service.domain.journal import (
+    DEFAULT_MESSAGES_PAGE,
+    MAX_CHANGES_PAGE,
+    MAX_MESSAGES_PAGE,
+)
 from soap_service.domain.messages import MAX_BATCH_MESSAGES
 from soap_service.soap import convert
 from soap_service.soap.call import call_of
 from soap_service.soap.faults import CarriedError
 from soap_service.soap.protocol import RefusedEntry
 from soap_service.soap.types import (
+    MessageList,
     MessageResultList,
+    MessageState,
     MessageStatus,
+    MessageType,
     OutgoingMessage,
     Receipt,
     ReceiptKind,
+    StatusChangeList,
     optional,
     required,
 )
@@ -98,6 +107,67 @@ class MessagingService(ServiceBase):
             call.sender, message_id=MessageId, reference=Reference
         )
         return convert.status_to_soap(status)
+
+    @rpc(
+        optional(Unicode, "The NextCursor of the previous call; none: from the start."),
+        optional(
+            Integer32, f"Changes per page, 1 to {MAX_CHANGES_PAGE}; default {MAX_CHANGES_PAGE}."
+        ),
+        _returns=required(StatusChangeList, "The changes, oldest first, and where to go on."),
+    )
+    def GetStatusChanges(ctx: Any, Cursor: Any, PageSize: Any) -> Any:
+        """Every state change of the recipients of your messages since the cursor, oldest
+        first: poll with the NextCursor of each answer (keep it across restarts) and you
+        see each change exactly once. Without a cursor, from your first message on. A
+        change shows once every transaction begun before it has ended, within moments. A
+        cursor that was altered or given to another account answers
+        Client.ValidationError."""
+        call = call_of(ctx)
+        page = call.services.journal.status_changes(call.sender, cursor=Cursor, page_size=PageSize)
+        return convert.changes_to_soap(page)
+
+    @rpc(
+        optional(MessageState, "Only messages in this state."),
+        optional(MessageType, "Only messages of this type."),
+        optional(DateTime, "Only messages accepted at or after this time."),
+        optional(DateTime, "Only messages accepted before this time."),
+        optional(Unicode, "Only messages whose Reference starts with this text."),
+        optional(
+            Integer32,
+            f"Messages per page, 1 to {MAX_MESSAGES_PAGE}; default {DEFAULT_MESSAGES_PAGE}.",
+        ),
+        optional(Unicode, "The NextCursor of the previous page; none: the first page."),
+        _returns=required(MessageList, "A page of messages, newest first."),
+    )
+    def ListMessages(
+        ctx: Any,
+        State: Any,
+        Type: Any,
+        AcceptedFrom: Any,
+        AcceptedBefore: Any,
+        ReferencePrefix: Any,
+        PageSize: Any,
+        Cursor: Any,
+    ) -> Any:
+        """Your messages, newest first, with every recipient's state, filtered by message
+        state, type, acceptance time and Reference prefix, a page at a time. Ask for the
+        next page with the same filters and the NextCursor; messages that arrive meanwhile
+        do not shift the pages. A cursor that was altered or given to another account
+        answers Client.ValidationError."""
+        call = call_of(ctx)
+        page = call.services.journal.list_messages(
+            call.sender,
+            where=convert.message_filter(
+                state=State,
+                type=Type,
+                accepted_from=AcceptedFrom,
+                accepted_before=AcceptedBefore,
+                reference_prefix=ReferencePrefix,
+            ),
+            cursor=Cursor,
+            page_size=PageSize,
+        )
+        return convert.message_page_to_soap(page)
 
     @rpc(
         required(ReceiptKind, "Which receipt."),

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from spyne import ByteArray, ComplexModel, DateTime, Enum, Integer32, Unicode
+from spyne import Boolean, ByteArray, ComplexModel, DateTime, Enum, Integer32, Unicode
 
+from soap_service.domain.journal import MAX_CHANGES_PAGE, MAX_MESSAGES_PAGE
 from soap_service.domain.messages import MAX_BATCH_MESSAGES
 
 TNS = "urn:soap-service:messaging:v1"
@@ -225,4 +226,38 @@ class MessageResultList(_Model):
             "Result",
             MessageResult.customize(min_occurs=1, max_occurs=MAX_BATCH_MESSAGES, nillable=False),
         ),
+    ]
+
+
+class StatusChange(_Model):
+    """One recipient's change of state."""
+
+    _type_info = [
+        ("MessageId", required(Unicode, "The message.")),
+        ("Reference", required(Unicode, "The sender's reference of the message.")),
+        ("RecipientAddress", required(Unicode, "The recipient whose state changed.")),
+        ("State", required(RecipientState, "The state it took.")),
+        ("ChangedAt", required(DateTime, "When.")),
+        ("Detail", optional(Unicode, "What happened, e.g. the mail server's answer.")),
+    ]
+
+
+class StatusChangeList(_Model):
+    _type_info = [
+        (
+            "Change",
+            StatusChange.customize(min_occurs=0, max_occurs=MAX_CHANGES_PAGE, nillable=False),
+        ),
+        ("NextCursor", required(Unicode, "Where to go on from: pass it to the next call.")),
+        ("HasMore", required(Boolean, "Whether more changes are waiting: call again at once.")),
+    ]
+
+
+class MessageList(_Model):
+    _type_info = [
+        (
+            "Message",
+            MessageStatus.customize(min_occurs=0, max_occurs=MAX_MESSAGES_PAGE, nillable=False),
+        ),
+        ("NextCursor", optional(Unicode, "For the next page; absent on the last page.")),
     ]

@@ -1,0 +1,197 @@
+"""The account's journal: every recipient state change since a cursor (GetStatusChanges),
+and the account's messages, newest first (ListMessages). Both page with signed cursors
+(cursors.py), so a caller can stop, crash or come back days later and go on."""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from soap_service import crypto
+from soap_service.domain.cursors import CursorCodec
+from soap_service.domain.model import (
+    Account,
+    MessageState,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+)
+from soap_service.errors import ValidationError
+
+MAX_CHANGES_PAGE = 1000
+MAX_MESSAGES_PAGE = 500
+DEFAULT_MESSAGES_PAGE = 100
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class JournalPosition:
+    """Where an event stands in the journal's order: its transaction (0 on SQLite), then
+    its id. The store returns only events whose place can no longer be taken by another."""
+
+    xact: int
+    event_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusChange:
+    position: JournalPosition
+    message_id: str
+    reference: str
+    recipient: str
+    state: RecipientState
+    at: datetime
+    detail: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusChangePage:
+    changes: tuple[StatusChange, ...]
+    # Where to go on from: after the last change here (or where the caller was).
+    cursor: str
+    # Whether more changes were waiting beyond this page.
+    more: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageFilter:
+    state: MessageState | None = None
+    type: MessageType | None = None
+    accepted_from: datetime | None = None  # inclusive
+    accepted_before: datetime | None = None  # exclusive
+    reference_prefix: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListingPosition:
+    """A message's place in the newest-first listing: after it come older ones."""
+
+    accepted_at: datetime
+    message_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessagePage:
+    messages: tuple[MessageStatus, ...]
+    cursor: str | None  # None: this was the last page
+
+
+class JournalStore(Protocol):
+    def status_changes(
+        self, account_id: int, *, after: JournalPosition, limit: int
+    ) -> list[StatusChange]:
+        """Up to `limit` recipient state changes of the account's messages after `after`,
+        in journal order, of transactions that can no longer add events before them."""
+        ...
+
+    def list_messages(
+        self,
+        account_id: int,
+        *,
+        where: MessageFilter,
+        before: ListingPosition | None,
+        limit: int,
+    ) -> list[MessageStatus]:
+        """Up to `limit` of the account's messages that match, newest first (accepted_at,
+        then id), older than `before`."""
+        ...
+
+
+_CHANGES = struct.Struct(">QQ")
+_LISTING = struct.Struct(">q16s")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Journal:
+    def __init__(self, *, store: JournalStore, keyring: crypto.Keyring) -> None:
+        self._store = store
+        self._change_cursors = CursorCodec(keyring, b"status-changes")
+        self._listing_cursors = CursorCodec(keyring, b"message-listing")
+
+    def status_changes(
+        self, account: Account, *, cursor: str | None, page_size: int | None
+    ) -> StatusChangePage:
+        """The recipient state changes after the cursor (from the start without one),
+        oldest first, and the cursor to go on from. Polling with the returned cursor
+        shows each change exactly once."""
+        limit = _page_size(page_size, MAX_CHANGES_PAGE, MAX_CHANGES_PAGE)
+        after = JournalPosition(xact=0, event_id=0)
+        if cursor is not None:
+            xact, event_id = _CHANGES.unpack(
+                _exact(self._change_cursors.decode(account.id, cursor), _CHANGES.size)
+            )
+            after = JournalPosition(xact=xact, event_id=event_id)
+        found = self._store.status_changes(account.id, after=after, limit=limit + 1)
+        page = found[:limit]
+        last = page[-1].position if page else after
+        return StatusChangePage(
+            changes=tuple(page),
+            cursor=self._change_cursors.encode(account.id, _CHANGES.pack(last.xact, last.event_id)),
+            more=len(found) > limit,
+        )
+
+    def list_messages(
+        self,
+        account: Account,
+        *,
+        where: MessageFilter,
+        cursor: str | None,
+        page_size: int | None,
+    ) -> MessagePage:
+        """The account's messages that match, newest first, a page at a time. Messages
+        that arrive while the caller pages come before its first page: the pages go on
+        where they were."""
+        limit = _page_size(page_size, MAX_MESSAGES_PAGE, DEFAULT_MESSAGES_PAGE)
+        _check_filter(where)
+        before = None
+        if cursor is not None:
+            micros, raw_id = _LISTING.unpack(
+                _exact(self._listing_cursors.decode(account.id, cursor), _LISTING.size)
+            )
+            before = ListingPosition(
+                accepted_at=_EPOCH + timedelta(microseconds=micros),
+                message_id=str(uuid.UUID(bytes=raw_id)),
+            )
+        found = self._store.list_messages(account.id, where=where, before=before, limit=limit + 1)
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last = page[-1]
+            micros = (last.accepted_at - _EPOCH) // timedelta(microseconds=1)
+            next_cursor = self._listing_cursors.encode(
+                account.id, _LISTING.pack(micros, uuid.UUID(last.message_id).bytes)
+            )
+        return MessagePage(messages=tuple(page), cursor=next_cursor)
+
+
+def _page_size(size: int | None, most: int, default: int) -> int:
+    if size is None:
+        return default
+    if not 1 <= size <= most:
+        raise ValidationError(f"PageSize: must be 1 to {most}")
+    return size
+
+
+def _exact(position: bytes, size: int) -> bytes:
+    if len(position) != size:  # signed by us for another layout: cannot happen unless
+        raise ValidationError("Cursor: not a cursor of this call")  # a key was reused
+    return position
+
+
+def _check_filter(where: MessageFilter) -> None:
+    for name, moment in (
+        ("AcceptedFrom", where.accepted_from),
+        ("AcceptedBefore", where.accepted_before),
+    ):
+        if moment is not None and moment.tzinfo is None:
+            raise ValidationError(f"{name}: give a time zone (e.g. Z or +01:00)")
+    if (
+        where.accepted_from is not None
+        and where.accepted_before is not None
+        and where.accepted_from >= where.accepted_before
+    ):
+        raise ValidationError("AcceptedFrom must be before AcceptedBefore")
+    if where.reference_prefix is not None and not where.reference_prefix:
+        raise ValidationError("ReferencePrefix: give at least one character, or leave it out")

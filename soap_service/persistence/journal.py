@@ -1,0 +1,176 @@
+"""The account's journal read back: recipient state changes in journal order
+(GetStatusChanges) and the account's messages newest first (ListMessages)."""
+
+from __future__ import annotations
+
+import functools
+from itertools import groupby
+
+from sqlalchemy import and_, bindparam, exists, func, not_, select, text, tuple_
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TextualSelect
+
+from soap_service.domain.journal import (
+    JournalPosition,
+    ListingPosition,
+    MessageFilter,
+    StatusChange,
+)
+from soap_service.domain.model import (
+    FINAL_STATES,
+    Language,
+    MessageState,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+)
+from soap_service.persistence.dialects import POSTGRESQL
+from soap_service.persistence.messages import recipient_status
+from soap_service.persistence.tables import UtcDateTime, messages, recipients
+from soap_service.persistence.transactions import Transactions
+
+_STATES = "(" + ", ".join(f"'{state.value}'" for state in RecipientState) + ")"
+
+
+@functools.cache
+def _changes(dialect: str) -> TextualSelect:
+    # PostgreSQL: only events of transactions older than every one still running; those
+    # are all visible now or never will be, so no later commit can land before the cursor.
+    if dialect == POSTGRESQL:
+        xact, after, settled = (
+            "e.xact::text::bigint",
+            "(e.xact, e.id) > (CAST(CAST(:xact AS text) AS xid8), :event_id)",
+            "AND e.xact < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+    else:
+        xact, after, settled = "0", "e.id > :event_id", ""
+    return text(
+        f"""
+        SELECT {xact} AS xact, e.id AS event_id, e.at, e.kind, e.detail,
+               m.id AS message_id, m.reference, r.address
+        FROM events e
+        JOIN messages m ON m.id = e.message_id
+        JOIN recipients r ON r.id = e.recipient_id
+        WHERE m.account_id = :account_id AND e.kind IN {_STATES}
+          AND {after} {settled}
+        ORDER BY e.xact, e.id
+        LIMIT :limit
+        """
+    ).columns(at=UtcDateTime())
+
+
+class JournalQueries(Transactions):
+    def status_changes(
+        self, account_id: int, *, after: JournalPosition, limit: int
+    ) -> list[StatusChange]:
+        with self._transaction(read_only=True) as connection:
+            rows = connection.execute(
+                _changes(connection.dialect.name),
+                {
+                    "account_id": account_id,
+                    "xact": after.xact,
+                    "event_id": after.event_id,
+                    "limit": limit,
+                },
+            ).all()
+        return [
+            StatusChange(
+                position=JournalPosition(xact=row.xact, event_id=row.event_id),
+                message_id=row.message_id,
+                reference=row.reference,
+                recipient=row.address,
+                state=RecipientState(row.kind),
+                at=row.at,
+                detail=row.detail,
+            )
+            for row in rows
+        ]
+
+    def list_messages(
+        self,
+        account_id: int,
+        *,
+        where: MessageFilter,
+        before: ListingPosition | None,
+        limit: int,
+    ) -> list[MessageStatus]:
+        query = (
+            select(
+                messages.c.id,
+                messages.c.reference,
+                messages.c.type,
+                messages.c.language,
+                messages.c.accepted_at,
+                messages.c.expires_at,
+            )
+            .where(messages.c.account_id == account_id, *_conditions(where))
+            .order_by(messages.c.accepted_at.desc(), messages.c.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(
+                tuple_(messages.c.accepted_at, messages.c.id)
+                < tuple_(
+                    bindparam("before_at", before.accepted_at, type_=UtcDateTime()),
+                    bindparam("before_id", before.message_id),
+                )
+            )
+        with self._transaction(read_only=True) as connection:
+            found = connection.execute(query).all()
+            rows = connection.execute(
+                select(recipients)
+                .where(recipients.c.message_id.in_([row.id for row in found]))
+                .order_by(recipients.c.message_id, recipients.c.position)
+            ).all()
+        by_message = {
+            message_id: tuple(recipient_status(row) for row in group)
+            for message_id, group in groupby(rows, key=lambda row: row.message_id)
+        }
+        return [
+            MessageStatus(
+                message_id=row.id,
+                reference=row.reference,
+                type=MessageType(row.type),
+                language=Language(row.language),
+                accepted_at=row.accepted_at,
+                expires_at=row.expires_at,
+                recipients=by_message.get(row.id, ()),
+            )
+            for row in found
+        ]
+
+
+def _conditions(where: MessageFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if where.type is not None:
+        conditions.append(messages.c.type == where.type.value)
+    if where.accepted_from is not None:
+        conditions.append(messages.c.accepted_at >= where.accepted_from)
+    if where.accepted_before is not None:
+        conditions.append(messages.c.accepted_at < where.accepted_before)
+    if where.reference_prefix is not None:
+        # Not LIKE: SQLite's ignores case, and the prefix may hold % and _.
+        prefix = where.reference_prefix
+        conditions.append(func.substr(messages.c.reference, 1, len(prefix)) == prefix)
+    if where.state is not None:
+        conditions.append(_state_condition(where.state))
+    return conditions
+
+
+def _any_recipient(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(recipients.c.message_id == messages.c.id, condition)
+
+
+def _state_condition(state: MessageState) -> ColumnElement[bool]:
+    """MessageState.derive, in SQL."""
+    final = [s.value for s in FINAL_STATES]
+    not_cancelled = _any_recipient(recipients.c.state != RecipientState.CANCELLED.value)
+    not_queued = _any_recipient(recipients.c.state != RecipientState.QUEUED.value)
+    open_ = _any_recipient(recipients.c.state.not_in(final))
+    if state is MessageState.CANCELLED:
+        return not_(not_cancelled)
+    if state is MessageState.QUEUED:
+        return not_(not_queued)
+    if state is MessageState.COMPLETED:
+        return and_(not_(open_), not_cancelled)
+    return and_(open_, not_queued)

@@ -84,11 +84,22 @@ def test_required_fields_are_plain_and_optional_fields_not_nillable(
         ("GetReceipt", "MessageId"),
         ("GetReceipt", "Reference"),
         ("GetReceipt", "RecipientAddress"),
+        ("GetStatusChanges", "Cursor"),
+        ("GetStatusChanges", "PageSize"),
+        ("ListMessages", "State"),
+        ("ListMessages", "Cursor"),
+        ("StatusChangeList", "Change"),
+        ("MessageList", "Message"),
+        ("MessageList", "NextCursor"),
     ]:
         assert elements[optional].get("minOccurs") == "0", optional
     assert elements[("OutgoingMessage", "ExpiryDays")].get("type") == "xs:int"
     assert elements[("OutgoingMessage", "Type")].get("type") == "tns:MessageType"
     assert elements[("RecipientList", "Recipient")].get("maxOccurs") == "100"
+    assert elements[("SendMessages", "Message")].get("maxOccurs") == "100"
+    assert elements[("SendMessages", "Message")].get("minOccurs") is None  # 1
+    assert elements[("MessageList", "Message")].get("maxOccurs") == "500"
+    assert elements[("StatusChangeList", "Change")].get("maxOccurs") == "1000"
 
 
 def test_operations_are_documented(service: ServiceProcess) -> None:
@@ -98,7 +109,18 @@ def test_operations_are_documented(service: ServiceProcess) -> None:
         for operation in root.iter(f"{{{WSDL}}}operation")
         if operation.getparent().tag == f"{{{WSDL}}}portType"
     }
-    assert set(docs) == {"SendMessage", "GetStatus", "CancelMessage", "GetReceipt"}
+    assert set(docs) == {
+        "SendMessage",
+        "SendMessages",
+        "GetStatus",
+        "GetStatusChanges",
+        "ListMessages",
+        "CancelMessage",
+        "GetReceipt",
+    }
+    assert "up to 100 messages" in docs["SendMessages"]
+    assert "exactly once" in docs["GetStatusChanges"]
+    assert "newest first" in docs["ListMessages"]
     assert "Reference" in docs["SendMessage"]
     assert "exactly one" in docs["GetStatus"]
     assert "withdrawn" in docs["CancelMessage"]

@@ -5,6 +5,7 @@ hostile server's reply. Against a real SMTP server and both databases."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -219,7 +220,13 @@ def test_a_batch_that_cannot_be_recorded_is_left_to_its_leases(
         thread.join(timeout=30)
     worker.close()
     assert len(sink.received) == 2
-    assert caplog.text.count("outcomes not recorded: 1 of 1 outcomes were not recorded") == 2
+    # One warning per group the recorder tried: one by one, or both at once when the
+    # second outcome came before the first was tried (a busy machine).
+    groups = re.findall(
+        r"outcomes not recorded: (\d+) of (\d+) outcomes were not recorded", caplog.text
+    )
+    assert sum(int(tried) for tried, _ in groups) == 2
+    assert all(tried == total for tried, total in groups)
     # Still leased to this worker: due again for anyone when the lease runs out, and then
     # sent once more (at most one duplicate, never a loss).
     for recipient_id in ids:

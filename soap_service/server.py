@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -56,4 +57,9 @@ class HttpsServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> WsgiApp:
-        return self._app()
+        app = self._app()
+        # What exists now (modules, Spyne's types, the schema, the pools) lives as long as
+        # the worker: out of the collector's sight, a full collection no longer walks it
+        # again and again while a SendMessages batch allocates (a tenth of its CPU).
+        gc.freeze()
+        return app

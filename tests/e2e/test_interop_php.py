@@ -21,6 +21,7 @@ from tests.support import REPO, ServiceProcess, stored_attachments
 pytestmark = pytest.mark.e2e
 
 SCRIPT = REPO / "client_examples" / "php" / "send_and_status.php"
+BATCH_SCRIPT = REPO / "client_examples" / "php" / "batch_and_changes.php"
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,33 @@ def test_php_soapclient_sends_reads_status_and_gets_a_fault(
         "faultstring": "no message with this MessageId",
     }
     assert "UsernameToken" in answer["request"] and sender.password in answer["request"]
+
+
+def test_php_soapclient_sends_a_batch_and_follows_the_journal(
+    php: str, service: ServiceProcess, tmp_path: Path
+) -> None:
+    username, password = service.add_account()  # its own journal: nothing else in it
+    run_id = f"php-run-{uuid.uuid4().hex[:8]}"
+    run = subprocess.run(
+        [
+            php, str(BATCH_SCRIPT), f"{service.url}?wsdl", username, password,
+            str(service.tls.ca_cert), run_id,
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    answer = json.loads(run.stdout)
+
+    results = answer["results"]
+    assert [(r["position"], r["reference"], r["fault"]) for r in results] == [
+        (1, f"{run_id}-1", None),
+        (2, f"{run_id}-2", "Client.InvalidAddress"),
+        (3, f"{run_id}-3", None),
+    ]
+    assert results[0]["message_id"] and results[2]["message_id"]
+    assert results[1]["message_id"] is None
+    assert answer["changes"] == [
+        [f"{run_id}-1", "anna.muster@example.ch", "queued"],
+        [f"{run_id}-3", "bert.beispiel@example.ch", "queued"],
+    ]
+    assert sorted(answer["listed"]) == [[f"{run_id}-1", "queued"], [f"{run_id}-3", "queued"]]

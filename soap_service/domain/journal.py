@@ -47,11 +47,25 @@ class StatusChange:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatusChangeBatch:
+    """What the store found after a position: changes, and how far it looked."""
+
+    changes: list[StatusChange]
+    # The journal position to go on from: after the last change, or after events of
+    # other accounts (or other kinds) looked at beyond it.
+    last: JournalPosition
+    # Whether more events may follow.
+    more: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class StatusChangePage:
     changes: tuple[StatusChange, ...]
-    # Where to go on from: after the last change here (or where the caller was).
+    # Where to go on from: after the last change here, or after the other events looked
+    # at (or where the caller was).
     cursor: str
-    # Whether more changes were waiting beyond this page.
+    # Whether more changes may be waiting: call again at once. A page may hold fewer
+    # changes than asked for (even none) and still say so.
     more: bool
 
 
@@ -81,9 +95,10 @@ class MessagePage:
 class JournalStore(Protocol):
     def status_changes(
         self, account_id: int, *, after: JournalPosition, limit: int
-    ) -> list[StatusChange]:
+    ) -> StatusChangeBatch:
         """Up to `limit` recipient state changes of the account's messages after `after`,
-        in journal order, of transactions that can no longer add events before them."""
+        in journal order, of transactions that can no longer add events before them. It
+        may look at a bounded number of events only: then fewer, and `more`."""
         ...
 
     def list_messages(
@@ -123,13 +138,12 @@ class Journal:
                 _exact(self._change_cursors.decode(account.id, cursor), _CHANGES.size)
             )
             after = JournalPosition(xact=xact, event_id=event_id)
-        found = self._store.status_changes(account.id, after=after, limit=limit + 1)
-        page = found[:limit]
-        last = page[-1].position if page else after
+        found = self._store.status_changes(account.id, after=after, limit=limit)
+        last = found.last
         return StatusChangePage(
-            changes=tuple(page),
+            changes=tuple(found.changes),
             cursor=self._change_cursors.encode(account.id, _CHANGES.pack(last.xact, last.event_id)),
-            more=len(found) > limit,
+            more=found.more,
         )
 
     def list_messages(

@@ -249,7 +249,14 @@ class StatusChangeList(_Model):
             StatusChange.customize(min_occurs=0, max_occurs=MAX_CHANGES_PAGE, nillable=False),
         ),
         ("NextCursor", required(Unicode, "Where to go on from: pass it to the next call.")),
-        ("HasMore", required(Boolean, "Whether more changes are waiting: call again at once.")),
+        (
+            "HasMore",
+            required(
+                Boolean,
+                "Whether more changes may be waiting: call again at once. A page may hold "
+                "fewer changes than PageSize, even none, and still have more after it.",
+            ),
+        ),
     ]
 
 

@@ -147,6 +147,28 @@ def test_every_change_once_in_order_in_pages(world: World) -> None:
     assert world.all_changes(world.alice, page_size=1) == whole
 
 
+def test_a_page_looks_at_a_bounded_number_of_events(world: World) -> None:
+    """Another account's run between this account's changes: a page looks at twice its
+    size of events only, so it may come back short or empty, saying there is more, with
+    a cursor past what it looked at; following it finds every change."""
+    world.send(world.alice, "before")
+    for number in range(6):  # 12 events: each message's acceptance and its queueing
+        world.send(world.bob, f"theirs-{number}")
+    world.send(world.alice, "after")
+
+    pages = []
+    cursor = None
+    while True:
+        page = world.journal().status_changes(world.alice, cursor=cursor, page_size=1)
+        pages.append([c.reference for c in page.changes])
+        cursor = page.cursor
+        if not page.more:
+            break
+    assert [ref for page in pages for ref in page] == ["before", "after"]
+    assert [] in pages  # pages that looked only at the other account's events
+    assert len(pages) >= 8  # 16 events, 2 a page
+
+
 def test_polling_with_the_cursor_shows_only_what_is_new(world: World) -> None:
     world.send(world.alice, "first")
     page = world.journal().status_changes(world.alice, cursor=None, page_size=None)

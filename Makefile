@@ -51,10 +51,11 @@ format: $(STAMP)
 ## payslips to var/mail/, then their states in var/payroll-report.csv.
 demo: $(STAMP)
 	$(BIN)/python client_examples/payroll_client.py send --period 2026-11 \
-		--csv client_examples/sample/employees.csv --payslips client_examples/sample/payslips
+		--csv client_examples/sample/employees.csv --payslips client_examples/sample/payslips \
+		--state-file var/payroll-state.json
 	$(BIN)/python client_examples/payroll_client.py status --period 2026-11 \
 		--csv client_examples/sample/employees.csv --report var/payroll-report.csv \
-		--timeout 15 --poll 3 || [ $$? -eq 5 ]
+		--state-file var/payroll-state.json --timeout 15 --poll 3 || [ $$? -eq 5 ]
 
 ## Regenerate the committed WSDL from the code.
 wsdl: $(STAMP)

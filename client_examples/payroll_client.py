@@ -4,37 +4,59 @@
     python payroll_client.py status --csv employees.csv --period 2026-11 --report out.csv
 
 `send` reads the employees (CSV: id, name, email, language) and sends each one's payslip
-(DIR/<id>.pdf) as a confidential or registered message. The reference is built from the
-period and the employee id, so running the same month again after a crash, a timeout or
-a Ctrl-C sends nothing twice: the service answers an already sent payslip with its
-original message. A bad row (no address, no payslip, an unknown language) is reported and
-the other rows still go. `status` follows the run until every recipient is final (or the
-timeout) and writes a CSV report.
+(DIR/<id>.pdf) as a confidential or registered message. The payslips go in batches with
+SendMessages: up to --batch-size (default 50, at most 100) per call and never more than
+30 MiB of payslips in one call, --concurrency batches at once (default 4). Each payslip has
+its own result: one the service refuses (a file that looks like a program, say) is
+reported for its employee and the rest of its batch is sent. A bad row (no address, no
+payslip, an unknown language) is reported and the other rows still go.
+
+`status` follows the run through the account's journal of recipient state changes
+(GetStatusChanges), from where that period's first `send` began, until every recipient
+is final (or, with --until sent, sent or final: enough for a benchmark) or --timeout,
+with a progress bar, then writes a CSV report of each employee's recipient.
+
+What is safe to run again: everything, at any moment. Each payslip's Reference is
+payslip-<period>-<employee id>, and the service answers a Reference it already has with
+the original message instead of sending it twice: running the same month again after a
+crash, a kill -9, a lost connection, a restart of the service or a Ctrl-C sends each
+payslip exactly once (a payslip file changed since it was sent is refused with
+Client.DuplicateReference, not sent again). `status` only reads.
+
+The state file (--state-file, default payroll-state.json in the current folder) keeps,
+per account and period, the journal position at which the period's first `send` began,
+so that `status` need not read the account's whole history. A re-run keeps the first
+position. Without it `status` reads the journal from the start: slower, same report. Run
+one `send` at a time per state file.
 
 Against `make run` no connection option is needed: the development account is read from
 var/dev-account.txt and the development certificate var/tls/dev-cert.pem is trusted.
 
 Exit codes, for a scheduler:
-    0  every payslip accepted (send) / every recipient final (status)
+    0  every payslip accepted (send) / every recipient final, or sent (status)
     1  some rows were not sent (bad rows, refused by the service): see the summary
-    2  wrong usage or an unreadable CSV
+    2  wrong usage, an unreadable CSV, or a state file that cannot be read or written
     3  the service refused our credentials
-    4  the service could not be reached, or its certificate is not trusted
-    5  status: the timeout came before every recipient was final
+    4  the service could not be reached (or kept failing), or its certificate is not trusted
+    5  status: the timeout came before every recipient was final (or sent)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +71,20 @@ PROCESS_STARTED = time.time()
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_TIMEOUT = range(6)
 LANGUAGES = ("de", "fr", "it", "en")
 FINAL_STATES = {"delivered", "opened", "accepted", "refused", "expired", "failed", "cancelled"}
-# What `status` stops waiting for: final, or never sent (the service does not know it).
-DONE_STATES = FINAL_STATES | {"not-sent"}
+# Each delivery attempt ends in one of these states: counted as the report's attempts.
+ATTEMPT_STATES = {"deferred", "sent", "delivered", "failed"}
 # Faults worth sending again unchanged (the reference makes it safe); others are final.
 RETRIED_FAULTS = {"Server.Unavailable", "Server.InternalError"}
+# The service's limits: messages per SendMessages call, payslip bytes in one call.
+MAX_BATCH_MESSAGES = 100
+MAX_BATCH_BYTES = 30 * 1024 * 1024
+# Changes per GetStatusChanges call: the most the service gives.
+CHANGES_PAGE = 1000
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class Stop(Exception):
-    """Nothing more can be sent (credentials refused, service unreachable)."""
+    """Nothing more can be done (credentials refused, service unreachable, bad state file)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -130,6 +157,15 @@ def read_employees(path: Path, payslips: Path | None) -> Employees:
 # Talking to the service.
 
 
+# A connection refused, reset or cut off mid-answer (the service restarting), or no answer
+# in time: the call may or may not have been carried out, and is sent again.
+CONNECTION_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+)
+
+
 @dataclass(frozen=True)
 class Connection:
     url: str
@@ -159,7 +195,7 @@ def _connection_problem(exc: BaseException, url: str) -> Stop:
             f"the certificate of {url} is not trusted: give the CA with --ca-file",
             EXIT_UNREACHABLE,
         )
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+    if isinstance(exc, CONNECTION_ERRORS):
         return Stop(f"cannot reach {url}: is the service running?", EXIT_UNREACHABLE)
     return Stop(f"cannot load the WSDL from {url}: {text[:200]}", EXIT_UNREACHABLE)
 
@@ -169,7 +205,7 @@ def fault_code(fault: zeep.exceptions.Fault) -> str:
 
 
 def call(operation: Callable[[], Any], url: str, *, attempts: int = 4) -> Any:
-    """One SOAP call; temporary trouble is retried with a growing pause."""
+    """One SOAP call; temporary trouble is retried with a growing pause (2, 4, 8 s)."""
     for attempt in range(1, attempts + 1):
         try:
             return operation()
@@ -182,7 +218,7 @@ def call(operation: Callable[[], Any], url: str, *, attempts: int = 4) -> Any:
                 ) from fault
             if code not in RETRIED_FAULTS or attempt == attempts:
                 raise
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except CONNECTION_ERRORS as exc:
             if attempt == attempts:
                 raise _connection_problem(exc, url) from exc
         except zeep.exceptions.TransportError as exc:  # e.g. a proxy's 502 or 503
@@ -190,6 +226,100 @@ def call(operation: Callable[[], Any], url: str, *, attempts: int = 4) -> Any:
                 raise
         time.sleep(min(2.0**attempt, 15.0))
     raise AssertionError("unreachable")
+
+
+def status_changes(
+    client: zeep.Client, url: str, cursor: str | None, *, saved: bool = False
+) -> Any:
+    """One page of the account's recipient state changes after `cursor` (None: from the
+    account's first message on), oldest first: .Change, .NextCursor, .HasMore. `saved`:
+    the cursor comes from the state file."""
+    try:
+        return call(
+            lambda: client.service.GetStatusChanges(Cursor=cursor, PageSize=CHANGES_PAGE), url
+        )
+    except zeep.exceptions.Fault as fault:
+        code = fault_code(fault)
+        if saved and code == "Client.ValidationError":
+            # Edited by hand, or saved for another account or service.
+            raise Stop(
+                f"the service refused the journal position in the state file ({fault.message}):"
+                " delete the file, and status reads the journal from the start",
+                EXIT_USAGE,
+            ) from fault
+        raise Stop(f"GetStatusChanges failed: {code}: {fault.message}", EXIT_UNREACHABLE) from fault
+
+
+# The state file.
+
+
+class StateFile:
+    """Where each period's run began in the account's journal, for `status`:
+
+        {"<username> at <url>": {"2026-11": "<cursor>", "2026-12": "<cursor>"}}
+
+    A cursor belongs to one account of one service (another account's is refused), hence
+    the key. Periods are kept in the order their first `send` ran: the last one is the
+    newest journal position we know, where the next period's catch-up starts.
+    """
+
+    def __init__(self, path: Path, connection: Connection) -> None:
+        self.path = path
+        self.account = f"{connection.username} at {connection.url}"
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        if not self.path.exists():
+            return {}
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
+            return saved
+        except (OSError, ValueError) as exc:
+            raise Stop(
+                f"cannot read the state file {self.path}: {exc} (delete it: status then "
+                "reads the journal from the start)",
+                EXIT_USAGE,
+            ) from exc
+
+    def periods(self) -> dict[str, str]:
+        return dict(self._load().get(self.account, {}))
+
+    def save_period(self, period: str, cursor: str) -> None:
+        saved = self._load()
+        saved.setdefault(self.account, {})[period] = cursor
+        # A new file renamed over the old one: a run killed while writing cannot leave
+        # half a file behind.
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                "w", dir=self.path.parent, prefix=".payroll-state-", delete=False
+            ) as file:
+                json.dump(saved, file, indent=2)
+                file.write("\n")
+            os.replace(file.name, self.path)
+        except OSError as exc:
+            raise Stop(f"cannot write the state file {self.path}: {exc}", EXIT_USAGE) from exc
+
+
+def remember_start(
+    client: zeep.Client, connection: Connection, state: StateFile, period: str
+) -> None:
+    """At a period's first `send`, save the account's current journal position: every
+    change of this period's payslips comes after it. A re-run keeps the first one."""
+    periods = state.periods()
+    if period in periods:
+        return
+    # Catch up from the newest position we know (from the start without one) until no
+    # change is waiting: what NextCursor then says is "now".
+    cursor = next(reversed(periods.values()), None)
+    saved = cursor is not None
+    while True:
+        page = status_changes(client, connection.url, cursor, saved=saved)
+        cursor, saved = page.NextCursor, False
+        if not page.HasMore:
+            break
+    state.save_period(period, cursor)
 
 
 # Sending.
@@ -204,17 +334,90 @@ class Progress:
         self._tty = sys.stderr.isatty()
         self._last = 0.0
 
-    def advance(self) -> None:
+    def advance(self, count: int = 1) -> None:
         with self._lock:
-            self.done += 1
-            now = time.monotonic()
-            if self.done == self.total or now - self._last > (0.1 if self._tty else 5.0):
-                self._last = now
-                width = 30
-                filled = width * self.done // max(self.total, 1)
-                bar = "#" * filled + "-" * (width - filled)
-                end = "\r" if self._tty and self.done < self.total else "\n"
-                print(f"{self.label} [{bar}] {self.done}/{self.total}", end=end, file=sys.stderr)
+            self._show(self.done + count)
+
+    def update(self, done: int) -> None:
+        with self._lock:
+            self._show(done)
+
+    def finish(self) -> None:
+        """End the bar's line even if it did not reach the total (a timeout)."""
+        with self._lock:
+            if self.done < self.total:
+                self._show(self.done, force=True)
+
+    def _show(self, done: int, *, force: bool = False) -> None:
+        changed, self.done = done != self.done, done
+        now = time.monotonic()
+        due = done == self.total or now - self._last > (0.1 if self._tty else 5.0)
+        if not (force or (changed and due)):
+            return
+        self._last = now
+        width = 30
+        filled = width * done // max(self.total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\r" if self._tty and done < self.total and not force else "\n"
+        print(f"{self.label} [{bar}] {done}/{self.total}", end=end, file=sys.stderr)
+
+
+def batches(employees: list[Employee], payslips: Path, size: int) -> Iterator[list[Employee]]:
+    """The employees in order, `size` at a time, and never more than MAX_BATCH_BYTES of
+    payslips in one batch: the service refuses the whole call beyond that. A payslip
+    larger than that goes alone (and is refused alone)."""
+    batch: list[Employee] = []
+    total = 0
+    for employee in employees:
+        try:
+            size_of = (payslips / f"{employee.id}.pdf").stat().st_size
+        except OSError:
+            size_of = 0  # gone since the CSV was read: reading it will say so
+        if batch and (len(batch) == size or total + size_of > MAX_BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(employee)
+        total += size_of
+    if batch:
+        yield batch
+
+
+def payslip_message(args: argparse.Namespace, employee: Employee, content: bytes) -> dict[str, Any]:
+    """One SendMessages entry: an OutgoingMessage, as SendMessage takes it."""
+    return {
+        "Reference": employee.reference(args.period),
+        "Type": args.type,
+        "Recipients": {"Recipient": [{"Address": employee.email}]},
+        "Subject": args.subject.format(period=args.period, name=employee.name),
+        "TextBody": args.text.format(period=args.period, name=employee.name),
+        "Attachments": {
+            "Attachment": [
+                {
+                    "FileName": f"payslip-{args.period}.pdf",
+                    "ContentType": "application/pdf",
+                    "Content": content,
+                }
+            ]
+        },
+        "Language": employee.language,
+    }
+
+
+def outcome_of(employee: Employee, result: Any) -> Outcome:
+    """What one SendMessages result says about one employee's payslip."""
+    if result is None:
+        return Outcome(employee, employee.row, "error", "the service's answer left it out")
+    if result.Fault is not None:
+        detail = f"{result.Fault.Code}: {result.Fault.Text}"
+        return Outcome(employee, employee.row, "refused", detail)
+    status = result.Status
+    # An earlier run's message comes back with its original acceptance time, from before
+    # this process started (the service's clock against ours: keep both in NTP sync; only
+    # the summary depends on it).
+    earlier = status.AcceptedAt.timestamp() < PROCESS_STARTED
+    return Outcome(
+        employee, employee.row, "already" if earlier else "accepted", message_id=status.MessageId
+    )
 
 
 def send_all(args: argparse.Namespace, connection: Connection) -> int:
@@ -231,59 +434,76 @@ def send_all(args: argparse.Namespace, connection: Connection) -> int:
         return local.client
 
     client()  # the WSDL once, up front: a wrong URL or certificate stops here
+    if employees.valid:
+        # Before the first payslip goes, so that `status` misses none of its changes
+        # (wrong credentials stop here too).
+        remember_start(
+            client(), connection, StateFile(Path(args.state_file), connection), args.period
+        )
     progress = Progress(len(employees.valid), "sending")
     stop: list[Stop] = []
+    interrupted = threading.Event()
 
-    def send_one(employee: Employee) -> Outcome:
-        if stop or interrupted.is_set():
-            return Outcome(employee, employee.row, "error", "not tried: the run stopped")
+    def send_batch(batch: list[Employee], done: dict[int, Outcome]) -> None:
+        """Send one batch; each employee's outcome goes into `done` by row."""
+        messages, sent = [], []
+        for employee in batch:
+            try:
+                content = (payslips / f"{employee.id}.pdf").read_bytes()
+            except OSError as exc:
+                done[employee.row] = Outcome(employee, employee.row, "error", str(exc)[:300])
+                continue
+            messages.append(payslip_message(args, employee, content))
+            sent.append(employee)
+        if not messages:
+            return
         try:
-            return send_payslip(employee)
+            # Sending a batch again (a retry, or a whole re-run) is safe: each payslip's
+            # Reference makes the service answer with the message it already has.
+            results = call(lambda: client().service.SendMessages(Message=messages), connection.url)
+        except zeep.exceptions.Fault as fault:
+            code = fault_code(fault)
+            if code == "Client.MessageTooLarge" and len(sent) > 1:
+                # A service configured with a smaller request limit than the usual one:
+                # halves until they pass.
+                half = len(sent) // 2
+                send_batch(sent[:half], done)
+                send_batch(sent[half:], done)
+                return
+            # The whole call was refused: that is each payslip's answer.
+            for employee in sent:
+                done[employee.row] = Outcome(
+                    employee, employee.row, "refused", f"{code}: {fault.message}"
+                )
+            return
+        by_position = {result.Position: result for result in results}
+        for position, employee in enumerate(sent, start=1):
+            done[employee.row] = outcome_of(employee, by_position.get(position))
+
+    def send_one(batch: list[Employee]) -> list[Outcome]:
+        done: dict[int, Outcome] = {}
+        reason = "not tried: the run stopped"
+        try:
+            if not (stop or interrupted.is_set()):
+                send_batch(batch, done)
         except Stop as exc:
             stop.append(exc)
-            return Outcome(employee, employee.row, "error", str(exc))
-        except zeep.exceptions.Fault as fault:
-            detail = f"{fault_code(fault)}: {fault.message}"
-            return Outcome(employee, employee.row, "refused", detail)
-        except Exception as exc:  # one row's trouble must not end the run
-            return Outcome(employee, employee.row, "error", f"{type(exc).__name__}: {exc}"[:300])
-        finally:
-            progress.advance()
+            reason = str(exc)
+        except Exception as exc:  # one batch's trouble must not end the run
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+        progress.advance(len(batch))
+        return [done.get(e.row) or Outcome(e, e.row, "error", reason) for e in batch]
 
-    def send_payslip(employee: Employee) -> Outcome:
-        reference = employee.reference(args.period)
-        message = {
-            "Reference": reference,
-            "Type": args.type,
-            "Recipients": {"Recipient": [{"Address": employee.email}]},
-            "Subject": args.subject.format(period=args.period, name=employee.name),
-            "TextBody": args.text.format(period=args.period, name=employee.name),
-            "Attachments": {
-                "Attachment": [
-                    {
-                        "FileName": f"payslip-{args.period}.pdf",
-                        "ContentType": "application/pdf",
-                        "Content": (payslips / f"{employee.id}.pdf").read_bytes(),
-                    }
-                ]
-            },
-            "Language": employee.language,
-        }
-        result = call(lambda: client().service.SendMessage(Message=message), connection.url)
-        # An earlier run's message comes back with its acceptance time, from before this
-        # process started (the service's clock against ours: keep both in NTP sync; only
-        # the summary depends on it).
-        earlier = result.AcceptedAt.timestamp() < PROCESS_STARTED
-        status = "already" if earlier else "accepted"
-        return Outcome(employee, employee.row, status, message_id=result.MessageId)
-
-    interrupted = threading.Event()
     pool = ThreadPoolExecutor(max_workers=args.concurrency)
     try:
-        for future in as_completed([pool.submit(send_one, e) for e in employees.valid]):
-            outcomes.append(future.result())
+        futures = [
+            pool.submit(send_one, batch)
+            for batch in batches(employees.valid, payslips, args.batch_size)
+        ]
+        for future in as_completed(futures):
+            outcomes.extend(future.result())
     except KeyboardInterrupt:
-        interrupted.set()  # what is in flight finishes; the rest is not started
+        interrupted.set()  # the batches in flight finish; the rest are not started
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
@@ -322,30 +542,125 @@ REPORT_FIELDS = [
 ]  # fmt: skip
 
 
+@dataclass
+class Tracked:
+    """One employee's payslip recipient, as the changes read so far tell it."""
+
+    employee: Employee
+    reference: str
+    message_id: str = ""
+    state: str = ""  # empty until a change (or GetStatus) says
+    changed_at: datetime | None = None  # when it took this state (a second deferral is not)
+    attempts: int = 0
+    last_error: str = ""  # why the last attempt failed, as GetStatus's LastError
+    # GetStatus's answer already holds every change up to this time: those are skipped.
+    known_until: datetime | None = None
+
+    def apply(self, change: Any) -> None:
+        """A change of this recipient's state. They come oldest first, so applying each
+        in turn leaves the newest: an older one never overwrites a newer state."""
+        if self.known_until is not None and change.ChangedAt <= self.known_until:
+            return
+        if change.State != self.state:
+            self.changed_at = change.ChangedAt
+        self.message_id = change.MessageId
+        self.state = change.State
+        if change.State in ATTEMPT_STATES:
+            self.attempts += 1
+            # The detail of a successful attempt is the mail server's "250 OK".
+            failed = change.State in ("deferred", "failed")
+            self.last_error = (change.Detail or "") if failed else ""
+
+    def ask(self, client: zeep.Client, url: str) -> None:
+        """GetStatus by Reference, for a recipient whose changes came before the cursor
+        (or never: the payslip was not sent)."""
+        try:
+            status = call(lambda: client.service.GetStatus(Reference=self.reference), url)
+        except zeep.exceptions.Fault as fault:
+            self.state = "not-sent" if fault_code(fault) == "Client.NotFound" else "unknown"
+            self.last_error = fault_code(fault)
+            return
+        [recipient] = status.Recipients.Recipient
+        self.message_id = status.MessageId
+        self.state = recipient.State
+        self.changed_at = recipient.StateChangedAt
+        self.known_until = max(self.changed_at, recipient.LastAttemptAt or self.changed_at)
+        self.attempts = recipient.Attempts
+        self.last_error = recipient.LastError or ""
+
+    def row(self) -> dict[str, str]:
+        return {
+            "employee_id": self.employee.id,
+            "name": self.employee.name,
+            "email": self.employee.email,
+            "reference": self.reference,
+            "message_id": self.message_id,
+            "state": self.state or "unknown",
+            "state_changed_at": self.changed_at.isoformat() if self.changed_at else "",
+            "attempts": str(self.attempts) if self.state not in ("", "not-sent") else "",
+            "last_error": self.last_error,
+        }
+
+
 def follow(args: argparse.Namespace, connection: Connection) -> int:
     employees = read_employees(Path(args.csv), None)
     client = connection.client()
-    deadline = time.monotonic() + args.timeout
-    rows: dict[str, dict[str, str]] = {}
-    while True:
-        for employee in employees.valid:
-            if rows.get(employee.id, {}).get("state") in DONE_STATES:
-                continue
-            rows[employee.id] = status_row(client, connection, employee, args.period)
-        states = Counter(row["state"] for row in rows.values())
+    state_file = StateFile(Path(args.state_file), connection)
+    cursor = state_file.periods().get(args.period)
+    if cursor is None:
         print(
-            "states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())), file=sys.stderr
+            f"no position saved for {args.period} in {args.state_file}: reading the "
+            "account's changes from the start",
+            file=sys.stderr,
         )
-        pending = [row for row in rows.values() if row["state"] not in DONE_STATES]
+    # Done: final, or never sent (the service does not know it); with --until sent,
+    # sent is enough.
+    done_states = FINAL_STATES | {"not-sent"} | ({"sent"} if args.until == "sent" else set())
+    tracked = {
+        e.reference(args.period): Tracked(e, e.reference(args.period)) for e in employees.valid
+    }
+    progress = Progress(len(tracked), f"recipients {args.until}")
+    deadline = time.monotonic() + args.timeout
+    calls = changes = asked = 0
+    caught_up = False
+    while True:
+        page = status_changes(
+            client, connection.url, cursor, saved=calls == 0 and cursor is not None
+        )
+        calls += 1
+        for change in page.Change:
+            changes += 1
+            if change.Reference in tracked:
+                tracked[change.Reference].apply(change)
+        cursor = page.NextCursor
+        if page.HasMore:
+            continue  # more is waiting: no pause
+        if not caught_up:
+            # Once, after reading up to now: a payslip with no change since the cursor
+            # was sent before it (or not at all).
+            caught_up = True
+            for one in tracked.values():
+                if not one.state:
+                    one.ask(client, connection.url)
+                    asked += 1
+        pending = [one for one in tracked.values() if one.state not in done_states]
+        progress.update(len(tracked) - len(pending))
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(min(args.poll, max(0.0, deadline - time.monotonic())))
-    write_report(Path(args.report), [rows[e.id] for e in employees.valid])
-    print_states(list(rows.values()))
-    print(f"report: {args.report} ({len(rows)} employees, {len(pending)} not final)")
+    progress.finish()
+    print(
+        f"{changes} changes read in {calls} GetStatusChanges calls; GetStatus asked for "
+        f"{asked} employees",
+        file=sys.stderr,
+    )
+    rows = [one.row() for one in tracked.values()]
+    write_report(Path(args.report), rows)
+    print_states(rows)
+    print(f"report: {args.report} ({len(rows)} employees, {len(pending)} not {args.until})")
     if pending:
         return EXIT_TIMEOUT
-    not_sent = any(row["state"] == "not-sent" for row in rows.values())
+    not_sent = any(row["state"] == "not-sent" for row in rows)
     return EXIT_SOME_FAILED if employees.bad or not_sent else EXIT_OK
 
 
@@ -360,34 +675,6 @@ def print_states(rows: list[dict[str, str]]) -> None:
             )
             for reason, number in reasons.most_common():
                 print(f"    {reason:60} {number:6}")
-
-
-def status_row(
-    client: zeep.Client, connection: Connection, employee: Employee, period: str
-) -> dict[str, str]:
-    row = {
-        "employee_id": employee.id,
-        "name": employee.name,
-        "email": employee.email,
-        "reference": employee.reference(period),
-    }
-    try:
-        status = call(
-            lambda: client.service.GetStatus(Reference=employee.reference(period)), connection.url
-        )
-    except zeep.exceptions.Fault as fault:
-        state = "not-sent" if fault_code(fault) == "Client.NotFound" else "unknown"
-        return {**row, "message_id": "", "state": state, "state_changed_at": "",
-                "attempts": "", "last_error": fault_code(fault)}  # fmt: skip
-    [recipient] = status.Recipients.Recipient
-    return {
-        **row,
-        "message_id": status.MessageId,
-        "state": recipient.State,
-        "state_changed_at": recipient.StateChangedAt.isoformat(),
-        "attempts": str(recipient.Attempts),
-        "last_error": recipient.LastError or "",
-    }
 
 
 def write_report(path: Path, rows: Iterable[dict[str, str]]) -> None:
@@ -426,8 +713,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--text", default="Guten Tag {name}\n\nIhre Lohnabrechnung {period} liegt bei."
     )
-    parser.add_argument("--concurrency", type=int, default=8, help="calls at once (send)")
+    parser.add_argument("--batch-size", type=int, default=50, help="payslips per call (send)")
+    parser.add_argument("--concurrency", type=int, default=4, help="batches at once (send)")
+    parser.add_argument(
+        "--state-file", default="payroll-state.json", help="where each period's run began"
+    )
     parser.add_argument("--report", default="payroll-report.csv", help="CSV written by status")
+    parser.add_argument(
+        "--until", choices=["final", "sent"], default="final",
+        help="status: wait until every recipient is final, or sent (or final)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds status waits")
     parser.add_argument("--poll", type=float, default=5.0, help="seconds between status rounds")
     args = parser.parse_args(argv)
@@ -435,6 +730,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--period may have letters, digits, . _ - only (e.g. 2026-11)")
     if args.command == "send" and not args.payslips:
         parser.error("send needs --payslips")
+    if not 1 <= args.batch_size <= MAX_BATCH_MESSAGES:
+        parser.error(f"--batch-size must be between 1 and {MAX_BATCH_MESSAGES}")
     if not 1 <= args.concurrency <= 64:
         parser.error("--concurrency must be between 1 and 64")
     for option, template in (("--subject", args.subject), ("--text", args.text)):
@@ -467,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {stop}", file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to send the rest", file=sys.stderr)
+        again = "to send the rest" if args.command == "send" else "to follow the run on"
+        print(f"\ninterrupted: run the same command again {again}", file=sys.stderr)
         return 130
 
 

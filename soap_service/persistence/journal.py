@@ -19,14 +19,16 @@ from soap_service.domain.journal import (
 )
 from soap_service.domain.model import (
     FINAL_STATES,
-    Language,
     MessageState,
     MessageStatus,
-    MessageType,
     RecipientState,
 )
 from soap_service.persistence.dialects import POSTGRESQL
-from soap_service.persistence.messages import recipient_status
+from soap_service.persistence.messages import (
+    STATUS_COLUMNS,
+    message_status_of,
+    recipient_status,
+)
 from soap_service.persistence.tables import UtcDateTime, messages, recipients
 from soap_service.persistence.transactions import Transactions
 
@@ -148,14 +150,7 @@ class JournalQueries(Transactions):
         limit: int,
     ) -> list[MessageStatus]:
         query = (
-            select(
-                messages.c.id,
-                messages.c.reference,
-                messages.c.type,
-                messages.c.language,
-                messages.c.accepted_at,
-                messages.c.expires_at,
-            )
+            select(*STATUS_COLUMNS)
             .where(messages.c.account_id == account_id, *_conditions(where))
             .order_by(messages.c.accepted_at.desc(), messages.c.id.desc())
             .limit(limit)
@@ -179,18 +174,7 @@ class JournalQueries(Transactions):
             message_id: tuple(recipient_status(row) for row in group)
             for message_id, group in groupby(rows, key=lambda row: row.message_id)
         }
-        return [
-            MessageStatus(
-                message_id=row.id,
-                reference=row.reference,
-                type=MessageType(row.type),
-                language=Language(row.language),
-                accepted_at=row.accepted_at,
-                expires_at=row.expires_at,
-                recipients=by_message.get(row.id, ()),
-            )
-            for row in found
-        ]
+        return [message_status_of(row, by_message.get(row.id, ())) for row in found]
 
 
 def _conditions(where: MessageFilter) -> list[ColumnElement[bool]]:

@@ -98,14 +98,7 @@ class MessageQueries(Transactions):
     def message_status(
         self, account_id: int, *, message_id: str | None = None, reference: str | None = None
     ) -> MessageStatus | None:
-        query = select(
-            messages.c.id,
-            messages.c.reference,
-            messages.c.type,
-            messages.c.language,
-            messages.c.accepted_at,
-            messages.c.expires_at,
-        ).where(messages.c.account_id == account_id)
+        query = select(*STATUS_COLUMNS).where(messages.c.account_id == account_id)
         if message_id is not None:
             query = query.where(messages.c.id == message_id)
         if reference is not None:
@@ -119,15 +112,7 @@ class MessageQueries(Transactions):
                 .where(recipients.c.message_id == message.id)
                 .order_by(recipients.c.position)
             ).all()
-        return MessageStatus(
-            message_id=message.id,
-            reference=message.reference,
-            type=MessageType(message.type),
-            language=Language(message.language),
-            accepted_at=message.accepted_at,
-            expires_at=message.expires_at,
-            recipients=tuple(recipient_status(row) for row in rows),
-        )
+        return message_status_of(message, tuple(recipient_status(row) for row in rows))
 
     def cancel_message(self, message_id: str, now: datetime) -> int:
         with self._transaction() as connection:
@@ -169,6 +154,30 @@ def _cancel(dialect: str) -> TextClause:
         RETURNING id, message_id
         """
     ).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+# What message_status_of() reads of a messages row.
+STATUS_COLUMNS = (
+    messages.c.id,
+    messages.c.reference,
+    messages.c.type,
+    messages.c.language,
+    messages.c.accepted_at,
+    messages.c.expires_at,
+)
+
+
+def message_status_of(row: Any, recipients: tuple[RecipientStatus, ...]) -> MessageStatus:
+    """A message's status from its row (STATUS_COLUMNS) and its recipients'."""
+    return MessageStatus(
+        message_id=row.id,
+        reference=row.reference,
+        type=MessageType(row.type),
+        language=Language(row.language),
+        accepted_at=row.accepted_at,
+        expires_at=row.expires_at,
+        recipients=recipients,
+    )
 
 
 def recipient_status(row: Any) -> RecipientStatus:

@@ -60,6 +60,7 @@ from bench.send_message import (
     _without_nan,
     client_tls_context,
     envelope_template,
+    generate_load,
     make_tls,
     pdf_attachment,
     percentile,
@@ -165,29 +166,6 @@ def _connection_loop(
             result.merge(mine)
 
 
-def run_client_process(plan: BatchPlan, connections: list[int]) -> LoadResult:
-    result = LoadResult()
-    lock = threading.Lock()
-    threads = [
-        threading.Thread(target=_connection_loop, args=(plan, number, result, lock))
-        for number in connections
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return result
-
-
-def generate_load(plan: BatchPlan, connections: int, processes: int, pool: Any) -> LoadResult:
-    shares = [list(range(i, connections, processes)) for i in range(processes)]
-    pending = [pool.apply_async(run_client_process, (plan, share)) for share in shares if share]
-    total = LoadResult()
-    for job in pending:
-        total.merge(job.get(timeout=plan.measure_until - time.time() + 300))
-    return total
-
-
 # --- targets -------------------------------------------------------------------------------
 
 
@@ -247,7 +225,9 @@ def run_target(
             )
             assert server.process is not None
             sampler = WindowSampler(plan, server.process.pid, database_url.rsplit("/", 1)[-1])
-            load = generate_load(plan, args.connections, args.client_processes, pool)
+            load = generate_load(
+                plan, args.connections, args.client_processes, pool, _connection_loop
+            )
         finally:
             server.stop()
         probe = attachment[len(attachment) // 2 : len(attachment) // 2 + 64]

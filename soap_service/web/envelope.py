@@ -55,6 +55,8 @@ class GuardLimits:
     max_namespaces: int = 128
     # The longest start tag, attributes and all; a real one is well under 1 KB.
     max_tag_bytes: int = 64 * 1024
+    # Distinct element names: the schema's few dozen, a client's headers, some prefixes.
+    max_element_names: int = 256
 
     @classmethod
     def for_operations(
@@ -83,6 +85,7 @@ class GuardLimits:
             max_element_namespaces=self.max_element_namespaces,
             max_namespaces=self.max_namespaces,
             max_tag_bytes=self.max_tag_bytes,
+            max_names=self.max_element_names,
         )
 
 

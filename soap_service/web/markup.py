@@ -43,6 +43,9 @@ class MarkupLimits:
     max_namespaces: int
     # The longest start tag, attributes and all.
     max_tag_bytes: int
+    # Distinct element names (as written, prefix and all) in the whole request: each new
+    # one stays in libxml2's dictionary, and a valid request uses a few dozen.
+    max_names: int = 256
 
 
 class MarkupScan:
@@ -55,6 +58,7 @@ class MarkupScan:
         self._closing: bytes | None = None  # inside a comment, CDATA or PI: its end
         self.elements = 0
         self.namespaces = 0
+        self._names: set[bytes] = set()
 
     def feed(self, data: bytes) -> None:
         buffer = self._pending + data if self._pending else data
@@ -81,7 +85,7 @@ class MarkupScan:
                 continue
             position = tag.end()
             if tag.group(1) is not None:
-                self._count(tag.group(2))
+                self._count(tag.group(2), tag.group(1))
 
     def _after_section(self, buffer: bytes, position: int, closing: bytes) -> int:
         """Past the end of the comment, CDATA section, PI or end tag we are in; -1 if the
@@ -115,12 +119,18 @@ class MarkupScan:
         self._count(buffer[start : start + longest])  # its own limits first, if it breaks them
         raise MalformedRequest(f"a start tag is longer than {longest} bytes")
 
-    def _count(self, attributes: bytes) -> None:
-        """One more start tag, with these attributes."""
+    def _count(self, attributes: bytes, name: bytes | None = None) -> None:
+        """One more start tag, with these attributes (and this name, if known)."""
         limits = self._limits
         self.elements += 1
         if self.elements > limits.max_elements:
             raise MalformedRequest(f"the request has more than {limits.max_elements} elements")
+        if name is not None and name not in self._names:
+            self._names.add(name)
+            if len(self._names) > limits.max_names:
+                raise MalformedRequest(
+                    f"the request has more than {limits.max_names} distinct element names"
+                )
         if len(attributes) < 3:  # `` or `/` or ` /`: none (the shortest is ` a=""`)
             return
         declarations = len(_DECLARATION.findall(attributes))

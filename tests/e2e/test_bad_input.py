@@ -268,6 +268,14 @@ CASES = [
         says="more than 31068 elements",
     ),
     Case(
+        "30,000 elements of distinct names in the Body, no credentials",
+        lambda s: envelope(
+            "<m:SendMessages>" + "".join(f"<m:e{n}/>" for n in range(30_000)) + "</m:SendMessages>"
+        ),
+        "Client.MalformedRequest",
+        says="more than 256 distinct element names",
+    ),
+    Case(
         "an operation holding more than a valid one may",
         authed("<m:GetStatus>" + "<m:MessageId>x</m:MessageId>" * 5 + "</m:GetStatus>"),
         "Client.MalformedRequest",

@@ -117,3 +117,25 @@ def test_the_scan_keeps_only_an_unfinished_tag_between_blocks() -> None:
     assert scan._pending == b"<unfinish"
     scan.feed(b'ed a="1">')
     assert scan.elements == 2
+
+
+def test_distinct_element_names_are_bounded_repeated_ones_are_not() -> None:
+    """Each new name stays in libxml2's dictionary: a request may repeat a name as often as
+    its element limit allows, but not bring more than a few hundred different ones."""
+    limits = MarkupLimits(
+        max_elements=10_000,
+        max_attributes=4,
+        max_element_namespaces=3,
+        max_namespaces=6,
+        max_tag_bytes=256,
+        max_names=20,
+    )
+    repeated = MarkupScan(limits)
+    repeated.feed(b"<a>" + b"<m:b/><m:c></m:c>" * 3000 + b"</a>")
+    assert repeated.elements == 6001
+
+    distinct = MarkupScan(limits)
+    with pytest.raises(
+        MalformedRequest, match=r"^the request has more than 20 distinct element names$"
+    ):
+        distinct.feed(b"<a>" + b"".join(b"<e%d/>" % n for n in range(21)) + b"</a>")

@@ -104,6 +104,20 @@ CASES = [
         "Client.MalformedRequest",
     ),
     Case(
+        "30,000 elements of distinct names under SendMessages, no credentials",
+        lambda u, p: envelope(
+            "<m:SendMessages>" + "".join(f"<m:e{n}/>" for n in range(30_000)) + "</m:SendMessages>"
+        ),
+        "Client.MalformedRequest",
+    ),
+    Case(
+        "31,000 elements under SendMessages",
+        lambda u, p: envelope(
+            "<m:SendMessages>" + "<m:Message/>" * 31_000 + "</m:SendMessages>", security(u, p)
+        ),
+        "Client.ValidationError",
+    ),
+    Case(
         "100,000 attributes on one element",
         lambda u, p: envelope(
             "<m:GetStatus " + " ".join(f'a{n}="1"' for n in range(100_000)) + "/>",

@@ -72,16 +72,26 @@ class MessageService:
         """
         if not 0 < len(drafts) <= MAX_BATCH_MESSAGES:
             raise ValidationError(f"send 1 to {MAX_BATCH_MESSAGES} messages in one batch")
-        refused: dict[int, ServiceError] = {}
-        valid: list[tuple[int, ValidMessage, NewMessage]] = []
+        results: dict[int, MessageStatus | ServiceError] = {}
+        checked: list[tuple[int, ValidMessage]] = []
         for position, draft in enumerate(drafts):
             try:
-                message = self._validate(account, draft)
-                valid.append((position, message, self._seal(account, message)))
+                checked.append((position, self._validate(account, draft)))
             except ServiceError as error:
-                refused[position] = error
+                results[position] = error
+        # A batch sent again (a payroll run started over after a crash) is mostly known
+        # references: those are answered without sealing and storing them once more.
+        known = self._store.find_references(account.id, [m.reference for _, m in checked])
+        valid: list[tuple[int, ValidMessage, NewMessage]] = []
+        for position, message in checked:
+            try:
+                if message.reference in known:
+                    results[position] = self._resend(account, known[message.reference], message)
+                else:
+                    valid.append((position, message, self._seal(account, message)))
+            except ServiceError as error:
+                results[position] = error
         existing = self._store.insert_messages([record for _, _, record in valid])
-        results: dict[int, MessageStatus | ServiceError] = dict(refused)
         for (position, message, record), found in zip(valid, existing, strict=True):
             try:
                 if found is None:

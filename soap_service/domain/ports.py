@@ -286,6 +286,12 @@ class MessageStore(StatusStore, Protocol):
         nothing and return that message's record."""
         ...
 
+    def find_references(
+        self, account_id: int, references: Sequence[str]
+    ) -> dict[str, ReferenceRecord]:
+        """The account's messages that have one of these references, by reference."""
+        ...
+
     def insert_messages(self, messages: Sequence[NewMessage]) -> list[ReferenceRecord | None]:
         """`insert_message` for each message, all in one transaction: for each, None if it
         was stored, else the record of the account's message that already has its

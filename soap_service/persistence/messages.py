@@ -67,6 +67,27 @@ class MessageQueries(Transactions):
             ).one()
         return ReferenceRecord(message_id=row.id, key_id=row.key_id, fingerprint=row.fingerprint)
 
+    def find_references(
+        self, account_id: int, references: Sequence[str]
+    ) -> dict[str, ReferenceRecord]:
+        if not references:
+            return {}
+        with self._transaction(read_only=True) as connection:
+            rows = connection.execute(
+                select(
+                    messages.c.id, messages.c.reference, messages.c.key_id, messages.c.fingerprint
+                ).where(
+                    messages.c.account_id == account_id,
+                    messages.c.reference.in_(sorted(set(references))),
+                )
+            ).all()
+        return {
+            row.reference: ReferenceRecord(
+                message_id=row.id, key_id=row.key_id, fingerprint=bytes(row.fingerprint)
+            )
+            for row in rows
+        }
+
     def insert_messages(self, messages: Sequence[NewMessage]) -> list[ReferenceRecord | None]:
         """`insert_message` for each, in one transaction (SendMessages).
 

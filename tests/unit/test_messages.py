@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -557,6 +557,30 @@ def test_a_resent_batch_answers_with_the_original_messages(setup: Setup) -> None
     assert again == first
     assert setup.count(MessageRow) == 3
     assert setup.count(EventRow) == 6
+
+
+def test_known_references_are_answered_without_storing_them_again(setup: Setup) -> None:
+    batch = payslips(3)
+    first = setup.service().send_batch(setup.alice, batch)
+    inserted: list[list[str]] = []
+
+    class CountingStore(SqlStore):
+        def insert_messages(self, messages: Sequence[NewMessage]) -> list[ReferenceRecord | None]:
+            inserted.append([message.reference for message in messages])
+            return super().insert_messages(messages)
+
+    store = CountingStore(setup.database.engine, setup.database.write_lock, setup.database.kept)
+    changed = draft(reference="run-002", subject="Another payslip")
+    try:
+        again = setup.service_on(store).send_batch(
+            setup.alice, [*batch, draft(reference="run-new"), changed]
+        )
+    finally:
+        store.close()
+    assert inserted == [["run-new"]]  # the known ones were neither sealed nor stored
+    assert again[:3] == first
+    assert isinstance(again[3], MessageStatus) and again[3].reference == "run-new"
+    assert isinstance(again[4], DuplicateReference)
 
 
 def test_a_reference_twice_in_one_batch(setup: Setup) -> None:

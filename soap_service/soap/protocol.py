@@ -115,17 +115,19 @@ class GuardedSoap11(Soap11):
     def _validate(self, body: etree._Element, operation: str) -> dict[int, ServiceError]:
         """Check the operation's element against the schema; for a batch whose entries
         alone break it, the refused entries (by position from 0)."""
+        batch = BATCH_OPERATIONS.get(operation)
+        if batch is not None and len(entries := batch_entries(body)) > batch.max_entries:
+            # Said before the schema walks (and logs an error for) every entry too many.
+            raise ValidationError(
+                f"{operation}: at most {batch.max_entries} {batch.entry} elements are allowed"
+            )
         error = self._schema_error(body)
         if error is None:
             return {}
-        batch = BATCH_OPERATIONS.get(operation)
         if batch is None:
             raise error
         namespace = etree.QName(body).namespace
-        entries = batch_entries(body)
-        if len(entries) > batch.max_entries or any(
-            entry.tag != f"{{{namespace}}}{batch.entry}" for entry in entries
-        ):
+        if any(entry.tag != f"{{{namespace}}}{batch.entry}" for entry in entries):
             raise error
         refused: dict[int, ServiceError] = {}
         for position, entry in enumerate(entries):

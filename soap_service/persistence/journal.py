@@ -111,10 +111,14 @@ class JournalQueries(Transactions):
         }
         with self._transaction(read_only=True) as connection:
             if self._dialect == POSTGRESQL:
-                # Walk the index in order and stop: with statistics that think the range
-                # small, PostgreSQL would rather read all of it and sort.
+                # One snapshot for both statements: with a newer one, the events' end
+                # could lie past changes the first did not see, and the cursor skip them.
+                # (A SQLite read transaction keeps one snapshot anyway.) Then walk the
+                # index in order and stop: with statistics that think the range small,
+                # PostgreSQL would rather read all of it and sort.
                 connection.exec_driver_sql(
-                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;"
+                    " SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
                 )
             rows = connection.execute(changes, parameters).all()
             last, more = None, len(rows) > limit

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from soap_service import crypto
 from soap_service.domain.journal import Journal, MessageFilter, StatusChange
@@ -269,6 +269,39 @@ def test_a_change_committed_after_a_later_one_is_not_skipped(world: World) -> No
     assert [(c.recipient, c.state) for c in after.changes] == [
         ("slow@example.ch", RecipientState.SENT),
         ("fast@example.ch", RecipientState.SENT),
+    ]
+
+
+def test_a_change_committed_between_a_pages_two_reads_is_not_skipped(world: World) -> None:
+    """A page reads its changes, then where the events it looked at end. A change that
+    commits between the two must not fall between them: the page's cursor stays before
+    it, and the next poll shows it."""
+    world.send(world.alice, "first")
+    engine = world.database.engine
+    late = text(
+        "INSERT INTO events (message_id, recipient_id, at, kind, detail) "
+        "SELECT message_id, recipient_id, at, 'sent', '250 late' FROM events WHERE kind = 'queued' "
+        "AND message_id IN (SELECT id FROM messages WHERE account_id = :account)"
+    )
+    inserted: list[bool] = []
+
+    def commit_between(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "WITH chunk" in statement and "count(*)" not in statement and not inserted:
+            inserted.append(True)
+            with engine.connect() as other, other.begin():
+                other.execute(late, {"account": world.alice.id})
+
+    event.listen(engine, "after_cursor_execute", commit_between)
+    try:
+        page = world.journal().status_changes(world.alice, cursor=None, page_size=None)
+    finally:
+        event.remove(engine, "after_cursor_execute", commit_between)
+    assert inserted
+    seen = [c.state for c in page.changes]
+    after = world.journal().status_changes(world.alice, cursor=page.cursor, page_size=None)
+    assert seen + [c.state for c in after.changes] == [
+        RecipientState.QUEUED,
+        RecipientState.SENT,
     ]
 
 

@@ -26,7 +26,7 @@ MAX_MESSAGES_PAGE = 500
 DEFAULT_MESSAGES_PAGE = 100
 
 
-@dataclass(frozen=True, kw_only=True, order=True)
+@dataclass(frozen=True, kw_only=True)
 class JournalPosition:
     """Where an event stands in the journal's order: its transaction (0 on SQLite), then
     its id. The store returns only events whose place can no longer be taken by another."""

@@ -120,14 +120,14 @@ def changes_to_soap(page: StatusChangePage) -> types.StatusChangeList:
 def message_filter(
     *,
     state: Any,
-    type: Any,
+    message_type: Any,
     accepted_from: datetime | None,
     accepted_before: datetime | None,
     reference_prefix: str | None,
 ) -> MessageFilter:
     return MessageFilter(
         state=model.MessageState(str(state)) if state else None,
-        type=model.MessageType(str(type)) if type else None,
+        type=model.MessageType(str(message_type)) if message_type else None,
         accepted_from=accepted_from,
         accepted_before=accepted_before,
         reference_prefix=reference_prefix,

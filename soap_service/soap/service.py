@@ -159,7 +159,7 @@ class MessagingService(ServiceBase):
             call.sender,
             where=convert.message_filter(
                 state=State,
-                type=Type,
+                message_type=Type,
                 accepted_from=AcceptedFrom,
                 accepted_before=AcceptedBefore,
                 reference_prefix=ReferencePrefix,

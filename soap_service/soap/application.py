@@ -56,6 +56,11 @@ class SoapEndpoint:
             tag: self.schema.element_limits[tag]
             for tag in self.application.interface.service_method_map
         }
+        # And the most child elements each holds (a batch's entries).
+        self.operation_children = {
+            tag: self.schema.child_limits[tag]
+            for tag in self.application.interface.service_method_map
+        }
 
     def answer(self, call: SoapCall, environ: dict[str, Any]) -> bytes:
         """The answer's envelope; raises whatever made the call fail (faults.py answers it)."""

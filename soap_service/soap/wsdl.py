@@ -60,6 +60,9 @@ class PublishedSchema:
     # Tag of each global element (the operations among them) -> the most elements a valid
     # document under it holds, itself included.
     element_limits: dict[str, int]
+    # Tag of each global element -> the most child elements it holds, and what they are
+    # called in a refusal ("Message elements" when one element repeats, "child elements").
+    child_limits: dict[str, tuple[int, str]]
 
 
 def schema_of(wsdl: bytes) -> PublishedSchema:
@@ -85,6 +88,7 @@ def schema_of(wsdl: bytes) -> PublishedSchema:
             if element.get("maxOccurs", "1").isdigit() and int(element.get("maxOccurs", "1")) > 1
         },
         element_limits=element_limits,
+        child_limits=_child_limits(schema, namespace or ""),
     )
 
 
@@ -115,6 +119,23 @@ def _element_limits(schema: etree._Element, namespace: str) -> dict[str, int]:
         f"{{{namespace}}}{element.get('name')}": 1 + inside(element.get("type", ""), frozenset())
         for element in schema.findall(f"{{{XSD}}}element")
     }
+
+
+def _child_limits(schema: etree._Element, namespace: str) -> dict[str, tuple[int, str]]:
+    """How many child elements a valid element of each global one holds at most (the
+    guard stops a batch at its 101st entry, before the parser reads 30,000 more)."""
+    types = {kind.get("name"): kind for kind in schema.findall(f"{{{XSD}}}complexType")}
+    limits: dict[str, tuple[int, str]] = {}
+    for element in schema.findall(f"{{{XSD}}}element"):
+        kind = types.get(element.get("type", "").rpartition(":")[2])
+        children = [] if kind is None else list(kind.iter(f"{{{XSD}}}element"))
+        names = {child.get("name") for child in children}
+        what = f"{names.pop()} elements" if len(names) == 1 else "child elements"
+        limits[f"{{{namespace}}}{element.get('name')}"] = (
+            sum(_max_occurs(child) for child in children),
+            what,
+        )
+    return limits
 
 
 def _max_occurs(element: etree._Element) -> int:

@@ -70,6 +70,7 @@ class WebApp:
             max_binary_bytes=settings.limits.max_attachment_bytes,
             binary_tags=endpoint.schema.binary_tags,
             operation_elements=endpoint.operation_elements,
+            operation_children=endpoint.operation_children,
         )
         self._pickup = PickupPages(
             path=urlsplit(settings.delivery.pickup_base_url).path,

@@ -276,10 +276,16 @@ CASES = [
         says="more than 256 distinct element names",
     ),
     Case(
-        "an operation holding more than a valid one may",
-        authed("<m:GetStatus>" + "<m:MessageId>x</m:MessageId>" * 5 + "</m:GetStatus>"),
+        "an operation holding more elements than a valid one may",
+        authed("<m:GetStatus><m:MessageId>" + "<a/>" * 5 + "</m:MessageId></m:GetStatus>"),
         "Client.MalformedRequest",
         says="may hold (3)",
+    ),
+    Case(
+        "an operation with more child elements than a valid one may have",
+        authed("<m:GetStatus>" + "<m:MessageId>x</m:MessageId>" * 5 + "</m:GetStatus>"),
+        "Client.ValidationError",
+        says="GetStatus: at most 2 child elements are allowed",
     ),
     Case(
         "unknown mustUnderstand header",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 from typing import Any
 
@@ -14,6 +15,7 @@ from soap_service.errors import (
     MalformedRequest,
     MessageTooLarge,
     UnsupportedMediaType,
+    ValidationError,
     VersionMismatch,
 )
 from soap_service.soap.application import SoapEndpoint
@@ -488,12 +490,14 @@ def test_an_rfc2231_charset_parameter_is_unsupported_not_an_error() -> None:
 # operation may hold.
 
 # The service's own operations, as the published schema bounds them.
-OPERATION_ELEMENTS = SoapEndpoint("https://localhost/soap/v1").operation_elements
+ENDPOINT = SoapEndpoint("https://localhost/soap/v1")
+OPERATION_ELEMENTS = ENDPOINT.operation_elements
 PRODUCTION = GuardLimits.for_operations(
     max_request_bytes=56 * 2**20,
     max_binary_bytes=30 * 2**20,
     binary_tags=frozenset({f"{{{TNS}}}Content"}),
     operation_elements=OPERATION_ELEMENTS,
+    operation_children=ENDPOINT.operation_children,
 )
 
 
@@ -525,11 +529,49 @@ def test_the_header_holds_at_most_64_elements() -> None:
 
 def test_an_operation_holds_at_most_what_a_valid_request_of_it_may() -> None:
     assert read_with(VALID, PRODUCTION)[0] is not None  # GetStatus and its MessageId
-    crowded = envelope(
-        "<m:GetStatus><m:MessageId>x</m:MessageId><m:Reference>y</m:Reference><m:X/></m:GetStatus>"
-    )
+    crowded = envelope("<m:GetStatus><m:MessageId><a/><b/></m:MessageId></m:GetStatus>")
     with pytest.raises(MalformedRequest, match=r"may hold \(3\)$"):
         read_with(crowded.encode(), PRODUCTION)
+
+
+def test_a_batch_is_refused_at_its_101st_entry_before_the_rest_is_parsed() -> None:
+    assert ENDPOINT.operation_children[f"{{{TNS}}}SendMessages"] == (100, "Message elements")
+    assert ENDPOINT.operation_children[f"{{{TNS}}}GetStatus"] == (2, "child elements")
+    hundred = envelope("<m:SendMessages>" + "<m:Message/>" * 100 + "</m:SendMessages>")
+    assert read_with(hundred.encode(), PRODUCTION)[0] is not None  # the schema judges them
+    # Empty entries: 31,000 of them fit the element bound of 100 entries of 310.
+    flood = envelope("<m:SendMessages>" + "<m:Message/>" * 31_000 + "</m:SendMessages>").encode()
+    request = environ(flood)
+    with pytest.raises(
+        ValidationError, match=r"^SendMessages: at most 100 Message elements are allowed$"
+    ):
+        read_envelope(request, PRODUCTION)
+    assert request["wsgi.input"].tell() <= 256 * 1024 < len(flood)
+    crowded = envelope(
+        "<m:GetStatus><m:MessageId>x</m:MessageId>" + "<m:X/>" * 2 + "</m:GetStatus>"
+    )
+    with pytest.raises(ValidationError, match=r"^GetStatus: at most 2 child elements are allowed$"):
+        read_with(crowded.encode(), PRODUCTION)
+
+
+def test_a_refused_request_leaves_nothing_for_the_cycle_collector() -> None:
+    # lxml's pull parser and its unread events form a reference cycle: the guard reads them
+    # out when it refuses, or the parsed part of the request would stay in memory.
+    flood = envelope("<m:SendMessages>" + "<m:Message/>" * 31_000 + "</m:SendMessages>").encode()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            try:
+                read_envelope(environ(flood), PRODUCTION)
+            except ValidationError as error:
+                assert "at most 100" in str(error)
+            else:
+                raise AssertionError("the flood was not refused")
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 100  # unread: 24,000 (8,000 a request)
 
 
 def test_no_request_holds_more_elements_than_the_envelope_header_and_largest_operation() -> None:

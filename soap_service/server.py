@@ -9,6 +9,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from soap_service.allocator import tune_for_large_reads
 from soap_service.settings import Settings
 
 WsgiApp = Callable[..., Any]
@@ -62,4 +63,5 @@ class HttpsServer(BaseApplication):
         # the worker: out of the collector's sight, a full collection no longer walks it
         # again and again while a SendMessages batch allocates (a tenth of its CPU).
         gc.freeze()
+        tune_for_large_reads()
         return app

@@ -193,11 +193,16 @@ def batch_entries(body: etree._Element) -> list[etree._Element]:
     return [child for child in body if isinstance(child.tag, str)]
 
 
+# A refused entry's Reference is echoed to help the caller match it, not checked: only if
+# it is short (the domain's own limit, a setting, judges the ones that are stored).
+ECHOED_REFERENCE_CHARS = 100
+
+
 def _reference_of(entry: etree._Element) -> str | None:
     for child in entry:
         if isinstance(child.tag, str) and etree.QName(child).localname == "Reference":
             text = (child.text or "").strip()
-            return text if 0 < len(text) <= 100 else None
+            return text if 0 < len(text) <= ECHOED_REFERENCE_CHARS else None
     return None
 
 

@@ -35,6 +35,29 @@ _FIND_REFERENCE = select(messages.c.id, messages.c.key_id, messages.c.fingerprin
     messages.c.reference == bindparam("reference"),
 )
 
+FIND_REFERENCES = select(
+    messages.c.id, messages.c.reference, messages.c.key_id, messages.c.fingerprint
+).where(
+    messages.c.account_id == bindparam("account_id"),
+    messages.c.reference.in_(bindparam("references", expanding=True)),
+)
+# On PostgreSQL, one lookup by (account, reference) per reference. As `reference IN (...)`
+# beside the account, the planner weighed 50 probes of the unique index against the
+# account's index with a filter, and with statistics from when the account had few
+# messages it took the latter: every batch read all the account's messages (a payroll run
+# slowed as it went: a third of the database's CPU at 20,000 messages).
+FIND_REFERENCES_POSTGRESQL = text(
+    """
+    SELECT found.id, found.reference, found.key_id, found.fingerprint
+    FROM unnest(CAST(:references AS text[])) AS wanted(reference)
+    CROSS JOIN LATERAL (
+        SELECT id, reference, key_id, fingerprint FROM messages
+        WHERE account_id = :account_id AND reference = wanted.reference
+        OFFSET 0
+    ) AS found
+    """
+)
+
 
 class MessageQueries(Transactions):
     def insert_message(self, message: NewMessage) -> ReferenceRecord | None:
@@ -72,15 +95,11 @@ class MessageQueries(Transactions):
     ) -> dict[str, ReferenceRecord]:
         if not references:
             return {}
+        wanted = sorted(set(references))
         with self._transaction(read_only=True) as connection:
-            rows = connection.execute(
-                select(
-                    messages.c.id, messages.c.reference, messages.c.key_id, messages.c.fingerprint
-                ).where(
-                    messages.c.account_id == account_id,
-                    messages.c.reference.in_(sorted(set(references))),
-                )
-            ).all()
+            postgresql = connection.dialect.name == POSTGRESQL
+            query = FIND_REFERENCES_POSTGRESQL if postgresql else FIND_REFERENCES
+            rows = connection.execute(query, {"account_id": account_id, "references": wanted}).all()
         return {
             row.reference: ReferenceRecord(
                 message_id=row.id, key_id=row.key_id, fingerprint=bytes(row.fingerprint)

@@ -41,11 +41,12 @@ FIND_REFERENCES = select(
     messages.c.account_id == bindparam("account_id"),
     messages.c.reference.in_(bindparam("references", expanding=True)),
 )
-# On PostgreSQL, one lookup by (account, reference) per reference. As `reference IN (...)`
-# beside the account, the planner weighed 50 probes of the unique index against the
-# account's index with a filter, and with statistics from when the account had few
-# messages it took the latter: every batch read all the account's messages (a payroll run
-# slowed as it went: a third of the database's CPU at 20,000 messages).
+# On PostgreSQL, one lookup by (account, reference) per reference, each planned for the
+# table as it is now (see find_references). As `reference IN (...)` beside the account,
+# the planner weighed 50 probes of the unique index against the account's index with a
+# filter, and with statistics from when the account had few messages it took the latter:
+# every batch read all the account's messages (a payroll run slowed as it went: a third
+# of the database's CPU at 20,000 messages).
 FIND_REFERENCES_POSTGRESQL = text(
     """
     SELECT found.id, found.reference, found.key_id, found.fingerprint
@@ -98,6 +99,11 @@ class MessageQueries(Transactions):
         wanted = sorted(set(references))
         with self._transaction(read_only=True) as connection:
             postgresql = connection.dialect.name == POSTGRESQL
+            if postgresql:
+                # psycopg prepares a query after its fifth run, and PostgreSQL may then keep
+                # a generic plan made while the table was small (a scan of the account's
+                # index, or of the table): it is planned afresh for each batch instead.
+                connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             query = FIND_REFERENCES_POSTGRESQL if postgresql else FIND_REFERENCES
             rows = connection.execute(query, {"account_id": account_id, "references": wanted}).all()
         return {

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
-.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools demo clean
+.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (spyne 2.14)"'
@@ -56,6 +56,14 @@ demo: $(STAMP)
 	$(BIN)/python client_examples/payroll_client.py status --period 2026-11 \
 		--csv client_examples/sample/employees.csv --report var/payroll-report.csv \
 		--state-file var/payroll-state.json --timeout 15 --poll 3 || [ $$? -eq 5 ]
+
+## After changing a page's words: extract them from the templates and the code, and
+## merge them into each language's catalogue (translate the new entries there).
+translations: $(STAMP)
+	$(BIN)/pybabel extract --no-location --omit-header -F babel.cfg -k lazy_gettext \
+		-o var/messages.pot soap_service/web
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i var/messages.pot \
+		-d soap_service/web/translations -w 100
 
 ## Regenerate the committed WSDL from the code.
 wsdl: $(STAMP)

@@ -1,4 +1,5 @@
-"""The WSGI application: routes, the guard before Spyne, and one line of log per request.
+"""The WSGI application: the SOAP endpoint (the guard before Spyne, one line of log per
+request), the health check, and the pages (site.py) for every other path.
 
 It is handed what it uses (the settings, the SOAP endpoint, a way to open one request's
 scope of domain services, a database check): the composition root (container.py) builds it.
@@ -22,8 +23,8 @@ from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, fault_for
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
-from soap_service.web.pickup import PickupPages
 from soap_service.web.responses import StartResponse, respond
+from soap_service.web.site import create_site
 
 log = logging.getLogger("soap_service.requests")
 
@@ -72,9 +73,11 @@ class WebApp:
             operation_elements=endpoint.operation_elements,
             operation_children=endpoint.operation_children,
         )
-        self._pickup = PickupPages(
-            path=urlsplit(settings.delivery.pickup_base_url).path,
+        # Every other path: the pages (site.py).
+        self._site = create_site(
+            pickup_path=urlsplit(settings.delivery.pickup_base_url).path,
             default_language=settings.default_language,
+            open_scope=open_scope,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -96,13 +99,8 @@ class WebApp:
             )
         if path == "/health" and method in ("GET", "HEAD"):
             return self._health(start_response)
-        if self._pickup.handles(path):
-            scope = self._open_scope()
-            try:
-                return self._pickup(environ, start_response, lambda: scope.pickup)
-            finally:
-                scope.close()
-        return respond(start_response, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+        answer: Iterable[bytes] = self._site(environ, start_response)
+        return answer
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         try:

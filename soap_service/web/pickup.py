@@ -10,195 +10,199 @@ content, in the message's language (or the one the reader picks).
     POST <path><token>/decision      choice=accept|refuse, always=yes (auto-accept)
     POST <path><token>/logout
 
-Every POST carries a CSRF token that must equal the CSRF cookie (double submit); the
-session is an opaque cookie whose hash the database keeps. Cookies are Secure, HttpOnly,
-SameSite=Lax, host-only. The link's token is a secret: it is never logged. Every answer
-forbids caching, framing, referrers and any script; a wrong, expired or withdrawn link
-gets a plain page, never a trace.
+Every POST carries the CSRF token (context.py); the session is an opaque cookie whose
+hash the database keeps. Cookies are Secure, HttpOnly, SameSite=Lax, host-only. The
+link's token is a secret: it is never logged. A wrong, expired or withdrawn link gets a
+plain page, never a trace.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
+
+import nh3
+from flask import Blueprint, g, request, url_for
+from flask_babel import lazy_gettext
+from markupsafe import Markup
+from werkzeug.routing import BaseConverter
+from werkzeug.wrappers import Response
 
 from soap_service.domain.model import Language, MessageType
 from soap_service.domain.pickup import (
+    MIN_PASSWORD_LENGTH,
     SESSION_LIFETIME,
     DecisionNeeded,
+    LinkIdentity,
     LoginRefused,
     PickupRefused,
     PickupService,
     RegistrationRefused,
 )
-from soap_service.errors import ServiceError
-from soap_service.logs import describe_exception
-from soap_service.web.pickup_render import PickupAnswer
-from soap_service.web.pickup_request import SESSION_COOKIE, PickupRequest, cookie, read_form
-from soap_service.web.responses import StartResponse
+from soap_service.web.context import csrf_matches, services, set_cookie
+from soap_service.web.pages import chosen_language, display_time, failed, notice, page, see
 
 log = logging.getLogger("soap_service.pickup")
 
-# The token's own shape (256 bits, base64url): nothing else reaches a handler or a header.
-_PATH = re.compile(
-    r"(?P<token>[A-Za-z0-9_-]{43})(?:/(?:(?P<position>[1-9][0-9]{0,2})|(?P<action>[a-z]+)))?"
+SESSION_COOKIE = "__Host-pickup-session"
+
+# A sender's HTML body, without anything that runs or loads: no images (they would tell
+# the sender when the message is read, and from where), no styles, no forms.
+_HTML_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
+
+LOGIN_ERRORS = {
+    LoginRefused.WRONG: (lazy_gettext("The password is wrong."), 401),
+    LoginRefused.LOCKED: (
+        lazy_gettext("Too many wrong passwords. Try again in 15 minutes."),
+        429,
+    ),
+}
+REGISTRATION_ERRORS = {
+    RegistrationRefused.PASSWORD_SHORT: lazy_gettext("The password needs at least 10 characters."),
+    RegistrationRefused.PASSWORD_LONG: lazy_gettext(
+        "The password may have at most 200 characters."
+    ),
+    RegistrationRefused.PASSWORDS_DIFFER: lazy_gettext("The two passwords differ."),
+    RegistrationRefused.NO_CONSENT: lazy_gettext("Please give your consent to continue."),
+}
+
+
+class _TokenConverter(BaseConverter):
+    # The token's own shape (256 bits, base64url): nothing else reaches a handler or a header.
+    regex = r"[A-Za-z0-9_-]{43}"
+
+
+class _PositionConverter(BaseConverter):
+    regex = r"[1-9][0-9]{0,2}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(value)
+
+
+blueprint = Blueprint("pickup", __name__)
+blueprint.record_once(
+    lambda state: state.app.url_map.converters.update(
+        token=_TokenConverter, position=_PositionConverter
+    )
 )
-_ACTIONS = {"register", "login", "decision", "logout"}
 
 
-class PickupPages:
-    """The pages under `path`: each request is routed by its path and method to a handler."""
-
-    def __init__(self, *, path: str, default_language: Language) -> None:
-        self.path = path  # e.g. "/m/", from the configured pickup base URL
-        self._default_language = default_language
-
-    def handles(self, path: str) -> bool:
-        return path.startswith(self.path)
-
-    def __call__(
-        self,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-        service: Callable[[], PickupService],
-    ) -> Iterable[bytes]:
-        request = PickupRequest(environ)
-        answer = PickupAnswer(
-            start_response, request, path=self.path, default_language=self._default_language
-        )
-        matched = _PATH.fullmatch(environ.get("PATH_INFO", "")[len(self.path) :])
-        if matched is None or (matched["action"] and matched["action"] not in _ACTIONS):
-            return answer.notice(PickupRefused.UNKNOWN, None)
-        token, position, action = matched["token"], matched["position"], matched["action"]
-        allowed = "GET, POST" if action == "register" else ("POST" if action else "GET")
-        if request.method not in allowed.split(", "):
-            return answer.not_allowed(allowed)
-        visit = _Visit(request, answer, service, token)
-        try:
-            if request.method == "POST":
-                return _post(visit, action)
-            if position:
-                return _attachment(visit, int(position))
-            if action == "register":
-                return _registration(visit)
-            return _view(visit)
-        except Exception as error:
-            return _failed(visit, error, visit.language)
-
-
-@dataclass
-class _Visit:
-    """One request to a link: what its handler needs to answer it."""
-
-    request: PickupRequest
-    answer: PickupAnswer
-    # Called only when a handler needs the service (a refused path or method never does).
-    service: Callable[[], PickupService]
-    token: str
-    # The message's, once a handler has learnt it: a failure after that is told in it.
-    language: Language | None = None
-
-
-def _failed(visit: _Visit, error: Exception, language: Language | None) -> Iterable[bytes]:
-    """The one place where an error becomes a page.
-
-    A refused link shows what must come first (the login or registration form) or the
-    notice of its reason; a ServiceError means the database is away (503, try later);
-    anything else is a failure of ours (500; the log names its type and place, not its
-    message). `language`: the message's, if known, for the notice."""
-    if isinstance(error, PickupRefused):
-        log.info("pickup refused: %s", error.reason)
-        try:
-            return _refused(visit, error)
-        except PickupRefused as again:  # the link changed meanwhile
-            return visit.answer.notice(again.reason, again.language)
-        except Exception as exc:  # as any failure, told in the refused message's language
-            return _failed(visit, exc, error.language)
-    if isinstance(error, ServiceError):  # the database is away
-        log.warning("pickup unavailable: %s", error.message)
-        return visit.answer.notice("unavailable", language)
-    log.error("pickup failed: %s", describe_exception(error))
-    return visit.answer.notice("error", language)
-
-
-def _refused(visit: _Visit, refused: PickupRefused) -> Iterable[bytes]:
-    """What a refused link shows: the form that must come first, or its reason's notice."""
-    if refused.reason in (PickupRefused.LOGIN, PickupRefused.REGISTER):
-        identity = visit.service().identity(visit.token)
-        if refused.reason == PickupRefused.LOGIN:
-            return visit.answer.login_form(visit.token, identity, None)
-        return visit.answer.register_form(visit.token, identity, None)
-    return visit.answer.notice(refused.reason, refused.language)
+def clean_html(html: str) -> str:
+    return nh3.clean(
+        html,
+        tags=_HTML_TAGS,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
 
 
 # GET.
 
 
-def _view(visit: _Visit) -> Iterable[bytes]:
-    service = visit.service()
-    shown = service.view(visit.token, visit.request.session)
-    language = visit.request.chosen or shown.language
+@blueprint.get("/<token:token>")
+def view(token: str) -> Response:
+    service = _service()
+    shown = service.view(token, _session())
+    g.language = shown.language
+    language = chosen_language() or shown.language
     if isinstance(shown, DecisionNeeded):
-        account = _session_address(service, visit.request)
-        return visit.answer.decision(visit.token, shown, language, account)
-    account = (
-        None if shown.type is MessageType.CONFIDENTIAL else _session_address(service, visit.request)
+        return page(
+            "decide",
+            language,
+            **_values(token, account=_session_address(service)),
+            decision=shown,
+            received=display_time(shown.accepted_at),
+            expires=display_time(shown.expires_at),
+        )
+    account = None if shown.type is MessageType.CONFIDENTIAL else _session_address(service)
+    return page(
+        "message",
+        language,
+        **_values(token, account=account),
+        message=shown,
+        received=display_time(shown.accepted_at),
+        expires=display_time(shown.expires_at),
+        html_body=None if shown.html_body is None else Markup(clean_html(shown.html_body)),
     )
-    return visit.answer.message(visit.token, shown, language, account)
 
 
-def _attachment(visit: _Visit, position: int) -> Iterable[bytes]:
-    file = visit.service().attachment(visit.token, position, visit.request.session)
-    return visit.answer.download(file)
+@blueprint.get("/<token:token>/<position:position>")
+def attachment(token: str, position: int) -> Response:
+    file = _service().attachment(token, position, _session())
+    return Response(
+        file.content,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": _disposition(file.filename)},
+    )
 
 
-def _registration(visit: _Visit) -> Iterable[bytes]:
-    identity = visit.service().identity(visit.token)
-    visit.language = identity.language
+@blueprint.route("/<token:token>/register", methods=["GET", "POST"])
+def register(token: str) -> Response:
+    if request.method == "POST":
+        return _sign_in(token, "register")
+    identity = _service().identity(token)
+    g.language = identity.language
     if identity.has_account:
-        return visit.answer.notice("exists", identity.language)
-    return visit.answer.register_form(visit.token, identity, None)
+        return notice("exists", identity.language)
+    return _register_form(token, identity, None)
 
 
 # POST.
 
 
-def _post(visit: _Visit, action: str) -> Iterable[bytes]:
-    form = read_form(visit.request.environ)
-    if form is None or not visit.request.csrf_matches(form):
-        log.info("pickup form refused: CSRF token missing or wrong")
-        return visit.answer.notice("csrf", _language_of(visit.service, visit.token))
-    service = visit.service()
-    if action == "logout":
-        if visit.request.session:
-            service.logout(visit.request.session)
-        visit.request.set_cookies.append(cookie(SESSION_COOKIE, "", max_age=0))
-        return visit.answer.see(visit.token)
-    if action == "decision":
-        choice = form.get("choice")
-        # Only an explicit choice counts: a refusal is final and the sender is told.
-        if choice in ("accept", "refuse"):
-            service.decide(
-                visit.token,
-                visit.request.session,
-                accept=choice == "accept",
-                always_accept=form.get("always") == "yes",
-            )
-        return visit.answer.see(visit.token)
-    return _sign_in(visit, service, action, form)
+@blueprint.post("/<token:token>/login")
+def login(token: str) -> Response:
+    return _sign_in(token, "login")
 
 
-def _sign_in(
-    visit: _Visit, service: PickupService, action: str, form: dict[str, str]
-) -> Iterable[bytes]:
+@blueprint.post("/<token:token>/decision")
+def decision(token: str) -> Response:
+    refused = _refuse_forged(token)
+    if refused is not None:
+        return refused
+    choice = request.form.get("choice")
+    # Only an explicit choice counts: a refusal is final and the sender is told.
+    if choice in ("accept", "refuse"):
+        _service().decide(
+            token,
+            _session(),
+            accept=choice == "accept",
+            always_accept=request.form.get("always") == "yes",
+        )
+    return see(_link(token))
+
+
+@blueprint.post("/<token:token>/logout")
+def logout(token: str) -> Response:
+    refused = _refuse_forged(token)
+    if refused is not None:
+        return refused
+    session = _session()
+    if session:
+        _service().logout(session)
+    response = see(_link(token))
+    set_cookie(response, SESSION_COOKIE, "", max_age=0)
+    return response
+
+
+def _sign_in(token: str, action: str) -> Response:
     """Log in or register: a new session, or the form again with what was wrong."""
-    token, answer = visit.token, visit.answer
+    refused = _refuse_forged(token)
+    if refused is not None:
+        return refused
+    service = _service()
     identity = service.identity(token)
-    if visit.request.session:  # a new session replaces the browser's old one
-        service.logout(visit.request.session)
+    g.language = identity.language
+    old_session = _session()
+    if old_session:  # a new session replaces the browser's old one
+        service.logout(old_session)
+    form = request.form
     try:
         if action == "login":
             session = service.login(token, form.get("password", ""))
@@ -209,26 +213,109 @@ def _sign_in(
                 form.get("repeated", ""),
                 consent=form.get("consent") == "yes",
             )
-    except LoginRefused as refused:
-        log.info("pickup login refused: %s", refused.reason)
-        return answer.login_form(token, identity, refused.reason)
-    except RegistrationRefused as refused:
-        log.info("pickup registration refused: %s", refused.reason)
-        if refused.reason == RegistrationRefused.EXISTS:
-            return answer.notice("exists", identity.language)
-        return answer.register_form(token, identity, refused.reason)
-    max_age = int(SESSION_LIFETIME.total_seconds())
-    visit.request.set_cookies.append(cookie(SESSION_COOKIE, session, max_age=max_age))
-    return answer.see(token)
+    except LoginRefused as refused_login:
+        log.info("pickup login refused: %s", refused_login.reason)
+        return _login_form(token, identity, refused_login.reason)
+    except RegistrationRefused as refused_registration:
+        log.info("pickup registration refused: %s", refused_registration.reason)
+        if refused_registration.reason == RegistrationRefused.EXISTS:
+            return notice("exists", identity.language)
+        return _register_form(token, identity, refused_registration.reason)
+    response = see(_link(token))
+    set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
+    return response
 
 
-def _language_of(service: Callable[[], PickupService], token: str) -> Language | None:
+@blueprint.errorhandler(PickupRefused)
+def _refused(refused: PickupRefused) -> Response:
+    """A refused link shows what must come first (the login or registration form) or the
+    notice of its reason."""
+    log.info("pickup refused: %s", refused.reason)
+    token = (request.view_args or {}).get("token", "")
+    try:
+        if refused.reason in (PickupRefused.LOGIN, PickupRefused.REGISTER):
+            identity = _service().identity(token)
+            if refused.reason == PickupRefused.LOGIN:
+                return _login_form(token, identity, None)
+            return _register_form(token, identity, None)
+        return notice(refused.reason, refused.language)
+    except PickupRefused as again:  # the link changed meanwhile
+        return notice(again.reason, again.language)
+    except Exception as error:  # as any failure, told in the refused message's language
+        g.language = refused.language
+        return failed(error)
+
+
+# Parts.
+
+
+def _login_form(token: str, identity: LinkIdentity, error: str | None) -> Response:
+    message, status = LOGIN_ERRORS[error] if error else (None, 200)
+    return _form("login", token, identity, message, status)
+
+
+def _register_form(token: str, identity: LinkIdentity, error: str | None) -> Response:
+    message = REGISTRATION_ERRORS[error] if error else None
+    return _form("register", token, identity, message, 400 if error else 200)
+
+
+def _form(name: str, token: str, identity: LinkIdentity, error: Any, status: int) -> Response:
+    """The login or registration page for the link's address, with the error said."""
+    return page(
+        name,
+        chosen_language() or identity.language,
+        status=status,
+        **_values(token),
+        identity=identity,
+        error=error,
+        min_password=MIN_PASSWORD_LENGTH,
+    )
+
+
+def _values(token: str, *, account: str | None = None) -> dict[str, Any]:
+    # Absolute: a form page is also shown at <link>/login after a wrong password.
+    return {"link": _link(token), "account": account}
+
+
+def _link(token: str) -> str:
+    return url_for("pickup.view", token=token)
+
+
+def _refuse_forged(token: str) -> Response | None:
+    """The notice for a form without the browser's CSRF token; None for a genuine one."""
+    if csrf_matches(request.form.to_dict()):
+        return None
+    log.info("pickup form refused: CSRF token missing or wrong")
+    return notice("csrf", _language_of(token))
+
+
+def _language_of(token: str) -> Language | None:
     """The language of a genuine link's message, for a page about a refused form."""
     try:
-        return service().identity(token).language
+        return _service().identity(token).language
     except Exception:  # any link, any state: the page falls back to the reader's
         return None
 
 
-def _session_address(service: PickupService, request: PickupRequest) -> str | None:
-    return service.session_address(request.session) if request.session else None
+def _service() -> PickupService:
+    return services().pickup
+
+
+def _session() -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def _session_address(service: PickupService) -> str | None:
+    session = _session()
+    return service.session_address(session) if session else None
+
+
+def _disposition(filename: str) -> str:
+    """attachment, with an ASCII fallback name and the real one (RFC 6266)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+__all__ = ["SESSION_COOKIE", "blueprint", "clean_html", "datetime"]

@@ -420,3 +420,41 @@ def test_a_form_whose_csrf_token_was_removed_is_refused(
     assert page.locator("#register").count() == 1
     page.context.close()
     assert [r.State for r in stack.recipients(message_id)] == ["sent"]
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+WIDTHS = {"desktop": 1280, "phone": 390}
+
+
+def shoot(page: Any, name: str) -> None:
+    """A full-page screenshot for a reviewer (var/screenshots/), and the check that the
+    page fits its width: nothing scrolls sideways on a 390 px phone."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    width = page.viewport_size["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, name
+
+
+def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
+    delivering: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivering
+    _, confidential = payslip_delivered(stack, sink, "confidential", "Lohnabrechnung Dezember")
+    _, personal = payslip_delivered(stack, sink, "personal", "Lohnausweis 2026")
+    message_link, personal_link = read_link(confidential.message), read_link(personal.message)
+    headings = {"de": "Registrieren", "fr": "Inscription", "it": "Registrazione", "en": "Register"}
+    for device, width in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": 800}, locale="de-CH")
+        page = context.new_page()
+        for language, heading in headings.items():
+            page.goto(f"{message_link}?lang={language}")
+            assert page.locator("html").get_attribute("lang") == language
+            assert page.locator("#subject").inner_text() == "Lohnabrechnung Dezember"
+            shoot(page, f"pickup-message-{language}-{device}")
+            page.goto(f"{personal_link}?lang={language}")
+            assert page.locator("#register").inner_text() == heading
+            shoot(page, f"pickup-register-{language}-{device}")
+        page.goto(message_link[:-1] + ("A" if message_link[-1] != "A" else "B"))
+        assert page.locator("#notice").inner_text() == "Link ungültig"
+        shoot(page, f"pickup-notice-de-{device}")
+        context.close()

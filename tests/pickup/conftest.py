@@ -91,6 +91,13 @@ def get(
 ) -> Response:
     path, _, query = path.partition("?")
     environ: dict[str, Any] = {
+        # What every WSGI server gives (gunicorn here, behind the TLS it terminates).
+        "wsgi.url_scheme": "https",
+        "wsgi.errors": io.StringIO(),
+        "SERVER_NAME": "pickup.example.ch",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SCRIPT_NAME": "",
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "QUERY_STRING": query,

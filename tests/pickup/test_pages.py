@@ -91,7 +91,7 @@ def test_every_page_forbids_scripts_remote_content_framing_and_caching(
     env: Env, app: WebApp
 ) -> None:
     sent = env.send("anna@example.ch")
-    for path in (f"/m/{token_for(env, sent.message_id)}", "/m/not-a-token"):
+    for path in (f"/m/{token_for(env, sent.message_id)}", "/m/not-a-token", "/favicon.ico"):
         headers = get(app, path).headers
         policy = headers["content-security-policy"]
         assert policy.startswith("default-src 'none'; style-src 'sha256-")
@@ -191,8 +191,14 @@ def test_the_reader_can_choose_the_language(env: Env, app: WebApp) -> None:
 
 def test_only_get_is_answered(env: Env, app: WebApp) -> None:
     sent = env.send("anna@example.ch")
-    response = get(app, f"/m/{token_for(env, sent.message_id)}", method="POST")
-    assert (response.status, response.headers["allow"]) == (405, "GET")
+    link = f"/m/{token_for(env, sent.message_id)}"
+    # HEAD too (a mail scanner's check of the link must not open the message), and
+    # OPTIONS, which the web framework would otherwise answer for every page.
+    for method in ("POST", "HEAD", "OPTIONS", "PUT"):
+        response = get(app, link, method=method)
+        assert (response.status, response.headers["allow"]) == (405, "GET"), method
+        assert response.headers["x-frame-options"] == "DENY"
+    assert get(app, f"{link}/login").headers["allow"] == "POST"
     assert states(env, sent.message_id) == [RecipientState.QUEUED]
 
 

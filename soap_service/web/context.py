@@ -1,0 +1,47 @@
+"""What a page request carries besides its URL and form: its domain services (opened on
+first use, closed by the site when the request ends), its CSRF secret, and the cookies
+the pages set."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flask import current_app, g
+from werkzeug.wrappers import Response
+
+from soap_service import crypto
+from soap_service.domain.pickup import PickupService
+
+CSRF_COOKIE = "__Host-pickup-csrf"
+# Where the site keeps how to open a request's domain services (app.extensions).
+OPEN_SCOPE = "soap_service.open_scope"
+
+
+class PageScope(Protocol):
+    """One request's domain services on one database connection (container.RequestScope)."""
+
+    @property
+    def pickup(self) -> PickupService: ...
+
+    def close(self) -> None: ...
+
+
+def services() -> PageScope:
+    """This request's domain services, opened on first use."""
+    if "scope" not in g:
+        g.scope = current_app.extensions[OPEN_SCOPE]()
+    scope: PageScope = g.scope
+    return scope
+
+
+def csrf_matches(form: dict[str, str]) -> bool:
+    """Double submit: the form's CSRF token is the one the browser's cookie holds."""
+    expected = g.csrf_cookie or ""
+    return len(expected) >= 32 and crypto.constant_time_equal(form.get("csrf", ""), expected)
+
+
+def set_cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
+    # __Host-: Secure, Path=/ and no Domain, so no other host can set or read it.
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax"
+    )

@@ -1,0 +1,179 @@
+"""How every web page is written: a template in the page's language, the one inline style
+sheet and the headers that allow only it, and the notices that end a request with a
+reason (a wrong link, an expired form, the database away, a failure of ours).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import g, render_template, request
+from flask_babel import lazy_gettext
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.wrappers import Response
+
+from soap_service import crypto
+from soap_service.domain.model import Language
+from soap_service.domain.pickup import PickupRefused
+from soap_service.errors import ServiceError
+from soap_service.logs import describe_exception
+from soap_service.web.i18n import LANGUAGE_NAMES, written_in
+
+log = logging.getLogger("soap_service.pages")
+
+HTML = "text/html; charset=utf-8"
+# Times as the recipients (Swiss payslips) read clocks.
+DISPLAY_ZONE = ZoneInfo("Europe/Zurich")
+
+_CSS = (Path(__file__).parent / "templates" / "pickup.css").read_text(encoding="utf-8")
+# The one style sheet is inline and allowed by its hash: nothing else may style, script,
+# load an image or a font, or frame the page; forms post only here.
+_CSS_HASH = base64.b64encode(crypto.sha256(_CSS.encode())).decode()
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+# Each notice's heading and text, and the status it is answered with.
+NOTICES: dict[str, tuple[Any, Any, int]] = {
+    PickupRefused.UNKNOWN: (
+        lazy_gettext("Invalid link"),
+        lazy_gettext("This link is not valid. Please check that it is complete."),
+        404,
+    ),
+    PickupRefused.EXPIRED: (
+        lazy_gettext("Message expired"),
+        lazy_gettext(
+            "This message is no longer available: its time has run out. Please contact the sender."
+        ),
+        410,
+    ),
+    PickupRefused.WITHDRAWN: (
+        lazy_gettext("Message withdrawn"),
+        lazy_gettext("The sender has withdrawn this message."),
+        410,
+    ),
+    PickupRefused.REFUSED: (
+        lazy_gettext("Message refused"),
+        lazy_gettext("You refused this message. The sender has been informed."),
+        410,
+    ),
+    PickupRefused.DELETED: (
+        lazy_gettext("Content deleted"),
+        lazy_gettext(
+            "The content of this message was deleted at the end of its retention period. "
+            "Ask the sender if you still need it."
+        ),
+        410,
+    ),
+    "exists": (
+        lazy_gettext("Already registered"),
+        lazy_gettext("This address already has an account. Log in with its password."),
+        409,
+    ),
+    "csrf": (
+        lazy_gettext("Form expired"),
+        lazy_gettext("Please reload the page and try again."),
+        403,
+    ),
+    "unavailable": (
+        lazy_gettext("Temporarily unavailable"),
+        lazy_gettext(
+            "The service cannot be reached at the moment. Please try again in a few minutes."
+        ),
+        503,
+    ),
+    "error": (
+        lazy_gettext("Error"),
+        lazy_gettext("Something went wrong. Please try again later."),
+        500,
+    ),
+}
+
+
+def page(name: str, language: Language, *, status: int = 200, **values: Any) -> Response:
+    """The template `name`.html.j2 written in `language`."""
+    with written_in(language):
+        body = render_template(
+            f"{name}.html.j2",
+            language=language.value,
+            css=Markup(_CSS),
+            languages=[(code.value, label) for code, label in LANGUAGE_NAMES],
+            csrf=g.csrf,
+            **{"link": "", "account": None, **values},
+        )
+    return Response(body, status=status, content_type=HTML)
+
+
+def notice(reason: str, language: Language | None) -> Response:
+    """The page of a refused link, a refused form or a failure, in the first language known
+    of: the reader's pick, the message's, the browser's, the service's."""
+    heading, text, status = NOTICES[reason]
+    language = chosen_language() or language or browser_language()
+    with written_in(language):
+        heading, text = str(heading), str(text)
+    return page("notice", language, status=status, reason=reason, heading=heading, text=text)
+
+
+def failed(error: Exception) -> Response:
+    """The one place where an error becomes a page, in the language of the page it happened
+    on if known (`g.language`). A ServiceError means the database is away (503, try
+    later); anything else is a failure of ours (500; the log names its type and place,
+    not its message, which may quote a link)."""
+    language: Language | None = g.get("language")
+    if isinstance(error, MethodNotAllowed):
+        methods = error.valid_methods or ()
+        allowed = ", ".join(method for method in methods if method not in ("HEAD", "OPTIONS"))
+        return Response(b"", status=405, content_type=HTML, headers={"Allow": allowed})
+    if isinstance(error, NotFound):
+        return notice(PickupRefused.UNKNOWN, language)
+    if isinstance(error, HTTPException):  # a form too large or that cannot be read
+        log.info("page refused: %s", error.name)
+        return notice("csrf" if request.method == "POST" else PickupRefused.UNKNOWN, language)
+    if isinstance(error, ServiceError):
+        log.warning("page unavailable: %s", error.message)
+        return notice("unavailable", language)
+    log.error("page failed: %s", describe_exception(error))
+    return notice("error", language)
+
+
+def see(location: str) -> Response:
+    """After a form: back to a page (303, so a reload does not post again)."""
+    return Response(b"", status=303, content_type=HTML, headers={"Location": location})
+
+
+def chosen_language() -> Language | None:
+    """The language the reader picked with ?lang=."""
+    try:
+        return Language(request.args.get("lang", ""))
+    except ValueError:
+        return None
+
+
+def browser_language() -> Language:
+    """The best of the browser's Accept-Language that the service speaks, or the default."""
+    for value, _ in request.accept_languages:  # best first; "fr-CH" is French
+        try:
+            return Language(value.split("-")[0].lower())
+        except ValueError:
+            continue
+    default: Language = g.default_language
+    return default
+
+
+def display_time(moment: datetime) -> str:
+    return moment.astimezone(DISPLAY_ZONE).strftime("%d.%m.%Y %H:%M")

@@ -1,0 +1,50 @@
+"""Every word of the pages in every language: the catalogues translate exactly what the
+templates and the code ask for, with the same placeholders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from soap_service.domain.model import Language
+from soap_service.web.i18n import SOURCE_LANGUAGE, catalogue_path
+
+WEB = Path(__file__).parents[2] / "soap_service" / "web"
+KEYWORDS = {"_": None, "gettext": None, "lazy_gettext": None, "pgettext": ((1, "c"), 2)}
+METHODS = [("**.py", "python"), ("templates/**.j2", "jinja2")]
+
+
+def asked_for() -> set[tuple[str | None, str]]:
+    """(context, msgid) of every text the pages use, as `make translations` extracts them."""
+    found = set()
+    for _, _, message, _, context in extract_from_dir(str(WEB), METHODS, keywords=KEYWORDS):
+        found.add((context, message))
+    return found
+
+
+TRANSLATED = [language for language in Language if language is not SOURCE_LANGUAGE]
+
+
+def test_the_extraction_finds_the_pages_words() -> None:
+    words = asked_for()
+    assert ("heading", "Log in") in words and ("button", "Log in") in words
+    assert (None, "Message from %(organisation)s") in words  # a template's
+    assert (None, "The password is wrong.") in words  # the code's
+    assert len(words) >= 45
+
+
+@pytest.mark.parametrize("language", TRANSLATED, ids=lambda language: language.value)
+def test_each_catalogue_translates_exactly_what_the_pages_use(language: Language) -> None:
+    with catalogue_path(language).open("rb") as file:
+        catalog = read_po(file, locale=language.value)
+    assert not catalog.fuzzy
+    entries = {(message.context, message.id): message for message in catalog if message.id}
+    assert set(entries) == asked_for()
+    for key, message in entries.items():
+        assert message.string, f"{language.value}: {key} is not translated"
+        assert "fuzzy" not in message.flags, f"{language.value}: {key} is fuzzy"
+    # Babel's own checks: the same %(name)s placeholders as the English text.
+    assert not list(catalog.check()), list(catalog.check())

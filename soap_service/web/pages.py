@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.units import format_unit
 from flask import g, render_template, request
-from flask_babel import lazy_gettext
+from flask_babel import get_locale, lazy_gettext
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response
@@ -173,6 +174,18 @@ def browser_language() -> Language:
             continue
     default: Language = g.default_language
     return default
+
+
+def file_size(size: int) -> str:
+    """A size as the page's language writes it: "57 Byte", "48,8 ko", "1.5 MB"."""
+    if size < 1000:
+        unit, value = "digital-byte", float(size)
+    elif size < 1000**2:
+        unit, value = "digital-kilobyte", size / 1000
+    else:
+        unit, value = "digital-megabyte", size / 1000**2
+    written: str = format_unit(value, unit, length="short", format="#,##0.#", locale=get_locale())
+    return written
 
 
 def display_time(moment: datetime) -> str:

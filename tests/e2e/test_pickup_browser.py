@@ -443,6 +443,7 @@ def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
     _, personal = payslip_delivered(stack, sink, "personal", "Lohnausweis 2026")
     message_link, personal_link = read_link(confidential.message), read_link(personal.message)
     headings = {"de": "Registrieren", "fr": "Inscription", "it": "Registrazione", "en": "Register"}
+    sizes = {"de": "(57 Byte)", "fr": "(57\u202fo)", "it": "(57 byte)", "en": "(57 byte)"}
     for device, width in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": 800}, locale="de-CH")
         page = context.new_page()
@@ -450,6 +451,8 @@ def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
             page.goto(f"{message_link}?lang={language}")
             assert page.locator("html").get_attribute("lang") == language
             assert page.locator("#subject").inner_text() == "Lohnabrechnung Dezember"
+            # Sizes in the page's language too (57 bytes: the test's PDF).
+            assert page.locator(".size").first.inner_text() == sizes[language]
             shoot(page, f"pickup-message-{language}-{device}")
             page.goto(f"{personal_link}?lang={language}")
             assert page.locator("#register").inner_text() == heading

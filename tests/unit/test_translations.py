@@ -48,3 +48,27 @@ def test_each_catalogue_translates_exactly_what_the_pages_use(language: Language
         assert "fuzzy" not in message.flags, f"{language.value}: {key} is fuzzy"
     # Babel's own checks: the same %(name)s placeholders as the English text.
     assert not list(catalog.check()), list(catalog.check())
+
+
+@pytest.mark.parametrize(
+    ("language", "written"),
+    [
+        ("de", ["57 Byte", "48,8 kB", "1,5 MB"]),
+        # French puts a narrow no-break space before the unit.
+        ("fr", ["57\u202fo", "48,8\u202fko", "1,5\u202fMo"]),
+        ("it", ["57 byte", "48,8 kB", "1,5 MB"]),
+        ("en", ["57 byte", "48.8 kB", "1.5 MB"]),
+    ],
+)
+def test_file_sizes_are_written_as_each_language_writes_them(
+    language: str, written: list[str]
+) -> None:
+    from flask import Flask
+
+    from soap_service.web.i18n import init_languages, written_in
+    from soap_service.web.pages import file_size
+
+    app = Flask(__name__)
+    init_languages(app, Language.DE)
+    with app.test_request_context(), written_in(Language(language)):
+        assert [file_size(size) for size in (57, 48_800, 1_500_000)] == written

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, format_time
 from babel.units import format_unit
 from flask import g, render_template, request
 from flask_babel import get_locale, lazy_gettext
@@ -189,4 +190,14 @@ def file_size(size: int) -> str:
 
 
 def display_time(moment: datetime) -> str:
-    return moment.astimezone(DISPLAY_ZONE).strftime("%d.%m.%Y %H:%M")
+    """A moment as the page's language writes it in Switzerland, in the reader's time
+    zone and saying which: "06.12.2026, 16:00 MEZ", "6 déc. 2026, 16:00 UTC+1"."""
+    local = moment.astimezone(DISPLAY_ZONE)
+    locale = f"{get_locale()}_CH"
+    zone = format_time(local, "z", locale=locale)
+    if zone[:1] in "+-":  # no abbreviation in this language: the offset
+        offset = local.utcoffset() or timedelta(0)
+        hours, minutes = divmod(int(offset.total_seconds()) // 60, 60)
+        zone = f"UTC{hours:+d}" + (f":{minutes:02d}" if minutes else "")
+    date = format_date(local, "medium", locale=locale)
+    return f"{date}, {format_time(local, 'short', locale=locale)} {zone}"

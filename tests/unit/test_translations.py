@@ -72,3 +72,29 @@ def test_file_sizes_are_written_as_each_language_writes_them(
     init_languages(app, Language.DE)
     with app.test_request_context(), written_in(Language(language)):
         assert [file_size(size) for size in (57, 48_800, 1_500_000)] == written
+
+
+@pytest.mark.parametrize(
+    ("language", "winter", "summer"),
+    [
+        ("de", "06.12.2026, 16:00 MEZ", "06.07.2026, 17:00 MESZ"),
+        ("fr", "6 déc. 2026, 16:00 UTC+1", "6 juil. 2026, 17:00 UTC+2"),
+        ("it", "6 dic 2026, 16:00 CET", "6 lug 2026, 17:00 CEST"),
+        ("en", "6 Dec 2026, 16:00 CET", "6 Jul 2026, 17:00 CEST"),
+    ],
+)
+def test_times_are_written_in_swiss_time_as_each_language_writes_them(
+    language: str, winter: str, summer: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from flask import Flask
+
+    from soap_service.web.i18n import init_languages, written_in
+    from soap_service.web.pages import display_time
+
+    app = Flask(__name__)
+    init_languages(app, Language.DE)
+    with app.test_request_context(), written_in(Language(language)):
+        assert display_time(datetime(2026, 12, 6, 15, tzinfo=UTC)) == winter
+        assert display_time(datetime(2026, 7, 6, 15, tzinfo=UTC)) == summer

@@ -116,6 +116,8 @@ def page(name: str, language: Language, *, status: int = 200, **values: Any) -> 
             css=Markup(_CSS),
             languages=[(code.value, label) for code, label in LANGUAGE_NAMES],
             csrf=g.csrf,
+            # The reader's pick of language, kept by the forms it posts (?lang=fr).
+            chosen=choice_query(),
             **{"link": "", "account": None, **values},
         )
     return Response(body, status=status, content_type=HTML)
@@ -164,6 +166,12 @@ def chosen_language() -> Language | None:
         return Language(request.args.get("lang", ""))
     except ValueError:
         return None
+
+
+def choice_query() -> str:
+    """The query "?lang=xx" if the reader picked a language, for the forms that keep it."""
+    chosen = chosen_language()
+    return f"?lang={chosen.value}" if chosen else ""
 
 
 def browser_language() -> Language:

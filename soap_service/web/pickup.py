@@ -42,7 +42,15 @@ from soap_service.domain.pickup import (
     RegistrationRefused,
 )
 from soap_service.web.context import csrf_matches, services, set_cookie
-from soap_service.web.pages import chosen_language, display_time, failed, notice, page, see
+from soap_service.web.pages import (
+    choice_query,
+    chosen_language,
+    display_time,
+    failed,
+    notice,
+    page,
+    see,
+)
 
 log = logging.getLogger("soap_service.pickup")
 
@@ -175,7 +183,7 @@ def decision(token: str) -> Response:
             accept=choice == "accept",
             always_accept=request.form.get("always") == "yes",
         )
-    return see(_link(token))
+    return see(_link(token) + choice_query())
 
 
 @blueprint.post("/<token:token>/logout")
@@ -186,7 +194,7 @@ def logout(token: str) -> Response:
     session = _session()
     if session:
         _service().logout(session)
-    response = see(_link(token))
+    response = see(_link(token) + choice_query())
     set_cookie(response, SESSION_COOKIE, "", max_age=0)
     return response
 
@@ -221,7 +229,7 @@ def _sign_in(token: str, action: str) -> Response:
         if refused_registration.reason == RegistrationRefused.EXISTS:
             return notice("exists", identity.language)
         return _register_form(token, identity, refused_registration.reason)
-    response = see(_link(token))
+    response = see(_link(token) + choice_query())
     set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
     return response
 

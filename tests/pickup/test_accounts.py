@@ -344,3 +344,25 @@ def test_a_token_with_line_breaks_never_reaches_a_header(env: Env, app: WebApp) 
     assert answer.status == 404
     assert all("X-Evil" not in value for _, value in answer.header_list)
     assert get(app, "/m/abc%0d%0a/logout", method="POST").status == 404
+
+
+def test_the_language_the_reader_picked_stays_through_the_forms(env: Env, app: WebApp) -> None:
+    sent = env.send("anna@example.ch", type=MessageType.PERSONAL)
+    token = token_for(env, sent.message_id)
+    browser = Browser(app)
+    form = browser.get(f"/m/{token}?lang=fr")
+    assert f'action="/m/{token}/register?lang=fr"' in form.text
+    fields = {"csrf": form.csrf(), "password": "short", "repeated": "short", "consent": "yes"}
+    refused = browser.post(f"/m/{token}/register?lang=fr", fields)
+    assert refused.status == 400
+    assert "Le mot de passe doit comporter au moins 10 caractères." in refused.text
+    fields.update(password=PASSWORD, repeated=PASSWORD)
+    done = browser.post(f"/m/{token}/register?lang=fr", fields)
+    assert (done.status, done.headers["location"]) == (303, f"/m/{token}?lang=fr")
+    opened = browser.get(done.headers["location"])
+    assert '<html lang="fr">' in opened.text
+    assert f'action="/m/{token}/logout?lang=fr"' in opened.text
+    out = browser.post(f"/m/{token}/logout?lang=fr", {"csrf": browser.cookies[CSRF]})
+    assert out.headers["location"] == f"/m/{token}?lang=fr"
+    login_form = browser.get(out.headers["location"])
+    assert '<h1 id="login">Connexion</h1>' in login_form.text

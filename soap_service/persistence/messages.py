@@ -84,7 +84,7 @@ class MessageQueries(Transactions):
                 inserted = run_sqlite_insert(cursor, steps)
         if inserted:
             return None
-        with self._transaction(read_only=True) as connection:
+        with self._transaction(read_only=True, fresh_plans=True) as connection:
             row = connection.execute(
                 _FIND_REFERENCE,
                 {"account_id": message.account_id, "reference": message.reference},
@@ -97,13 +97,8 @@ class MessageQueries(Transactions):
         if not references:
             return {}
         wanted = sorted(set(references))
-        with self._transaction(read_only=True) as connection:
+        with self._transaction(read_only=True, fresh_plans=True) as connection:
             postgresql = connection.dialect.name == POSTGRESQL
-            if postgresql:
-                # psycopg prepares a query after its fifth run, and PostgreSQL may then keep
-                # a generic plan made while the table was small (a scan of the account's
-                # index, or of the table): it is planned afresh for each batch instead.
-                connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             query = FIND_REFERENCES_POSTGRESQL if postgresql else FIND_REFERENCES
             rows = connection.execute(query, {"account_id": account_id, "references": wanted}).all()
         return {
@@ -149,7 +144,7 @@ class MessageQueries(Transactions):
             query = query.where(messages.c.id == message_id)
         if reference is not None:
             query = query.where(messages.c.reference == reference)
-        with self._transaction(read_only=True) as connection:
+        with self._transaction(read_only=True, fresh_plans=reference is not None) as connection:
             message = connection.execute(query).first()
             if message is None:
                 return None

@@ -53,11 +53,17 @@ class Transactions:
 
     @contextmanager
     def _transaction(
-        self, *, read_only: bool = False, durable: bool = True
+        self, *, read_only: bool = False, durable: bool = True, fresh_plans: bool = False
     ) -> Iterator[Connection]:
         """`durable=False`: a write whose loss with the database host (a power cut, never
         a killed process) costs only a repetition, such as a delivery outcome (the mail
-        goes out again): its commit does not wait for the disk."""
+        goes out again): its commit does not wait for the disk.
+
+        `fresh_plans`: each statement is planned for the tables as they are now
+        (PostgreSQL). psycopg prepares a query after its fifth run, and PostgreSQL may
+        then keep a generic plan made while a table was small: for a lookup by an
+        account's Reference, a scan of the account's messages or of the whole table,
+        kept as a payroll run grows it (tests/unit/test_reference_lookup.py)."""
         lock = nullcontext() if read_only else self._write_lock(synced=durable)
         with self._translated_errors(), lock:
             if self._connection is None:
@@ -68,6 +74,8 @@ class Transactions:
             with connection.begin():
                 if not durable and self._dialect == POSTGRESQL:
                     connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                if fresh_plans and self._dialect == POSTGRESQL:
+                    connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
                 yield connection
 
     @contextmanager

@@ -1,8 +1,8 @@
-"""SendMessages looks up a batch's known references by the unique (account, reference)
-index, however stale PostgreSQL's view of the table is: the lookup must never read the
-account's other messages. At a payroll run's start the table is small, and a plan made
-then (a statistic, or a generic plan of a query psycopg has prepared) would otherwise
-scan the whole account for each batch as the run grows it."""
+"""Lookups by Reference use the unique (account, reference) index, however stale
+PostgreSQL's view of the table is: they must never read the account's other messages.
+At a payroll run's start the table is small, and a plan made then (from its statistics,
+or a generic plan of a query psycopg has prepared) would otherwise scan the whole
+account for each lookup as the run grows it."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from soap_service.domain.model import Account
 from soap_service.domain.ports import NewAccount
 from soap_service.persistence.database import Database
+from soap_service.persistence.store import SqlStore
 from tests.conftest import PostgresDatabases
 
-ACCOUNT_INDEX = "ix_messages_account_id_accepted_at"
 UNIQUE_INDEX = "uq_messages_account_id_reference"
 INSERT_ROWS = text(
     """
@@ -40,21 +41,13 @@ def database(postgres: PostgresDatabases) -> Iterator[Database]:
     database.dispose()
 
 
-def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of a plan, as EXPLAIN (FORMAT JSON) writes them."""
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found += nodes(child)
-    return found
-
-
-def test_known_references_are_probed_by_the_unique_index_as_the_table_grows(
-    database: Database,
-) -> None:
-    plans: list[dict[str, Any]] = []
+@pytest.fixture
+def plans(database: Database) -> Iterator[list[dict[str, Any]]]:
+    """The plan of every statement on messages that the store's connections run, as
+    auto_explain reports it (sent back to the client as a notice)."""
+    found: list[dict[str, Any]] = []
 
     def explain_everything(dbapi_connection: Any, _: Any) -> None:
-        """auto_explain on each of the store's connections, its plans sent as notices."""
         with dbapi_connection.cursor() as cursor:
             cursor.execute("LOAD 'auto_explain'")
             for setting in ("log_min_duration = 0", "log_analyze = on", "log_format = json"):
@@ -68,46 +61,90 @@ def test_known_references_are_probed_by_the_unique_index_as_the_table_grows(
         def keep(notice: Any) -> None:
             message = notice.message_primary or ""
             if message.startswith("duration:") and "messages" in message:
-                plans.append(json.loads(message.split("plan:", 1)[1])["Plan"])
+                found.append(json.loads(message.split("plan:", 1)[1])["Plan"])
 
         dbapi_connection.add_notice_handler(keep)
 
     database.engine.dispose()
     event.listen(database.engine, "connect", explain_everything)
+    yield found
+    event.remove(database.engine, "connect", explain_everything)
+
+
+def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a plan, as EXPLAIN (FORMAT JSON) writes them."""
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += nodes(child)
+    return found
+
+
+def payroll_account(database: Database, store: SqlStore) -> Account:
+    """An account with a run's first 10 messages, the table analysed as it is then."""
+    account = store.add_account(
+        NewAccount(
+            username="payroll",
+            organisation="Payroll",
+            password_hash="not-used-here",
+            digest_secret=None,
+            created_at=datetime(2026, 11, 25, tzinfo=UTC),
+        )
+    )
+    with database.engine.begin() as connection:
+        connection.execute(INSERT_ROWS, {"account": account.id, "first": 0, "last": 9})
+        connection.execute(text("ANALYZE messages"))
+    return account
+
+
+def grow(database: Database, account: Account) -> None:
+    """The rest of the run: 5,000 messages in all, stored after the last ANALYZE."""
+    with database.engine.begin() as connection:
+        connection.execute(INSERT_ROWS, {"account": account.id, "first": 10, "last": 4999})
+
+
+def assert_probes_only(plan: dict[str, Any], probes: int) -> None:
+    scans = [node for node in nodes(plan) if node.get("Relation Name") == "messages"]
+    assert {node.get("Index Name") for node in scans} == {UNIQUE_INDEX}, scans
+    assert sum(node["Actual Loops"] for node in scans) == probes, scans
+    assert not any(node.get("Rows Removed by Filter") for node in nodes(plan)), plan
+
+
+def test_a_batchs_known_references_are_probed_by_the_unique_index_as_the_table_grows(
+    database: Database, plans: list[dict[str, Any]]
+) -> None:
     store = database.store()
     try:
-        account = store.add_account(
-            NewAccount(
-                username="payroll",
-                organisation="Payroll",
-                password_hash="not-used-here",
-                digest_secret=None,
-                created_at=datetime(2026, 11, 25, tzinfo=UTC),
-            )
-        )
-        with database.engine.begin() as connection:
-            connection.execute(INSERT_ROWS, {"account": account.id, "first": 0, "last": 9})
-            connection.execute(text("ANALYZE messages"))
+        account = payroll_account(database, store)
         wanted = [f"payslip-{n:05}" for n in range(0, 10_000, 200)]
-        # The run's first batches, while the table is small: the query is prepared.
-        for _ in range(8):
+        for _ in range(8):  # the run's first batches: the query is prepared
             assert list(store.find_references(account.id, wanted)) == ["payslip-00000"]
-        with database.engine.begin() as connection:
-            connection.execute(INSERT_ROWS, {"account": account.id, "first": 10, "last": 4999})
+        grow(database, account)
         plans.clear()
-
         found = store.find_references(account.id, wanted)
     finally:
         store.close()
-        event.remove(database.engine, "connect", explain_everything)
-
     assert sorted(found) == [reference for reference in wanted if reference < "payslip-05000"]
     assert {record.message_id for record in found.values()} == {
         f"m-{int(reference[-5:])}" for reference in found
     }
     [plan] = plans
-    scans = [node for node in nodes(plan) if "Relation Name" in node]
-    assert {node.get("Index Name") for node in scans} == {UNIQUE_INDEX}, scans
-    # One probe per reference, and nothing read beside what was found.
-    assert sum(node["Actual Loops"] for node in scans) == len(wanted)
-    assert not any(node.get("Rows Removed by Filter") for node in nodes(plan)), plan
+    assert_probes_only(plan, len(wanted))
+
+
+def test_a_status_by_reference_is_probed_by_the_unique_index_as_the_table_grows(
+    database: Database, plans: list[dict[str, Any]]
+) -> None:
+    """GetStatus by Reference, as a payroll program polls it for each payslip of a run."""
+    store = database.store()
+    try:
+        account = payroll_account(database, store)
+        for n in range(8):  # the run's first polls: the query is prepared
+            status = store.message_status(account.id, reference=f"payslip-{n:05}")
+            assert status is not None and status.message_id == f"m-{n}"
+        grow(database, account)
+        plans.clear()
+        status = store.message_status(account.id, reference="payslip-04321")
+    finally:
+        store.close()
+    assert status is not None and status.message_id == "m-4321"
+    assert_probes_only(plans[0], 1)

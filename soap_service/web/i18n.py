@@ -87,14 +87,3 @@ def init_languages(app: Flask, default_language: Language) -> None:
 def written_in(language: Language) -> Any:
     """A context in which gettext and the templates' `_` answer in `language`."""
     return flask_babel.force_locale(language.value)
-
-
-def accepted_language(header: str) -> Language | None:
-    """The first of the reader's Accept-Language ranges that the service speaks."""
-    for part in header.split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        try:
-            return Language(code)
-        except ValueError:
-            continue
-    return None

@@ -24,6 +24,7 @@ from soap_service import backups, crypto
 from soap_service.bootstrap import ensure_files
 from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.inbox import InboxService
 from soap_service.domain.journal import Journal
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
@@ -371,6 +372,11 @@ class RequestScope:
     def pickup(self) -> PickupService:
         container = self._container
         return PickupService(store=self.store, keyring=container.keyring, now=container.now)
+
+    @cached_property
+    def inbox(self) -> InboxService:
+        container = self._container
+        return InboxService(store=self.store, keyring=container.keyring, now=container.now)
 
     @cached_property
     def receipts(self) -> ReceiptService:

@@ -22,7 +22,13 @@ from datetime import datetime, timedelta
 from soap_service import crypto
 from soap_service.domain import sealing
 from soap_service.domain.model import Language, MessageType, RecipientState
-from soap_service.domain.ports import PickupAttachment, PickupRecord, PickupStore, RecipientAccount
+from soap_service.domain.ports import (
+    PickupAttachment,
+    PickupRecord,
+    PickupStore,
+    RecipientAccount,
+    RecipientAccountStore,
+)
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import AccountExists, SoapServiceError
 
@@ -194,7 +200,7 @@ class PickupService:
         record, _ = self._genuine(token)
         if record.type is MessageType.CONFIDENTIAL:
             raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
-        address = _mailbox(record.address)
+        address = mailbox(record.address)
         return LinkIdentity(
             address=address,
             organisation=record.organisation,
@@ -236,7 +242,7 @@ class PickupService:
             raise RegistrationRefused(RegistrationRefused.PASSWORDS_DIFFER)
         if not consent:
             raise RegistrationRefused(RegistrationRefused.NO_CONSENT)
-        address = _mailbox(record.address)
+        address = mailbox(record.address)
         if self._store.find_recipient_account(address) is not None:
             raise RegistrationRefused(RegistrationRefused.EXISTS)
         try:
@@ -250,42 +256,18 @@ class PickupService:
     def login(self, token: str, password: str) -> str:
         """Log in as the link's address; the new session's token."""
         record, _ = self._genuine(token)
-        found = self._store.find_recipient_account(_mailbox(record.address))
-        if found is None:
-            crypto.verify_password(password, crypto.dummy_password_hash())  # same time
-            raise LoginRefused(LoginRefused.WRONG)
-        now = self._now()
-        # Every attempt counts as a failure until the password is found right, in one
-        # statement: guesses sent in parallel cannot all slip past the lock.
-        if not self._store.login_attempt(
-            found.account.id, now=now, lock_after=MAX_FAILED_LOGINS, lock_until=now + LOGIN_LOCK
-        ):
-            raise LoginRefused(LoginRefused.LOCKED)
-        if len(password) > MAX_PASSWORD_LENGTH or not crypto.verify_password(
-            password, found.password_hash
-        ):
-            raise LoginRefused(LoginRefused.WRONG)
-        self._store.login_succeeded(found.account.id)
-        return self._new_session(found.account)
+        return log_in(self._store, mailbox(record.address), password, self._now())
 
     def session_address(self, session: str) -> str | None:
         """The address logged in with this session, while it lasts."""
-        account = self._store.find_pickup_session(_session_hash(session), self._now())
+        account = session_account(self._store, session, self._now())
         return account.address if account is not None else None
 
     def logout(self, session: str) -> None:
-        self._store.delete_pickup_session(_session_hash(session))
+        log_out(self._store, session)
 
     def _new_session(self, account: RecipientAccount) -> str:
-        session = crypto.new_secret_token()
-        now = self._now()
-        self._store.add_pickup_session(
-            _session_hash(session),
-            account.id,
-            now=now,
-            expires_at=now + SESSION_LIFETIME,
-        )
-        return session
+        return new_session(self._store, account, self._now())
 
     # Checks.
 
@@ -318,7 +300,7 @@ class PickupService:
         recipient's own); None for a confidential message."""
         if record.type is MessageType.CONFIDENTIAL:
             return None
-        address = _mailbox(record.address)
+        address = mailbox(record.address)
         account = (
             self._store.find_pickup_session(_session_hash(session), self._now())
             if session
@@ -360,7 +342,50 @@ def _attachment_view(cipher: MessageCipher, attachment: PickupAttachment) -> Att
     )
 
 
-def _mailbox(address: str) -> str:
+# A person's account and sessions, on the pickup pages and on the site alike.
+
+
+def log_in(store: RecipientAccountStore, address: str, password: str, now: datetime) -> str:
+    """Log in as `address` (a mailbox); the new session's token. A wrong password and an
+    address without an account get the same answer, in the same time."""
+    found = store.find_recipient_account(address)
+    if found is None:
+        crypto.verify_password(password, crypto.dummy_password_hash())  # same time
+        raise LoginRefused(LoginRefused.WRONG)
+    # Every attempt counts as a failure until the password is found right, in one
+    # statement: guesses sent in parallel cannot all slip past the lock.
+    if not store.login_attempt(
+        found.account.id, now=now, lock_after=MAX_FAILED_LOGINS, lock_until=now + LOGIN_LOCK
+    ):
+        raise LoginRefused(LoginRefused.LOCKED)
+    if len(password) > MAX_PASSWORD_LENGTH or not crypto.verify_password(
+        password, found.password_hash
+    ):
+        raise LoginRefused(LoginRefused.WRONG)
+    store.login_succeeded(found.account.id)
+    return new_session(store, found.account, now)
+
+
+def new_session(store: RecipientAccountStore, account: RecipientAccount, now: datetime) -> str:
+    session = crypto.new_secret_token()
+    store.add_pickup_session(
+        _session_hash(session), account.id, now=now, expires_at=now + SESSION_LIFETIME
+    )
+    return session
+
+
+def session_account(
+    store: RecipientAccountStore, session: str, now: datetime
+) -> RecipientAccount | None:
+    """The account logged in with this session, while it lasts."""
+    return store.find_pickup_session(_session_hash(session), now)
+
+
+def log_out(store: RecipientAccountStore, session: str) -> None:
+    store.delete_pickup_session(_session_hash(session))
+
+
+def mailbox(address: str) -> str:
     """One account per mailbox however a sender spells it (casefold, as duplicate
     recipients are folded)."""
     return address.casefold()

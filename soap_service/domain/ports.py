@@ -345,24 +345,10 @@ class DeliveryStore(StoreSession, Protocol):
         ...
 
 
-class PickupStore(Protocol):
-    def find_pickup(self, token_hash: bytes) -> PickupRecord | None: ...
+class RecipientAccountStore(Protocol):
+    """People's accounts and sessions (recipients who registered)."""
 
-    def attachment_content(self, message_id: str, position: int) -> bytes | None:
-        """The sealed content of one attachment."""
-        ...
-
-    def mark_opened(self, recipient_id: int, now: datetime) -> bool:
-        """`opened` and a journal event, if the recipient is not final yet; False if it was
-        (opened meanwhile, expired, withdrawn): states never move backwards."""
-        ...
-
-    def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
-        """A registered message accepted or refused, with a journal event, if the recipient
-        is not final yet; False if it was."""
-        ...
-
-    # Recipient accounts. Addresses are given in lower case.
+    # Addresses are given as mailboxes (casefolded).
 
     def find_recipient_account(self, address: str) -> RecipientAccountRecord | None: ...
 
@@ -394,6 +380,47 @@ class PickupStore(Protocol):
     def delete_pickup_session(self, token_hash: bytes) -> None: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class InboxRecord:
+    """A message one mailbox received, as its inbox lists it (its subject sealed)."""
+
+    recipient_id: int
+    message_id: str
+    position: int
+    state: RecipientState
+    type: MessageType
+    language: Language
+    organisation: str
+    accepted_at: datetime
+    expires_at: datetime
+    data_key: WrappedKey
+    sealed_subject: bytes
+
+
+class InboxStore(RecipientAccountStore, Protocol):
+    def inbox(self, mailbox: str, *, limit: int) -> list[InboxRecord]:
+        """The newest `limit` messages addressed to this mailbox (any spelling of it)."""
+        ...
+
+
+class PickupStore(RecipientAccountStore, Protocol):
+    def find_pickup(self, token_hash: bytes) -> PickupRecord | None: ...
+
+    def attachment_content(self, message_id: str, position: int) -> bytes | None:
+        """The sealed content of one attachment."""
+        ...
+
+    def mark_opened(self, recipient_id: int, now: datetime) -> bool:
+        """`opened` and a journal event, if the recipient is not final yet; False if it was
+        (opened meanwhile, expired, withdrawn): states never move backwards."""
+        ...
+
+    def decide(self, recipient_id: int, state: RecipientState, detail: str, now: datetime) -> bool:
+        """A registered message accepted or refused, with a journal event, if the recipient
+        is not final yet; False if it was."""
+        ...
+
+
 class ReceiptStore(StatusStore, Protocol):
     def receipt_content(self, message_id: str) -> ReceiptContent: ...
 
@@ -420,6 +447,7 @@ class Store(
     JournalStore,
     DeliveryStore,
     PickupStore,
+    InboxStore,
     ReceiptStore,
     StoreSession,
     Protocol,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from soap_service.persistence.accounts import AccountQueries
 from soap_service.persistence.delivery import DeliveryQueries
+from soap_service.persistence.inbox import InboxQueries
 from soap_service.persistence.journal import JournalQueries
 from soap_service.persistence.login_failures import LoginFailureQueries
 from soap_service.persistence.messages import MessageQueries
@@ -33,6 +34,7 @@ class SqlStore(
     JournalQueries,
     OrganisationQueries,
     DeliveryQueries,
+    InboxQueries,
     PickupQueries,
     RecipientAccountQueries,
     ReceiptQueries,

@@ -114,6 +114,8 @@ class RecipientRow(Base):
     __table_args__ = (
         UniqueConstraint("message_id", "position"),
         Index("ix_recipients_state_next_attempt_at", "state", "next_attempt_at"),
+        # A person's inbox: the messages of a mailbox, however senders spelled it.
+        Index("ix_recipients_mailbox", text("lower(address)")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from soap_service.domain.model import Account
-from soap_service.domain.pickup import PickupService
 from soap_service.errors import MalformedRequest, MessageTooLarge, ServiceError
 from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, fault_for
+from soap_service.web.context import PageScope
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.responses import StartResponse, respond
 from soap_service.web.site import create_site
@@ -32,14 +32,9 @@ log = logging.getLogger("soap_service.requests")
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 
-class RequestScope(DomainServices, Protocol):
-    """One request's domain services on one database connection (container.RequestScope);
-    `close()` gives the connection back."""
-
-    @property
-    def pickup(self) -> PickupService: ...
-
-    def close(self) -> None: ...
+class RequestScope(DomainServices, PageScope, Protocol):
+    """One request's domain services on one database connection (container.RequestScope),
+    for the SOAP channel and the pages; `close()` gives the connection back."""
 
 
 @dataclass

@@ -10,9 +10,12 @@ from flask import current_app, g
 from werkzeug.wrappers import Response
 
 from soap_service import crypto
+from soap_service.domain.inbox import InboxService
 from soap_service.domain.pickup import PickupService
 
 CSRF_COOKIE = "__Host-pickup-csrf"
+# A person's session, on the pickup pages and the site alike (one account per mailbox).
+SESSION_COOKIE = "__Host-pickup-session"
 # Where the site keeps how to open a request's domain services (app.extensions).
 OPEN_SCOPE = "soap_service.open_scope"
 
@@ -22,6 +25,9 @@ class PageScope(Protocol):
 
     @property
     def pickup(self) -> PickupService: ...
+
+    @property
+    def inbox(self) -> InboxService: ...
 
     def close(self) -> None: ...
 

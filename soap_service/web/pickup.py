@@ -19,7 +19,6 @@ plain page, never a trace.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -41,7 +40,7 @@ from soap_service.domain.pickup import (
     PickupService,
     RegistrationRefused,
 )
-from soap_service.web.context import csrf_matches, services, set_cookie
+from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
 from soap_service.web.pages import (
     choice_query,
     chosen_language,
@@ -53,8 +52,6 @@ from soap_service.web.pages import (
 )
 
 log = logging.getLogger("soap_service.pickup")
-
-SESSION_COOKIE = "__Host-pickup-session"
 
 # A sender's HTML body, without anything that runs or loads: no images (they would tell
 # the sender when the message is read, and from where), no styles, no forms.
@@ -324,6 +321,3 @@ def _disposition(filename: str) -> str:
         c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
     )
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-__all__ = ["SESSION_COOKIE", "blueprint", "clean_html", "datetime"]

@@ -10,6 +10,7 @@ import io
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -426,6 +427,16 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 WIDTHS = {"desktop": 1280, "phone": 390}
 
 
+@contextmanager
+def page_in(browser: Any) -> Iterator[Any]:
+    """A page in a new browser context (German, desktop), closed afterwards."""
+    context = browser.new_context(locale="de-CH")
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
 def shoot(page: Any, name: str) -> None:
     """A full-page screenshot for a reviewer (var/screenshots/), and the check that the
     page fits its width: nothing scrolls sideways on a 390 px phone."""
@@ -461,3 +472,50 @@ def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
         assert page.locator("#notice").inner_text() == "Link ungültig"
         shoot(page, f"pickup-notice-de-{device}")
         context.close()
+
+
+def test_a_person_logs_in_on_the_site_and_opens_a_message_from_the_inbox(
+    delivering: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivering
+    message_id, mail = payslip_delivered(stack, sink, "personal", "Lohnabrechnung Januar")
+    site = read_link(mail.message).split("/m/", 1)[0]
+    # The address's account: registered through a personal link (earlier tests here may
+    # have done it already).
+    context = browser.new_context(locale="de-CH")
+    page = context.new_page()
+    page.goto(read_link(mail.message) + "?lang=en")
+    if page.locator("#register").count():
+        page.goto(read_link(mail.message))
+        register_in(page)
+    context.close()
+
+    for device, width in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": 800}, locale="de-CH")
+        page = context.new_page()
+        page.goto(f"{site}/account")
+        assert page.url == f"{site}/account/login"
+        shoot(page, f"account-login-de-{device}")
+        page.fill("#address", "anna.muster@example.ch")
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Anmelden").click()
+        assert page.url == f"{site}/account"
+        assert page.locator("#inbox").inner_text() == "Ihre Nachrichten"
+        assert "Lohnabrechnung Januar" in page.locator("#entries").inner_text()
+        shoot(page, f"account-inbox-de-{device}")
+        context.close()
+
+    with page_in(browser) as page:
+        page.goto(f"{site}/account/login")
+        page.fill("#address", "anna.muster@example.ch")
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Anmelden").click()
+        with page.expect_navigation():
+            page.get_by_text("Lohnabrechnung Januar", exact=True).click()
+        assert page.locator("#subject").inner_text() == "Lohnabrechnung Januar"
+        with page.expect_navigation():
+            page.get_by_role("button", name="Abmelden").click()
+    [recipient] = stack.recipients(message_id)
+    assert recipient.State == "opened"

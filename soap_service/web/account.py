@@ -1,0 +1,142 @@
+"""A person's pages on the site: log in with the address's account (the one registered on
+a pickup page), the inbox of the messages that mailbox received, log out.
+
+    GET  /account           the inbox (or, without a session, the way to log in)
+    GET  /account/login     the login form
+    POST /account/login     address and password: session
+    POST /account/logout
+
+The session is the pickup pages' (one cookie, one account per mailbox): logged in here,
+a personal message's link opens without asking again, and the reverse. A wrong password
+and an address without an account get the same answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, g, request, url_for
+from flask_babel import lazy_gettext
+from werkzeug.wrappers import Response
+
+from soap_service.domain.inbox import InboxService
+from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused
+from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
+from soap_service.web.pages import (
+    browser_language,
+    choice_query,
+    chosen_language,
+    display_time,
+    notice,
+    page,
+    see,
+)
+
+log = logging.getLogger("soap_service.account")
+
+blueprint = Blueprint("account", __name__)
+
+LOGIN_ERRORS = {
+    LoginRefused.WRONG: (lazy_gettext("The address or the password is wrong."), 401),
+    LoginRefused.LOCKED: (
+        lazy_gettext("Too many wrong passwords. Try again in 15 minutes."),
+        429,
+    ),
+}
+# A recipient's state as the recipient sees it: before opening, every delivery state is new.
+STATES = {
+    RecipientState.QUEUED: lazy_gettext("New"),
+    RecipientState.DEFERRED: lazy_gettext("New"),
+    RecipientState.SENT: lazy_gettext("New"),
+    RecipientState.DELIVERED: lazy_gettext("New"),
+    RecipientState.FAILED: lazy_gettext("New"),
+    RecipientState.OPENED: lazy_gettext("Opened"),
+    RecipientState.ACCEPTED: lazy_gettext("Accepted"),
+    RecipientState.REFUSED: lazy_gettext("Refused"),
+    RecipientState.EXPIRED: lazy_gettext("Expired"),
+    RecipientState.CANCELLED: lazy_gettext("Withdrawn"),
+}
+TYPES = {
+    MessageType.CONFIDENTIAL: lazy_gettext("Confidential"),
+    MessageType.PERSONAL: lazy_gettext("Personal"),
+    MessageType.REGISTERED: lazy_gettext("Registered"),
+}
+
+
+@blueprint.get("")
+def inbox() -> Response:
+    inbox = _service().inbox(request.cookies.get(SESSION_COOKIE))
+    if inbox is None:
+        return see(url_for("account.login") + choice_query())
+    return page(
+        "inbox",
+        _language(),
+        link=url_for("account.inbox"),
+        account=inbox.address,
+        entries=[
+            {
+                "organisation": entry.organisation,
+                "subject": entry.subject,
+                "type": TYPES[entry.type],
+                "state": STATES[entry.state],
+                "received": display_time(entry.accepted_at),
+                "href": url_for("pickup.view", token=entry.token) + choice_query(),
+            }
+            for entry in inbox.entries
+        ],
+    )
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    if request.method == "GET":
+        return _login_form("", None)
+    form = request.form
+    if not csrf_matches(form.to_dict()):
+        log.info("account form refused: CSRF token missing or wrong")
+        return notice("csrf", None)
+    address = form.get("address", "")[:320]
+    try:
+        session = _service().login(address, form.get("password", ""))
+    except LoginRefused as refused:
+        log.info("account login refused: %s", refused.reason)
+        return _login_form(address, refused.reason)
+    response = see(url_for("account.inbox") + choice_query())
+    set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
+    return response
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    if not csrf_matches(request.form.to_dict()):
+        log.info("account form refused: CSRF token missing or wrong")
+        return notice("csrf", None)
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        _service().logout(session)
+    response = see(url_for("account.login") + choice_query())
+    set_cookie(response, SESSION_COOKIE, "", max_age=0)
+    return response
+
+
+def _login_form(address: str, error: str | None) -> Response:
+    message, status = LOGIN_ERRORS[error] if error else (None, 200)
+    return page(
+        "account_login",
+        _language(),
+        status=status,
+        link=url_for("account.login"),
+        address=address,
+        error=message,
+    )
+
+
+def _language() -> Language:
+    language = chosen_language() or browser_language()
+    g.language = language
+    return language
+
+
+def _service() -> InboxService:
+    return services().inbox

@@ -41,17 +41,26 @@ foreach ($client->SendMessages(['Message' => $messages])->SendMessagesResult->Re
     ];
 }
 
-// Every change since the start (or since the cursor you kept), a page at a time.
+// Every change since the start (or since the cursor you kept), a page at a time. A change
+// shows once every database transaction begun before it has ended, a moment after the
+// call that made it: a program that waits for its run's changes polls again, with the
+// cursor it kept, until they are in (here: one "queued" per accepted message).
+$accepted = count(array_filter($results, fn ($result) => $result['message_id'] !== null));
 $changes = [];
 $cursor = null;
-do {
-    $page = $client->GetStatusChanges(array_filter(['Cursor' => $cursor, 'PageSize' => 2]))
-        ->GetStatusChangesResult;
-    foreach ($page->Change ?? [] as $change) {
-        $changes[] = [$change->Reference, $change->RecipientAddress, $change->State];
+for ($poll = 0; $poll < 50 && count($changes) < $accepted; $poll++) {
+    if ($poll > 0) {
+        usleep(200000);
     }
-    $cursor = $page->NextCursor; // store it: the next poll starts here
-} while ($page->HasMore);
+    do {
+        $page = $client->GetStatusChanges(array_filter(['Cursor' => $cursor, 'PageSize' => 2]))
+            ->GetStatusChangesResult;
+        foreach ($page->Change ?? [] as $change) {
+            $changes[] = [$change->Reference, $change->RecipientAddress, $change->State];
+        }
+        $cursor = $page->NextCursor; // store it: the next poll starts here
+    } while ($page->HasMore);
+}
 
 $listed = [];
 foreach ($client->ListMessages(['ReferencePrefix' => $run . '-'])->ListMessagesResult->Message ?? [] as $message) {

@@ -9,11 +9,16 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.e2e.conftest import Sender
 from tests.support import REPO, ServiceProcess, stored_attachments
@@ -22,6 +27,32 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = REPO / "client_examples" / "php" / "send_and_status.php"
 BATCH_SCRIPT = REPO / "client_examples" / "php" / "batch_and_changes.php"
+
+
+@contextmanager
+def transaction_held_open(database_url: str, *, seconds: float) -> Iterator[None]:
+    """On PostgreSQL, a transaction with an id of its own stays open for `seconds` from
+    now, in a thread (elsewhere nothing: SQLite's changes show at their commit)."""
+    if not database_url.startswith("postgresql"):
+        yield
+        return
+    engine = create_engine(database_url)
+    begun = threading.Event()
+
+    def hold() -> None:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_current_xact_id()"))
+            begun.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert begun.wait(10)
+        yield
+    finally:
+        thread.join()
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +117,16 @@ def test_php_soapclient_sends_a_batch_and_follows_the_journal(
 ) -> None:
     username, password = service.add_account()  # its own journal: nothing else in it
     run_id = f"php-run-{uuid.uuid4().hex[:8]}"
-    run = subprocess.run(
-        [
-            php, str(BATCH_SCRIPT), f"{service.url}?wsdl", username, password,
-            str(service.tls.ca_cert), run_id,
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    # Another transaction, begun before the batch and ended 1.5 s later: on PostgreSQL
+    # the run's changes show only then, and the script must poll until they do.
+    with transaction_held_open(service.database_url, seconds=1.5):
+        run = subprocess.run(
+            [
+                php, str(BATCH_SCRIPT), f"{service.url}?wsdl", username, password,
+                str(service.tls.ca_cert), run_id,
+            ],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     answer = json.loads(run.stdout)
 

@@ -376,7 +376,12 @@ class RequestScope:
     @cached_property
     def inbox(self) -> InboxService:
         container = self._container
-        return InboxService(store=self.store, keyring=container.keyring, now=container.now)
+        return InboxService(
+            store=self.store,
+            keyring=container.keyring,
+            guard=LoginGuard(store=self.store, policy=container.login_throttle, now=container.now),
+            now=container.now,
+        )
 
     @cached_property
     def receipts(self) -> ReceiptService:

@@ -10,8 +10,9 @@ from datetime import datetime
 
 from soap_service import crypto
 from soap_service.domain import sealing
+from soap_service.domain.login_throttle import LoginGuard
 from soap_service.domain.model import Language, MessageType, RecipientState
-from soap_service.domain.pickup import log_in, log_out, mailbox, session_account
+from soap_service.domain.pickup import LoginRefused, log_in, log_out, mailbox, session_account
 from soap_service.domain.ports import InboxRecord, InboxStore
 from soap_service.domain.sealing import MessageCipher
 
@@ -41,16 +42,33 @@ class Inbox:
 
 class InboxService:
     def __init__(
-        self, *, store: InboxStore, keyring: crypto.Keyring, now: Callable[[], datetime]
+        self,
+        *,
+        store: InboxStore,
+        keyring: crypto.Keyring,
+        guard: LoginGuard,
+        now: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._keyring = keyring
+        self._guard = guard
         self._now = now
 
-    def login(self, address: str, password: str) -> str:
+    def login(self, address: str, password: str, client: str | None) -> str:
         """The new session's token (LoginRefused: wrong, whether or not the address has
-        an account; or locked)."""
-        return log_in(self._store, mailbox(address.strip()), password, self._now())
+        an account; or locked). Here anyone may type any address: wrong passwords are
+        also throttled by address typed and by client, as sender logins are
+        (AuthenticationThrottled while they must wait)."""
+        box = mailbox(address.strip())
+        attempt = self._guard.attempt(f"person:{box}", client)
+        try:
+            session = log_in(self._store, box, password, self._now())
+        except LoginRefused as refused:
+            if refused.reason == LoginRefused.WRONG:
+                attempt.failed()
+            raise
+        attempt.succeeded()
+        return session
 
     def logout(self, session: str) -> None:
         log_out(self._store, session)

@@ -22,7 +22,14 @@ from werkzeug.wrappers import Response
 from soap_service.domain.inbox import InboxService
 from soap_service.domain.model import Language, MessageType, RecipientState
 from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused
-from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
+from soap_service.errors import AuthenticationThrottled
+from soap_service.web.context import (
+    SESSION_COOKIE,
+    client,
+    csrf_matches,
+    services,
+    set_cookie,
+)
 from soap_service.web.pages import (
     browser_language,
     choice_query,
@@ -37,10 +44,15 @@ log = logging.getLogger("soap_service.account")
 
 blueprint = Blueprint("account", __name__)
 
+THROTTLED = "throttled"
 LOGIN_ERRORS = {
     LoginRefused.WRONG: (lazy_gettext("The address or the password is wrong."), 401),
     LoginRefused.LOCKED: (
         lazy_gettext("Too many wrong passwords. Try again in 15 minutes."),
+        429,
+    ),
+    THROTTLED: (
+        lazy_gettext("Too many wrong passwords from here. Please wait a little and try again."),
         429,
     ),
 }
@@ -98,10 +110,13 @@ def login() -> Response:
         return notice("csrf", None)
     address = form.get("address", "")[:320]
     try:
-        session = _service().login(address, form.get("password", ""))
+        session = _service().login(address, form.get("password", ""), client())
     except LoginRefused as refused:
         log.info("account login refused: %s", refused.reason)
         return _login_form(address, refused.reason)
+    except AuthenticationThrottled:
+        log.info("account login throttled")
+        return _login_form(address, THROTTLED)
     response = see(url_for("account.inbox") + choice_query())
     set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
     return response

@@ -21,7 +21,7 @@ from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
 from soap_service.soap.faults import FAULT_CONTENT_TYPE, FAULT_STATUS, fault_for
-from soap_service.web.context import PageScope
+from soap_service.web.context import CLIENT_ADDRESS, PageScope
 from soap_service.web.guard import GuardLimits, declared_length, discard_body, read_envelope
 from soap_service.web.responses import StartResponse, respond
 from soap_service.web.site import create_site
@@ -94,6 +94,7 @@ class WebApp:
             )
         if path == "/health" and method in ("GET", "HEAD"):
             return self._health(start_response)
+        environ[CLIENT_ADDRESS] = client_address(environ, self._settings.trusted_proxies)
         answer: Iterable[bytes] = self._site(environ, start_response)
         return answer
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from flask import current_app, g
+from flask import current_app, g, request
 from werkzeug.wrappers import Response
 
 from soap_service import crypto
@@ -18,6 +18,8 @@ CSRF_COOKIE = "__Host-pickup-csrf"
 SESSION_COOKIE = "__Host-pickup-session"
 # Where the site keeps how to open a request's domain services (app.extensions).
 OPEN_SCOPE = "soap_service.open_scope"
+# The client's address as app.py found it (behind a trusted proxy, the forwarded one).
+CLIENT_ADDRESS = "soap_service.client_address"
 
 
 class PageScope(Protocol):
@@ -38,6 +40,12 @@ def services() -> PageScope:
         g.scope = current_app.extensions[OPEN_SCOPE]()
     scope: PageScope = g.scope
     return scope
+
+
+def client() -> str | None:
+    """The client's address, for throttling: from app.py, which knows the trusted proxies."""
+    address: str | None = request.environ.get(CLIENT_ADDRESS)
+    return address
 
 
 def csrf_matches(form: dict[str, str]) -> bool:

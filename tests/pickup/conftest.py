@@ -98,6 +98,7 @@ def get(
         "SERVER_PORT": "443",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "SCRIPT_NAME": "",
+        "REMOTE_ADDR": "192.0.2.10",
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "QUERY_STRING": query,

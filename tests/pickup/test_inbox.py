@@ -116,3 +116,17 @@ def test_an_empty_inbox_and_the_readers_language(env: Env, app: WebApp) -> None:
     inbox = browser.get(done.headers["location"])
     assert '<html lang="fr">' in inbox.text
     assert "Aucun message n'est encore arrivé à cette adresse." in inbox.text
+
+
+def test_guesses_across_many_addresses_from_one_client_are_held_up(env: Env, app: WebApp) -> None:
+    """The account lock guards one address; typed addresses are counted by client too
+    (20 free failures, then a wait), so password spraying over many addresses stalls."""
+    with_account(env, "anna@example.ch")
+    for n in range(20):
+        assert log_in(Browser(app), f"guess{n}@example.ch", "Sommer2026!").status == 401
+    held = log_in(Browser(app), "anna@example.ch")  # even the right password, from here
+    assert held.status == 429
+    assert "Zu viele falsche Passwörter von hier aus." in held.text
+    assert not any(cookie.startswith(SESSION) for cookie in held.cookies)
+    env.clock.advance(seconds=2)  # the first wait over, the right password works
+    assert log_in(Browser(app), "anna@example.ch").status == 303

@@ -34,7 +34,6 @@ from soap_service.web.pages import (
     browser_language,
     choice_query,
     chosen_language,
-    display_time,
     notice,
     page,
     see,
@@ -92,7 +91,7 @@ def inbox() -> Response:
                 "subject": entry.subject,
                 "type": TYPES[entry.type],
                 "state": STATES[entry.state],
-                "received": display_time(entry.accepted_at),
+                "received": entry.accepted_at,
                 "href": url_for("pickup.view", token=entry.token) + choice_query(),
             }
             for entry in inbox.entries

@@ -199,7 +199,8 @@ def file_size(size: int) -> str:
 
 def display_time(moment: datetime) -> str:
     """A moment as the page's language writes it in Switzerland, in the reader's time
-    zone and saying which: "06.12.2026, 16:00 MEZ", "6 déc. 2026, 16:00 UTC+1"."""
+    zone and saying which: "06.12.2026, 16:00 MEZ", "6 déc. 2026, 16:00 UTC+1". A
+    template filter: only while a page is rendered is its language the locale."""
     local = moment.astimezone(DISPLAY_ZONE)
     locale = f"{get_locale()}_CH"
     zone = format_time(local, "z", locale=locale)

@@ -44,7 +44,6 @@ from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set
 from soap_service.web.pages import (
     choice_query,
     chosen_language,
-    display_time,
     failed,
     notice,
     page,
@@ -117,23 +116,12 @@ def view(token: str) -> Response:
     g.language = shown.language
     language = chosen_language() or shown.language
     if isinstance(shown, DecisionNeeded):
-        return page(
-            "decide",
-            language,
-            **_values(token, account=_session_address(service)),
-            decision=shown,
-            received=display_time(shown.accepted_at),
-            expires=display_time(shown.expires_at),
-        )
+        account = _session_address(service)
+        return page("decide", language, **_values(token, account=account), decision=shown)
     account = None if shown.type is MessageType.CONFIDENTIAL else _session_address(service)
+    html_body = None if shown.html_body is None else Markup(clean_html(shown.html_body))
     return page(
-        "message",
-        language,
-        **_values(token, account=account),
-        message=shown,
-        received=display_time(shown.accepted_at),
-        expires=display_time(shown.expires_at),
-        html_body=None if shown.html_body is None else Markup(clean_html(shown.html_body)),
+        "message", language, **_values(token, account=account), message=shown, html_body=html_body
     )
 
 

@@ -21,7 +21,7 @@ from soap_service.domain.model import Language
 from soap_service.web import account, pickup
 from soap_service.web.context import CSRF_COOKIE, OPEN_SCOPE, PageScope, set_cookie
 from soap_service.web.i18n import init_languages
-from soap_service.web.pages import SECURITY_HEADERS, failed, file_size
+from soap_service.web.pages import SECURITY_HEADERS, display_time, failed, file_size
 
 # The largest form a page posts (a password twice and a few fields); more is refused.
 MAX_FORM_BYTES = 8192
@@ -35,7 +35,8 @@ def create_site(
     # Flask escapes only templates named .html and the like: ours are .html.j2. Every
     # value is escaped, and a name missing from a page is an error, not an empty string.
     app.jinja_options = {**app.jinja_options, "autoescape": True, "undefined": StrictUndefined}
-    app.jinja_env.filters["file_size"] = file_size
+    # Sizes and times are written in the page's language, so while it is rendered.
+    app.jinja_env.filters.update(file_size=file_size, display_time=display_time)
     app.config.update(MAX_CONTENT_LENGTH=MAX_FORM_BYTES, MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES)
     app.extensions[OPEN_SCOPE] = open_scope
     init_languages(app, default_language)

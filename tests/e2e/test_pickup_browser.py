@@ -454,6 +454,7 @@ def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
     _, personal = payslip_delivered(stack, sink, "personal", "Lohnausweis 2026")
     message_link, personal_link = read_link(confidential.message), read_link(personal.message)
     headings = {"de": "Registrieren", "fr": "Inscription", "it": "Registrazione", "en": "Register"}
+    zones = {"de": " MEZ", "fr": " UTC+1", "it": " CET", "en": " CET"}
     sizes = {"de": "(57 Byte)", "fr": "(57\u202fo)", "it": "(57 byte)", "en": "(57 byte)"}
     for device, width in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": 800}, locale="de-CH")
@@ -462,8 +463,10 @@ def test_every_pickup_page_fits_a_phone_and_a_desktop_in_each_language(
             page.goto(f"{message_link}?lang={language}")
             assert page.locator("html").get_attribute("lang") == language
             assert page.locator("#subject").inner_text() == "Lohnabrechnung Dezember"
-            # Sizes in the page's language too (57 bytes: the test's PDF).
+            # Sizes and times in the page's language too, not the message's (German):
+            # 57 bytes, the test's PDF; sent in December, in Swiss winter time.
             assert page.locator(".size").first.inner_text() == sizes[language]
+            assert page.locator("#received").inner_text().endswith(zones[language])
             shoot(page, f"pickup-message-{language}-{device}")
             page.goto(f"{personal_link}?lang={language}")
             assert page.locator("#register").inner_text() == heading
@@ -519,3 +522,26 @@ def test_a_person_logs_in_on_the_site_and_opens_a_message_from_the_inbox(
             page.get_by_role("button", name="Abmelden").click()
     [recipient] = stack.recipients(message_id)
     assert recipient.State == "opened"
+
+
+def test_the_login_and_decision_pages_fit_a_phone_and_a_desktop(
+    delivering: tuple[Stack, SmtpSink], browser: Any
+) -> None:
+    stack, sink = delivering
+    _, registered = payslip_delivered(stack, sink, "registered", "Kündigung per Ende März")
+    link = read_link(registered.message)
+    with page_in(browser) as page:  # the address's account, if no earlier test made it
+        page.goto(link)
+        if page.locator("#register").count():
+            register_in(page)
+    for device, width in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": 800}, locale="de-CH")
+        page = context.new_page()
+        page.goto(link)
+        shoot(page, f"pickup-login-de-{device}")
+        log_in(page)
+        assert page.locator("#decide").inner_text() == "Eingeschriebene Nachricht"
+        # When it came and until when, in Swiss time with the zone.
+        assert page.locator(".times").inner_text().count("MEZ") == 2
+        shoot(page, f"pickup-decide-de-{device}")
+        context.close()

@@ -11,7 +11,7 @@ from datetime import datetime
 from soap_service import crypto
 from soap_service.domain import sealing
 from soap_service.domain.login_throttle import LoginGuard
-from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.model import MessageType, RecipientState
 from soap_service.domain.pickup import LoginRefused, log_in, log_out, mailbox, session_account
 from soap_service.domain.ports import InboxRecord, InboxStore
 from soap_service.domain.sealing import MessageCipher
@@ -22,14 +22,11 @@ INBOX_SIZE = 100
 
 @dataclass(frozen=True, kw_only=True)
 class InboxEntry:
-    message_id: str
     organisation: str
     subject: str
     type: MessageType
     state: RecipientState
-    language: Language
     accepted_at: datetime
-    expires_at: datetime
     # The recipient's pickup token: the entry opens the message as its link does.
     token: str
 
@@ -84,13 +81,10 @@ class InboxService:
     def _entry(self, record: InboxRecord) -> InboxEntry:
         cipher = MessageCipher.unwrap(self._keyring, record.data_key, record.message_id)
         return InboxEntry(
-            message_id=record.message_id,
             organisation=record.organisation,
             subject=cipher.open(sealing.SUBJECT, record.sealed_subject).decode("utf-8"),
             type=record.type,
             state=record.state,
-            language=record.language,
             accepted_at=record.accepted_at,
-            expires_at=record.expires_at,
             token=cipher.pickup_token(record.position),
         )

@@ -384,15 +384,12 @@ class RecipientAccountStore(Protocol):
 class InboxRecord:
     """A message one mailbox received, as its inbox lists it (its subject sealed)."""
 
-    recipient_id: int
     message_id: str
     position: int
     state: RecipientState
     type: MessageType
-    language: Language
     organisation: str
     accepted_at: datetime
-    expires_at: datetime
     data_key: WrappedKey
     sealed_subject: bytes
 

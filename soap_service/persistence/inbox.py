@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select
 
 from soap_service.crypto import WrappedKey
-from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.model import MessageType, RecipientState
 from soap_service.domain.ports import InboxRecord
 from soap_service.persistence.tables import accounts, messages, recipients
 from soap_service.persistence.transactions import Transactions
@@ -14,14 +14,11 @@ from soap_service.persistence.transactions import Transactions
 # for the ASCII of nearly every address, lower() in SQL is the same.
 _INBOX = (
     select(
-        recipients.c.id.label("recipient_id"),
         recipients.c.position,
         recipients.c.state,
         messages.c.id.label("message_id"),
         messages.c.type,
-        messages.c.language,
         messages.c.accepted_at,
-        messages.c.expires_at,
         messages.c.key_id,
         messages.c.wrapped_key,
         messages.c.sealed_subject,
@@ -41,15 +38,12 @@ class InboxQueries(Transactions):
             rows = connection.execute(_INBOX, {"mailbox": mailbox, "limit": limit}).all()
         return [
             InboxRecord(
-                recipient_id=row.recipient_id,
                 message_id=row.message_id,
                 position=row.position,
                 state=RecipientState(row.state),
                 type=MessageType(row.type),
-                language=Language(row.language),
                 organisation=row.organisation,
                 accepted_at=row.accepted_at,
-                expires_at=row.expires_at,
                 data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
                 sealed_subject=bytes(row.sealed_subject),
             )

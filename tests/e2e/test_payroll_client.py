@@ -155,25 +155,32 @@ def test_a_run_of_50_then_a_rerun_that_sends_nothing_new(
     assert soap_calls(stack)["GetStatus", "ok"] == 0
 
 
-def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
-    delivering: tuple[Stack, SmtpSink], tmp_path: Path
-) -> None:
-    stack, sink = delivering
-    # 1 MB payslips, five at a time, one batch after the other: the run lasts long enough
-    # to be killed half-way.
+def slow_run_under_way(
+    stack: Stack, tmp_path: Path, period: str, *, batch_size: int
+) -> tuple[Path, subprocess.Popen[str]]:
+    """50 payslips of 1 MB sent `batch_size` at a time, one batch after the other, long
+    enough to be interrupted half-way: the CSV and the client, once 10 are accepted."""
     csv_path = employees(tmp_path, 50, payslip_bytes=1_000_000)
     command = client_command(
-        stack, "send", csv_path, "2026-12", "--payslips", str(tmp_path / "payslips"),
-        "--batch-size", "5", "--concurrency", "1",
+        stack, "send", csv_path, period, "--payslips", str(tmp_path / "payslips"),
+        "--batch-size", str(batch_size), "--concurrency", "1",
     )  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     wait_until(
         lambda: count_messages(stack.service.database_url) >= 10 or process.poll() is not None,
         "10 payslips accepted",
         timeout=120,
     )
+    return csv_path, process
+
+
+def test_a_run_killed_half_way_and_resumed_sends_everyone_once(
+    delivering: tuple[Stack, SmtpSink], tmp_path: Path
+) -> None:
+    stack, sink = delivering
+    csv_path, process = slow_run_under_way(stack, tmp_path, "2026-12", batch_size=5)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     accepted_before = count_messages(stack.service.database_url)
@@ -209,19 +216,7 @@ def test_the_server_killed_half_way_and_restarted_sends_everyone_once(
     delivering: tuple[Stack, SmtpSink], tmp_path: Path
 ) -> None:
     stack, sink = delivering
-    csv_path = employees(tmp_path, 50, payslip_bytes=1_000_000)
-    command = client_command(
-        stack, "send", csv_path, "2026-10", "--payslips", str(tmp_path / "payslips"),
-        "--batch-size", "2", "--concurrency", "1",
-    )  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    wait_until(
-        lambda: count_messages(stack.service.database_url) >= 10 or process.poll() is not None,
-        "10 payslips accepted",
-        timeout=120,
-    )
+    csv_path, process = slow_run_under_way(stack, tmp_path, "2026-10", batch_size=2)
     assert process.poll() is None, "the run ended before the server could be killed"
     # The server dies without a goodbye, a batch in flight or not, and comes back: the
     # client sends the batch it has no answer for again, and goes on.

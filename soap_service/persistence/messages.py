@@ -121,19 +121,16 @@ class MessageQueries(Transactions):
         order = sorted(range(len(messages)), key=lambda n: messages[n].reference)
         found: dict[int, ReferenceRecord | None] = {}
         with self._driver_transaction() as cursor:
-            for n in order:
-                message = messages[n]
-                if dialect.name == POSTGRESQL:
-                    cursor.execute(
-                        postgresql_insert_statement(len(message.attachments)),
-                        postgresql_insert_parameters(message, dialect),
-                        prepare=True,
-                    )
-                    inserted = cursor.fetchone() is not None
-                else:
-                    inserted = run_sqlite_insert(cursor, sqlite_insert_steps(message, dialect))
+            if dialect.name == POSTGRESQL:
+                inserted = _pipelined_inserts(cursor, [messages[n] for n in order], dialect)
+            else:
+                inserted = [
+                    run_sqlite_insert(cursor, sqlite_insert_steps(messages[n], dialect))
+                    for n in order
+                ]
+            for n, stored in zip(order, inserted, strict=True):
                 # The same transaction sees a reference stored earlier in the batch.
-                found[n] = None if inserted else _reference_on(cursor, dialect.name, message)
+                found[n] = None if stored else _reference_on(cursor, dialect.name, messages[n])
         return [found[n] for n in range(len(messages))]
 
     def message_status(
@@ -165,6 +162,27 @@ class MessageQueries(Transactions):
                 "withdrawn by the sender",
                 now,
             )
+
+
+def _pipelined_inserts(cursor: Any, messages: Sequence[NewMessage], dialect: Any) -> list[bool]:
+    """Each message's insert, sent in one pipeline (one round trip for the batch instead of
+    one a message); whether each stored its rows."""
+    connection = cursor.connection
+    cursors = []
+    with connection.pipeline():
+        for message in messages:
+            own = connection.cursor()
+            own.execute(
+                postgresql_insert_statement(len(message.attachments)),
+                postgresql_insert_parameters(message, dialect),
+                prepare=True,
+            )
+            cursors.append(own)
+    stored = []
+    for own in cursors:
+        stored.append(own.fetchone() is not None)
+        own.close()
+    return stored
 
 
 def _reference_on(cursor: Any, dialect: str, message: NewMessage) -> ReferenceRecord:

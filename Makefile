@@ -61,9 +61,9 @@ demo: $(STAMP)
 ## merge them into each language's catalogue (translate the new entries there).
 translations: $(STAMP)
 	$(BIN)/pybabel extract --no-location --omit-header -F babel.cfg -k lazy_gettext \
-		-o var/messages.pot soap_service/web
+		-o var/messages.pot soap_service
 	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i var/messages.pot \
-		-d soap_service/web/translations -w 100
+		-d soap_service/translations -w 100
 
 ## Regenerate the committed WSDL from the code.
 wsdl: $(STAMP)

@@ -39,6 +39,7 @@ from soap_service.domain.organisations import (
     conflict_with,
     register_organisation,
 )
+from soap_service.domain.person_accounts import MAIL_THROTTLE, PersonAccounts
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
@@ -380,6 +381,19 @@ class RequestScope:
             store=self.store,
             keyring=container.keyring,
             guard=LoginGuard(store=self.store, policy=container.login_throttle, now=container.now),
+            now=container.now,
+        )
+
+    @cached_property
+    def person_accounts(self) -> PersonAccounts:
+        container = self._container
+        return PersonAccounts(
+            store=self.store,
+            keyring=container.keyring,
+            mail_guard=LoginGuard(store=self.store, policy=MAIL_THROTTLE, now=container.now),
+            login_guard=LoginGuard(
+                store=self.store, policy=container.login_throttle, now=container.now
+            ),
             now=container.now,
         )
 

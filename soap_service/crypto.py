@@ -233,6 +233,11 @@ def new_secret_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_code(digits: int) -> str:
+    """A random code of decimal digits, for a person to type from a mail."""
+    return f"{secrets.randbelow(10**digits):0{digits}d}"
+
+
 def hash_password(password: str) -> str:
     salt = os.urandom(16)
     digest = _scrypt(password, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)

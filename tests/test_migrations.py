@@ -15,6 +15,7 @@ from soap_service.persistence.database import Database
 from soap_service.persistence.tables import Base
 
 TABLES = {
+    "account_mails",
     "accounts",
     "messages",
     "recipients",
@@ -30,7 +31,7 @@ TABLES = {
     "organisation_domains",
     "sender_reports",
 }
-HEAD = "0011"
+HEAD = "0012"
 
 
 def tables(database: Database) -> set[str]:

@@ -24,8 +24,10 @@ from contextlib import closing
 from datetime import datetime, timedelta
 
 from soap_service import crypto
+from soap_service.delivery.account_mails import AccountMailSender
 from soap_service.delivery.gateway_mail import GatewayMailWriter, MessageContent
 from soap_service.delivery.leases import LeaseKeeper
+from soap_service.delivery.mail_queue import QueueParts
 from soap_service.delivery.notification import NotificationWriter
 from soap_service.delivery.recording import OutcomeRecorder
 from soap_service.delivery.routing import NoRoute, Router, RouteUnknown
@@ -134,18 +136,21 @@ class DeliveryWorker:
             lease=self._lease,
             stop=lambda: self._stop,
         )
-        # Reports owed to senders by mail (failures, receipts), sent between batches.
-        self._reports = ReportSender(
+        # Mails besides notifications, each queue in a thread of its own: reports owed to
+        # senders (failures, receipts) and mails about people's accounts.
+        parts = QueueParts(
             stores=stores,
-            keyring=keyring,
             smtp=settings.smtp,
             router=self._router,
             tls=self._tls,
             policy=self._policy,
             poll_seconds=settings.poll_seconds,
             worker=self.name,
-            receipt_file=receipt_file,
             now=now,
+        )
+        self._reports = ReportSender(parts, keyring=keyring, receipt_file=receipt_file)
+        self._account_mails = AccountMailSender(
+            parts, keyring=keyring, site_url=settings.pickup_base_url
         )
         # Connections kept open between batches, by destination, with when last used.
         self._idle: dict[tuple[Route, ...], tuple[SmtpSession, float]] = {}
@@ -158,10 +163,12 @@ class DeliveryWorker:
     def run(self, stop: threading.Event) -> None:
         log.info("delivery worker %s started", self.name)
         self._stop = stop
-        reports = threading.Thread(
-            target=self._reports.run, args=(stop,), name="sender-reports", daemon=True
-        )
-        reports.start()
+        queues = [
+            threading.Thread(target=queue.run, args=(stop,), name=queue.name, daemon=True)
+            for queue in (self._reports, self._account_mails)
+        ]
+        for queue in queues:
+            queue.start()
         failures = 0
         while not stop.is_set():
             try:
@@ -185,7 +192,8 @@ class DeliveryWorker:
             if not handled:
                 stop.wait(self._settings.poll_seconds)
         self._outcomes.flush()
-        reports.join(timeout=60)
+        for queue in queues:
+            queue.join(timeout=60)
         log.info("delivery worker %s stopped", self.name)
 
     def close(self) -> None:
@@ -233,6 +241,11 @@ class DeliveryWorker:
     def send_reports(self) -> int:
         """One round of the reports owed to senders (run() does it in its own thread)."""
         return self._reports.run_once()
+
+    def send_account_mails(self) -> int:
+        """One round of the mails about people's accounts (run() does it in its own
+        thread)."""
+        return self._account_mails.run_once()
 
     # Expiry.
 

@@ -234,14 +234,7 @@ class PickupService:
             # A confidential link may be passed on by design: it proves nothing about who
             # holds the mailbox, so it cannot claim the address's account.
             raise PickupRefused(PickupRefused.UNKNOWN, language=record.language)
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise RegistrationRefused(RegistrationRefused.PASSWORD_SHORT)
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise RegistrationRefused(RegistrationRefused.PASSWORD_LONG)
-        if not crypto.constant_time_equal(password, repeated):
-            raise RegistrationRefused(RegistrationRefused.PASSWORDS_DIFFER)
-        if not consent:
-            raise RegistrationRefused(RegistrationRefused.NO_CONSENT)
+        check_new_password(password, repeated, consent=consent)
         address = mailbox(record.address)
         if self._store.find_recipient_account(address) is not None:
             raise RegistrationRefused(RegistrationRefused.EXISTS)
@@ -345,9 +338,29 @@ def _attachment_view(cipher: MessageCipher, attachment: PickupAttachment) -> Att
 # A person's account and sessions, on the pickup pages and on the site alike.
 
 
+def check_new_password(password: str, repeated: str, *, consent: bool) -> None:
+    """A new password's rules (RegistrationRefused), and the consent that goes with it."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise RegistrationRefused(RegistrationRefused.PASSWORD_SHORT)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise RegistrationRefused(RegistrationRefused.PASSWORD_LONG)
+    if not crypto.constant_time_equal(password, repeated):
+        raise RegistrationRefused(RegistrationRefused.PASSWORDS_DIFFER)
+    if not consent:
+        raise RegistrationRefused(RegistrationRefused.NO_CONSENT)
+
+
 def log_in(store: RecipientAccountStore, address: str, password: str, now: datetime) -> str:
     """Log in as `address` (a mailbox); the new session's token. A wrong password and an
     address without an account get the same answer, in the same time."""
+    return new_session(store, check_password(store, address, password, now), now)
+
+
+def check_password(
+    store: RecipientAccountStore, address: str, password: str, now: datetime
+) -> RecipientAccount:
+    """The account of `address` if `password` is its password (LoginRefused if not),
+    counted towards its lock like every login."""
     found = store.find_recipient_account(address)
     if found is None:
         crypto.verify_password(password, crypto.dummy_password_hash())  # same time
@@ -363,7 +376,7 @@ def log_in(store: RecipientAccountStore, address: str, password: str, now: datet
     ):
         raise LoginRefused(LoginRefused.WRONG)
     store.login_succeeded(found.account.id)
-    return new_session(store, found.account, now)
+    return found.account
 
 
 def new_session(store: RecipientAccountStore, account: RecipientAccount, now: datetime) -> str:

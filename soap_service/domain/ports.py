@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from soap_service.crypto import WrappedKey
+from soap_service.domain.account_mails import AccountMailJob, AccountMailResult, NewAccountMail
 from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.journal import JournalStore
 from soap_service.domain.model import (
@@ -344,6 +345,12 @@ class DeliveryStore(StoreSession, Protocol):
         """Each report attempt's outcome (for reports the worker still holds)."""
         ...
 
+    def claim_due_account_mails(
+        self, worker: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[AccountMailJob]: ...
+
+    def record_account_mails(self, worker: str, results: list[AccountMailResult]) -> None: ...
+
 
 class RecipientAccountStore(Protocol):
     """People's accounts and sessions (recipients who registered)."""
@@ -434,6 +441,46 @@ class ReceiptStore(StatusStore, Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class PendingSecret:
+    """An unused, unexpired code or reset link."""
+
+    mail_id: int
+    address: str
+    secret: WrappedKey
+    failed_codes: int
+
+
+class AccountMailStore(RecipientAccountStore, Protocol):
+    """Mails about people's accounts, the codes and links they carry, and their sending."""
+
+    def queue_account_mail(self, mail: NewAccountMail) -> None: ...
+
+    def pending_code(self, address: str, now: datetime) -> PendingSecret | None:
+        """The address's newest activation code, unless used or expired."""
+        ...
+
+    def code_failed(self, mail_id: int) -> None: ...
+
+    def activate_account(
+        self, mail_id: int, *, address: str, password_hash: str, now: datetime
+    ) -> RecipientAccount:
+        """Create the account (with consent given now) and use the code, together; raises
+        AccountExists if the address has an account."""
+        ...
+
+    def pending_reset(self, token_hash: bytes, now: datetime) -> PendingSecret | None: ...
+
+    def reset_password(
+        self, mail_id: int, *, address: str, password_hash: str, now: datetime
+    ) -> RecipientAccount | None:
+        """Set the account's password, unlock it, end its sessions and use the link,
+        together; None if the address has no account (any more)."""
+        ...
+
+    def change_password(self, account_id: int, password_hash: str) -> None: ...
+
+
 class Store(
     MasterKeyStore,
     AccountStore,
@@ -445,6 +492,7 @@ class Store(
     DeliveryStore,
     PickupStore,
     InboxStore,
+    AccountMailStore,
     ReceiptStore,
     StoreSession,
     Protocol,

@@ -13,6 +13,7 @@ few inserts and the ORM's unit of work cost more than the inserts themselves.
 
 from __future__ import annotations
 
+from soap_service.persistence.account_mails import AccountMailQueries
 from soap_service.persistence.accounts import AccountQueries
 from soap_service.persistence.delivery import DeliveryQueries
 from soap_service.persistence.inbox import InboxQueries
@@ -29,6 +30,7 @@ from soap_service.persistence.sender_reports import SenderReportQueries
 
 class SqlStore(
     AccountQueries,
+    AccountMailQueries,
     LoginFailureQueries,
     MessageQueries,
     JournalQueries,

@@ -319,6 +319,40 @@ class SenderReportRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class AccountMailRow(Base):
+    """A mail about a person's account, and the secret it carries: an activation code
+    (sign-up), a password reset link, or word that the address already has an account (a
+    sign-up for it). Its secret is sealed with a master key: the worker puts it into the
+    mail; the pages check a typed code against it, and find a reset link by its hash.
+    Queued by the pages, sent by the delivery workers (claimed with a lease, retried)."""
+
+    __tablename__ = "account_mails"
+    __table_args__ = (
+        Index("ix_account_mails_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_account_mails_address_kind", "address", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # A mailbox (casefolded), as recipient_accounts.address.
+    address: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(2))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    failed_codes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 def table_of(model: type[Base]) -> Table:
     """The model's table for Core statements (DeclarativeBase types `__table__` loosely)."""
     table = model.__table__
@@ -340,3 +374,4 @@ receipts = table_of(ReceiptRow)
 organisations = table_of(OrganisationRow)
 organisation_domains = table_of(OrganisationDomainRow)
 sender_reports = table_of(SenderReportRow)
+account_mails = table_of(AccountMailRow)

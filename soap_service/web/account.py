@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, request, url_for
 from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
 
 from soap_service.domain.inbox import InboxService
-from soap_service.domain.model import Language, MessageType, RecipientState
+from soap_service.domain.model import MessageType, RecipientState
 from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused
 from soap_service.errors import AuthenticationThrottled
 from soap_service.web.context import (
@@ -31,11 +31,10 @@ from soap_service.web.context import (
     set_cookie,
 )
 from soap_service.web.pages import (
-    browser_language,
     choice_query,
-    chosen_language,
     notice,
     page,
+    reader_language,
     see,
 )
 
@@ -82,7 +81,7 @@ def inbox() -> Response:
         return see(url_for("account.login") + choice_query())
     return page(
         "inbox",
-        _language(),
+        reader_language(),
         link=url_for("account.inbox"),
         account=inbox.address,
         entries=[
@@ -138,18 +137,12 @@ def _login_form(address: str, error: str | None) -> Response:
     message, status = LOGIN_ERRORS[error] if error else (None, 200)
     return page(
         "account_login",
-        _language(),
+        reader_language(),
         status=status,
         link=url_for("account.login"),
         address=address,
         error=message,
     )
-
-
-def _language() -> Language:
-    language = chosen_language() or browser_language()
-    g.language = language
-    return language
 
 
 def _service() -> InboxService:

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.inbox import InboxService
+from soap_service.domain.person_accounts import PersonAccounts
 from soap_service.domain.pickup import PickupService
 
 CSRF_COOKIE = "__Host-pickup-csrf"
@@ -30,6 +31,9 @@ class PageScope(Protocol):
 
     @property
     def inbox(self) -> InboxService: ...
+
+    @property
+    def person_accounts(self) -> PersonAccounts: ...
 
     def close(self) -> None: ...
 

@@ -87,6 +87,13 @@ NOTICES: dict[str, tuple[Any, Any, int]] = {
         lazy_gettext("This address already has an account. Log in with its password."),
         409,
     ),
+    "reset-invalid": (
+        lazy_gettext("Link no longer valid"),
+        lazy_gettext(
+            "This link has been used or has expired. You can ask for a new one on the login page."
+        ),
+        410,
+    ),
     "csrf": (
         lazy_gettext("Form expired"),
         lazy_gettext("Please reload the page and try again."),
@@ -118,7 +125,8 @@ def page(name: str, language: Language, *, status: int = 200, **values: Any) -> 
             csrf=g.csrf,
             # The reader's pick of language, kept by the forms it posts (?lang=fr).
             chosen=choice_query(),
-            **{"link": "", "account": None, **values},
+            # The logout form posts to the page's own link + /logout unless it says where.
+            **{"link": "", "account": None, "logout": f"{values.get('link', '')}/logout", **values},
         )
     return Response(body, status=status, content_type=HTML)
 
@@ -172,6 +180,14 @@ def choice_query() -> str:
     """The query "?lang=xx" if the reader picked a language, for the forms that keep it."""
     chosen = chosen_language()
     return f"?lang={chosen.value}" if chosen else ""
+
+
+def reader_language() -> Language:
+    """A person's page's language: the reader's pick, else the browser's; kept for the page
+    of an error that may follow."""
+    language = chosen_language() or browser_language()
+    g.language = language
+    return language
 
 
 def browser_language() -> Language:

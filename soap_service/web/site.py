@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.model import Language
-from soap_service.web import account, pickup
+from soap_service.web import access, account, pickup
 from soap_service.web.context import CSRF_COOKIE, OPEN_SCOPE, PageScope, set_cookie
 from soap_service.web.i18n import init_languages
 from soap_service.web.pages import SECURITY_HEADERS, display_time, failed, file_size
@@ -42,6 +42,7 @@ def create_site(
     init_languages(app, default_language)
     app.register_blueprint(pickup.blueprint, url_prefix=pickup_path.rstrip("/"))
     app.register_blueprint(account.blueprint, url_prefix="/account")
+    app.register_blueprint(access.blueprint, url_prefix="/account")
 
     @app.before_request
     def _start() -> None:

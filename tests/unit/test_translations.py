@@ -1,5 +1,5 @@
-"""Every word of the pages in every language: the catalogues translate exactly what the
-templates and the code ask for, with the same placeholders."""
+"""Every word of the pages and account mails in every language: the catalogues translate
+exactly what the templates and the code ask for, with the same placeholders."""
 
 from __future__ import annotations
 
@@ -9,18 +9,23 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+from soap_service.catalogues import SOURCE_LANGUAGE, catalogue_path
 from soap_service.domain.model import Language
-from soap_service.web.i18n import SOURCE_LANGUAGE, catalogue_path
 
-WEB = Path(__file__).parents[2] / "soap_service" / "web"
+PACKAGE = Path(__file__).parents[2] / "soap_service"
 KEYWORDS = {"_": None, "gettext": None, "lazy_gettext": None, "pgettext": ((1, "c"), 2)}
-METHODS = [("**.py", "python"), ("templates/**.j2", "jinja2")]
+METHODS = [
+    ("web/**.py", "python"),
+    ("delivery/**.py", "python"),
+    ("web/templates/**.j2", "jinja2"),
+]
 
 
 def asked_for() -> set[tuple[str | None, str]]:
-    """(context, msgid) of every text the pages use, as `make translations` extracts them."""
+    """(context, msgid) of every text the pages and account mails use, as `make
+    translations` extracts them."""
     found = set()
-    for _, _, message, _, context in extract_from_dir(str(WEB), METHODS, keywords=KEYWORDS):
+    for _, _, message, _, context in extract_from_dir(str(PACKAGE), METHODS, keywords=KEYWORDS):
         found.add((context, message))
     return found
 

@@ -1,0 +1,248 @@
+"""Getting into a person's account without a message's link (domain/person_accounts.py).
+
+    GET|POST /account/signup          an address: a code is mailed to it
+    GET|POST /account/activate        address, code, password, consent: the account, logged in
+    GET|POST /account/reset           an address: a reset link is mailed to its account
+    GET|POST /account/reset/<token>   a new password: logged in, every other session ended
+    GET|POST /account/password        logged in: change the password
+
+The pages after a sign-up or reset request say the same whether or not the address has an
+account.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, request, url_for
+from flask_babel import lazy_gettext
+from werkzeug.wrappers import Response
+
+from soap_service.domain.person_accounts import (
+    PasswordChangeRefused,
+    PersonAccounts,
+    SignupRefused,
+)
+from soap_service.domain.pickup import (
+    MIN_PASSWORD_LENGTH,
+    SESSION_LIFETIME,
+    RegistrationRefused,
+)
+from soap_service.errors import AuthenticationThrottled, InvalidAddress
+from soap_service.web.context import SESSION_COOKIE, client, csrf_matches, services, set_cookie
+from soap_service.web.pages import (
+    choice_query,
+    chosen_language,
+    notice,
+    page,
+    reader_language,
+    see,
+)
+
+log = logging.getLogger("soap_service.access")
+
+blueprint = Blueprint("access", __name__)
+
+THROTTLED = "throttled"
+INVALID_ADDRESS = "invalid-address"
+WRONG_CODE = "wrong-code"
+WRONG_PASSWORD = "wrong-password"
+ERRORS: dict[str, tuple[Any, int]] = {
+    INVALID_ADDRESS: (lazy_gettext("This is not a valid e-mail address."), 400),
+    THROTTLED: (
+        lazy_gettext("Too many requests for this address or from here. Please try again later."),
+        429,
+    ),
+    WRONG_CODE: (
+        lazy_gettext("The code is wrong or no longer valid. Check it, or ask for a new one."),
+        400,
+    ),
+    WRONG_PASSWORD: (lazy_gettext("The current password is wrong."), 401),
+    RegistrationRefused.PASSWORD_SHORT: (
+        lazy_gettext("The password needs at least 10 characters."),
+        400,
+    ),
+    RegistrationRefused.PASSWORD_LONG: (
+        lazy_gettext("The password may have at most 200 characters."),
+        400,
+    ),
+    RegistrationRefused.PASSWORDS_DIFFER: (lazy_gettext("The two passwords differ."), 400),
+    RegistrationRefused.NO_CONSENT: (lazy_gettext("Please give your consent to continue."), 400),
+}
+
+
+# Sign-up.
+
+
+@blueprint.route("/signup", methods=["GET", "POST"])
+def signup() -> Response:
+    if request.method == "GET":
+        return _form("signup", address="")
+    form = _checked_form()
+    if form is None:
+        return notice("csrf", None)
+    address = form.get("address", "")[:320]
+    try:
+        box = _service().request_signup(address, reader_language(), client())
+    except InvalidAddress:
+        return _form("signup", INVALID_ADDRESS, address=address)
+    except AuthenticationThrottled:
+        log.info("sign-up throttled")
+        return _form("signup", THROTTLED, address=address)
+    return see(_with_query(url_for("access.activate"), address=box, sent="1"))
+
+
+@blueprint.route("/activate", methods=["GET", "POST"])
+def activate() -> Response:
+    if request.method == "GET":
+        return _form(
+            "activate",
+            address=request.args.get("address", "")[:320],
+            sent=request.args.get("sent") == "1",
+            consent=False,
+        )
+    form = _checked_form()
+    if form is None:
+        return notice("csrf", None)
+    address = form.get("address", "")[:320]
+    consent = form.get("consent") == "yes"
+    try:
+        session = _service().activate(
+            address,
+            form.get("code", "")[:32],
+            form.get("password", ""),
+            form.get("repeated", ""),
+            consent=consent,
+            client=client(),
+        )
+    except SignupRefused:
+        log.info("activation refused: wrong code")
+        return _form("activate", WRONG_CODE, address=address, sent=False, consent=consent)
+    except RegistrationRefused as refused:
+        if refused.reason == RegistrationRefused.EXISTS:
+            return notice("exists", None)
+        return _form("activate", refused.reason, address=address, sent=False, consent=consent)
+    except AuthenticationThrottled:
+        log.info("activation throttled")
+        return _form("activate", THROTTLED, address=address, sent=False, consent=consent)
+    return _logged_in(session)
+
+
+# Password reset.
+
+
+@blueprint.route("/reset", methods=["GET", "POST"])
+def reset_request() -> Response:
+    if request.method == "GET":
+        return _form("reset_request", address="", sent=False)
+    form = _checked_form()
+    if form is None:
+        return notice("csrf", None)
+    address = form.get("address", "")[:320]
+    try:
+        _service().request_reset(address, reader_language(), client())
+    except InvalidAddress:
+        return _form("reset_request", INVALID_ADDRESS, address=address, sent=False)
+    except AuthenticationThrottled:
+        log.info("reset throttled")
+        return _form("reset_request", THROTTLED, address=address, sent=False)
+    return _form("reset_request", address=address, sent=True)
+
+
+@blueprint.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str) -> Response:
+    service = _service()
+    try:
+        if request.method == "GET":
+            return _form("reset", address=service.reset_address(token), token=token)
+        form = _checked_form()
+        if form is None:
+            return notice("csrf", None)
+        try:
+            session = service.reset_password(
+                token, form.get("password", ""), form.get("repeated", "")
+            )
+        except RegistrationRefused as refused:
+            address = service.reset_address(token)
+            return _form("reset", refused.reason, address=address, token=token)
+    except SignupRefused:
+        log.info("reset link refused")
+        return notice("reset-invalid", None)
+    return _logged_in(session)
+
+
+# Logged in.
+
+
+@blueprint.route("/password", methods=["GET", "POST"])
+def password() -> Response:
+    session = request.cookies.get(SESSION_COOKIE, "")
+    service = _service()
+    if request.method == "GET":
+        address = service.session_address(session) if session else None
+        if address is None:
+            return see(url_for("account.login") + choice_query())
+        return _form("password", account=address, done=request.args.get("done") == "1")
+    form = _checked_form()
+    if form is None:
+        return notice("csrf", None)
+    try:
+        address = service.change_password(
+            session,
+            form.get("current", ""),
+            form.get("password", ""),
+            form.get("repeated", ""),
+            client(),
+        )
+    except (PasswordChangeRefused, RegistrationRefused) as refused:
+        error = WRONG_PASSWORD if isinstance(refused, PasswordChangeRefused) else refused.reason
+        return _form("password", error, account=service.session_address(session), done=False)
+    except AuthenticationThrottled:
+        return _form("password", THROTTLED, account=service.session_address(session), done=False)
+    if address is None:
+        return see(url_for("account.login") + choice_query())
+    return see(_with_query(url_for("access.password"), done="1"))
+
+
+# Parts.
+
+
+def _form(name: str, error: str | None = None, **values: Any) -> Response:
+    message, status = ERRORS[error] if error else (None, 200)
+    return page(
+        name,
+        reader_language(),
+        status=status,
+        link=request.path,
+        error=message,
+        min_password=MIN_PASSWORD_LENGTH,
+        logout=url_for("account.logout"),
+        **values,
+    )
+
+
+def _checked_form() -> dict[str, str] | None:
+    form = request.form.to_dict()
+    if not csrf_matches(form):
+        log.info("account form refused: CSRF token missing or wrong")
+        return None
+    return form
+
+
+def _logged_in(session: str) -> Response:
+    response = see(url_for("account.inbox") + choice_query())
+    set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
+    return response
+
+
+def _with_query(path: str, **query: str) -> str:
+    chosen = chosen_language()
+    if chosen is not None:
+        query = {"lang": chosen.value, **query}
+    return f"{path}?{urlencode(query)}"
+
+
+def _service() -> PersonAccounts:
+    return services().person_accounts

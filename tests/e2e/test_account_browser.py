@@ -1,0 +1,128 @@
+"""A person's account in a real browser (Debian's chromium through Playwright) against the
+real HTTPS server and delivery worker: sign up with the code from the mail that reached a
+real SMTP server, read a personal message, forget the password and set a new one through
+the mailed link, change it. Each page photographed at desktop and phone width."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.stack import Stack, new_reference, wait_until
+from tests.e2e.test_pickup_browser import WIDTHS, browser, shoot  # noqa: F401 (a fixture)
+from tests.smtp_sink import ReceivedMail, SmtpSink
+
+pytestmark = pytest.mark.e2e
+
+CODE = re.compile(r"(\d{4}) (\d{4})")
+RESET_LINK = re.compile(r"https://\S+/account/reset/[A-Za-z0-9_-]{43}\?lang=de")
+FIRST_PASSWORD = "Herbst am Bodensee 2026"
+NEW_PASSWORD = "Winter im Jura 2027"
+
+
+def mail_to(sink: SmtpSink, address: str, count: int) -> ReceivedMail:
+    """The `count`th account mail that reached `address` (waiting for it)."""
+    mails = wait_until(
+        lambda: [
+            m
+            for m in sink.received
+            if m.recipients == (address,) and m.message_id.startswith("<account-")
+        ][count - 1 :],
+        f"account mail {count} to {address}",
+        timeout=30,
+    )
+    return mails[0]
+
+
+def text_of(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def click(page: Any, button: str) -> None:
+    with page.expect_navigation():
+        page.get_by_role("button", name=button).click()
+
+
+def test_sign_up_read_forget_the_password_reset_it_and_change_it(
+    delivering: tuple[Stack, SmtpSink],
+    browser: Any,  # noqa: F811
+) -> None:
+    stack, sink = delivering
+    address = f"lea.{uuid.uuid4().hex[:8]}@example.ch"
+    site = stack.service.base_url
+    stack.client.service.SendMessage(
+        Message={
+            "Reference": new_reference(),
+            "Type": "personal",
+            "Recipients": {"Recipient": [{"Address": address}]},
+            "Subject": "Arbeitsvertrag",
+            "TextBody": "Guten Tag\nIhr Vertrag liegt bei.",
+            "Language": "de",
+        }
+    )
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="de-CH")
+    page = context.new_page()
+    page.goto(f"{site}/account/login")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Noch kein Konto? Eröffnen Sie eines").click()
+    assert page.locator("#signup").inner_text() == "Konto eröffnen"
+    shoot_both(page, "account-signup-de")
+    page.fill("#address", address)
+    click(page, "Code senden")
+    assert page.locator("#sent").inner_text().startswith(f"Wenn {address} E-Mails")
+    assert page.input_value("#address") == address
+    shoot_both(page, "account-activate-de")
+
+    code = "".join(CODE.findall(text_of(mail_to(sink, address, 1)))[0])
+    page.fill("#code", code)
+    page.fill("#password", FIRST_PASSWORD)
+    page.fill("#repeated", FIRST_PASSWORD)
+    page.check("#consent")
+    click(page, "Konto eröffnen")
+    assert page.url == f"{site}/account"
+    with page.expect_navigation():
+        page.get_by_text("Arbeitsvertrag", exact=True).click()
+    assert page.locator("#subject").inner_text() == "Arbeitsvertrag"
+    click(page, "Abmelden")
+
+    # Forgotten: the login page's link, the address, the mailed link, a new password.
+    with page.expect_navigation():
+        page.get_by_role("link", name="Passwort vergessen?").click()
+    shoot_both(page, "account-reset-request-de")
+    page.fill("#address", address)
+    click(page, "Link senden")
+    assert page.locator("#sent").count() == 1
+    shoot_both(page, "account-reset-sent-de")
+    link = RESET_LINK.search(text_of(mail_to(sink, address, 2)))
+    assert link, text_of(mail_to(sink, address, 2))
+    page.goto(link[0])
+    assert address in page.locator("main").inner_text()
+    shoot_both(page, "account-reset-de")
+    page.fill("#password", NEW_PASSWORD)
+    page.fill("#repeated", NEW_PASSWORD)
+    click(page, "Passwort festlegen")
+    assert page.url == f"{site}/account?lang=de"  # the mail's link said the language
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="Passwort ändern").click()
+    page.fill("#current", NEW_PASSWORD)
+    page.fill("#password", FIRST_PASSWORD)
+    page.fill("#repeated", FIRST_PASSWORD)
+    click(page, "Passwort ändern")
+    assert page.locator("#done").inner_text() == "Ihr Passwort wurde geändert."
+    shoot_both(page, "account-password-de")
+    context.close()
+
+
+def shoot_both(page: Any, name: str) -> None:
+    """The page at each width, as it is now (no new request: a form's answer stays)."""
+    for device, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 800})
+        shoot(page, f"{name}-{device}")
+    page.set_viewport_size({"width": WIDTHS["desktop"], "height": 800})

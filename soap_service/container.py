@@ -26,6 +26,7 @@ from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
 from soap_service.domain.inbox import InboxService
 from soap_service.domain.journal import Journal
+from soap_service.domain.logbook import Logbook
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.master_keys import reconcile_master_keys
 from soap_service.domain.messages import MessageService
@@ -40,6 +41,7 @@ from soap_service.domain.organisations import (
     register_organisation,
 )
 from soap_service.domain.person_accounts import MAIL_THROTTLE, PersonAccounts
+from soap_service.domain.person_sending import PersonSending
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
@@ -400,6 +402,21 @@ class RequestScope:
     @cached_property
     def receipts(self) -> ReceiptService:
         return self._container.receipt_service(self.store)
+
+    @cached_property
+    def person_sending(self) -> PersonSending:
+        return PersonSending(store=self.store, messages=self.messages, now=self._container.now)
+
+    @cached_property
+    def logbook(self) -> Logbook:
+        return Logbook(
+            store=self.store,
+            keyring=self._container.keyring,
+            journal=self.journal,
+            messages=self.messages,
+            receipts=self.receipts,
+            sending=self.person_sending,
+        )
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -31,7 +31,7 @@ TABLES = {
     "organisation_domains",
     "sender_reports",
 }
-HEAD = "0012"
+HEAD = "0013"
 
 
 def tables(database: Database) -> set[str]:

@@ -387,6 +387,16 @@ class RecipientAccountStore(Protocol):
     def delete_pickup_session(self, token_hash: bytes) -> None: ...
 
 
+class PersonSenderStore(AccountStore, RecipientAccountStore, Protocol):
+    """The sender accounts people send from the site with."""
+
+    def person_sender(self, person_id: int) -> Account | None: ...
+
+    def link_person_sender(self, person_id: int, account_id: int) -> bool:
+        """Make `account_id` the person's sender account, unless they have one: then False."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class InboxRecord:
     """A message one mailbox received, as its inbox lists it (its subject sealed)."""
@@ -481,8 +491,21 @@ class AccountMailStore(RecipientAccountStore, Protocol):
     def change_password(self, account_id: int, password_hash: str) -> None: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class SealedSubject:
+    sealed: bytes
+    data_key: WrappedKey
+
+
+class SubjectStore(Protocol):
+    def sealed_subjects(self, account_id: int, message_ids: list[str]) -> dict[str, SealedSubject]:
+        """The account's messages' subjects, sealed, by message id (others' are left out)."""
+        ...
+
+
 class Store(
     MasterKeyStore,
+    PersonSenderStore,
     AccountStore,
     OrganisationStore,
     LoginFailureStore,
@@ -493,6 +516,7 @@ class Store(
     PickupStore,
     InboxStore,
     AccountMailStore,
+    SubjectStore,
     ReceiptStore,
     StoreSession,
     Protocol,

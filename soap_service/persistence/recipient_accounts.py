@@ -9,9 +9,16 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from soap_service.domain.model import Account
 from soap_service.domain.ports import RecipientAccount, RecipientAccountRecord
 from soap_service.errors import AccountExists
-from soap_service.persistence.tables import UtcDateTime, pickup_sessions, recipient_accounts
+from soap_service.persistence.accounts import account_of
+from soap_service.persistence.tables import (
+    UtcDateTime,
+    accounts,
+    pickup_sessions,
+    recipient_accounts,
+)
 from soap_service.persistence.transactions import Transactions
 
 # Counted in one statement before the password is checked, so that parallel guesses
@@ -88,6 +95,30 @@ class RecipientAccountQueries(Transactions):
                 .where(recipient_accounts.c.id == account_id)
                 .values(auto_accept=auto_accept)
             )
+
+    # The sender account a person sends from the site with.
+
+    def person_sender(self, person_id: int) -> Account | None:
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(accounts)
+                .join(recipient_accounts, recipient_accounts.c.sender_account_id == accounts.c.id)
+                .where(recipient_accounts.c.id == person_id)
+            ).first()
+        return account_of(row) if row is not None else None
+
+    def link_person_sender(self, person_id: int, account_id: int) -> bool:
+        with self._transaction() as connection:
+            linked = connection.execute(
+                update(recipient_accounts)
+                .where(
+                    recipient_accounts.c.id == person_id,
+                    recipient_accounts.c.sender_account_id.is_(None),
+                )
+                .values(sender_account_id=account_id)
+                .returning(recipient_accounts.c.id)
+            ).first()
+        return linked is not None
 
     # Sessions.
 

@@ -18,6 +18,7 @@ from soap_service.persistence.accounts import AccountQueries
 from soap_service.persistence.delivery import DeliveryQueries
 from soap_service.persistence.inbox import InboxQueries
 from soap_service.persistence.journal import JournalQueries
+from soap_service.persistence.logbook import LogbookQueries
 from soap_service.persistence.login_failures import LoginFailureQueries
 from soap_service.persistence.messages import MessageQueries
 from soap_service.persistence.organisations import OrganisationQueries
@@ -34,6 +35,7 @@ class SqlStore(
     LoginFailureQueries,
     MessageQueries,
     JournalQueries,
+    LogbookQueries,
     OrganisationQueries,
     DeliveryQueries,
     InboxQueries,

@@ -232,6 +232,11 @@ class RecipientAccountRow(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The sender account the person's messages from the site are stored under, made at
+    # their first message.
+    sender_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), unique=True, nullable=True
+    )
 
 
 class PickupSessionRow(Base):

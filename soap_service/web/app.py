@@ -72,6 +72,7 @@ class WebApp:
         self._site = create_site(
             pickup_path=urlsplit(settings.delivery.pickup_base_url).path,
             default_language=settings.default_language,
+            limits=settings.limits,
             open_scope=open_scope,
         )
 

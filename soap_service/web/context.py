@@ -11,7 +11,9 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.inbox import InboxService
+from soap_service.domain.logbook import Logbook
 from soap_service.domain.person_accounts import PersonAccounts
+from soap_service.domain.person_sending import PersonSending
 from soap_service.domain.pickup import PickupService
 
 CSRF_COOKIE = "__Host-pickup-csrf"
@@ -34,6 +36,12 @@ class PageScope(Protocol):
 
     @property
     def person_accounts(self) -> PersonAccounts: ...
+
+    @property
+    def person_sending(self) -> PersonSending: ...
+
+    @property
+    def logbook(self) -> Logbook: ...
 
     def close(self) -> None: ...
 

@@ -17,7 +17,7 @@ from babel.units import format_unit
 from flask import g, render_template, request
 from flask_babel import get_locale, lazy_gettext
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from soap_service import crypto
@@ -33,15 +33,23 @@ HTML = "text/html; charset=utf-8"
 # Times as the recipients (Swiss payslips) read clocks.
 DISPLAY_ZONE = ZoneInfo("Europe/Zurich")
 
-_CSS = (Path(__file__).parent / "templates" / "pickup.css").read_text(encoding="utf-8")
+_TEMPLATES = Path(__file__).parent / "templates"
+_CSS = (_TEMPLATES / "pickup.css").read_text(encoding="utf-8")
+# The compose page's upload progress (the one script), posting its form here.
+UPLOAD_SCRIPT = Markup((_TEMPLATES / "upload.js").read_text(encoding="utf-8"))
 # The one style sheet is inline and allowed by its hash: nothing else may style, script,
 # load an image or a font, or frame the page; forms post only here.
 _CSS_HASH = base64.b64encode(crypto.sha256(_CSS.encode())).decode()
+_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+# The compose page alone runs a script, the upload's, allowed by its hash, and it may post
+# its form here in the background.
+_SCRIPT_HASH = base64.b64encode(crypto.sha256(str(UPLOAD_SCRIPT).encode())).decode()
+UPLOAD_POLICY = f"{_POLICY}; script-src 'sha256-{_SCRIPT_HASH}'; connect-src 'self'"
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
+    "Content-Security-Policy": _POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -93,6 +101,19 @@ NOTICES: dict[str, tuple[Any, Any, int]] = {
             "This link has been used or has expired. You can ask for a new one on the login page."
         ),
         410,
+    ),
+    "too-large": (
+        lazy_gettext("Message too large"),
+        lazy_gettext(
+            "The attachments are larger than a message may hold. Please send fewer or smaller "
+            "files."
+        ),
+        413,
+    ),
+    "bad-filter": (
+        lazy_gettext("Filter not understood"),
+        lazy_gettext("The logbook could not read this filter. Please choose it again."),
+        400,
     ),
     "csrf": (
         lazy_gettext("Form expired"),
@@ -153,6 +174,9 @@ def failed(error: Exception) -> Response:
         return Response(b"", status=405, content_type=HTML, headers={"Allow": allowed})
     if isinstance(error, NotFound):
         return notice(PickupRefused.UNKNOWN, language)
+    if isinstance(error, RequestEntityTooLarge):  # more than a message may hold
+        log.info("page refused: %s", error.name)
+        return notice("too-large", language)
     if isinstance(error, HTTPException):  # a form too large or that cannot be read
         log.info("page refused: %s", error.name)
         return notice("csrf" if request.method == "POST" else PickupRefused.UNKNOWN, language)

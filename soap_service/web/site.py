@@ -17,8 +17,8 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from soap_service import crypto
-from soap_service.domain.model import Language
-from soap_service.web import access, account, pickup
+from soap_service.domain.model import Language, MessageLimits
+from soap_service.web import access, account, compose, logbook, pickup
 from soap_service.web.context import CSRF_COOKIE, OPEN_SCOPE, PageScope, set_cookie
 from soap_service.web.i18n import init_languages
 from soap_service.web.pages import SECURITY_HEADERS, display_time, failed, file_size
@@ -28,7 +28,11 @@ MAX_FORM_BYTES = 8192
 
 
 def create_site(
-    *, pickup_path: str, default_language: Language, open_scope: Callable[[], PageScope]
+    *,
+    pickup_path: str,
+    default_language: Language,
+    limits: MessageLimits,
+    open_scope: Callable[[], PageScope],
 ) -> Flask:
     """The pages; `pickup_path` is where the links live (e.g. "/m/")."""
     app = Flask(__name__, static_folder=None)
@@ -39,10 +43,13 @@ def create_site(
     app.jinja_env.filters.update(file_size=file_size, display_time=display_time)
     app.config.update(MAX_CONTENT_LENGTH=MAX_FORM_BYTES, MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES)
     app.extensions[OPEN_SCOPE] = open_scope
+    app.config[compose.LIMITS] = limits
     init_languages(app, default_language)
     app.register_blueprint(pickup.blueprint, url_prefix=pickup_path.rstrip("/"))
     app.register_blueprint(account.blueprint, url_prefix="/account")
     app.register_blueprint(access.blueprint, url_prefix="/account")
+    app.register_blueprint(compose.blueprint, url_prefix="/account")
+    app.register_blueprint(logbook.blueprint, url_prefix="/account")
 
     @app.before_request
     def _start() -> None:
@@ -57,7 +64,8 @@ def create_site(
 
     @app.after_request
     def _secure(response: Response) -> Response:
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a page may say its own policy
+            response.headers.setdefault(name, value)
         if g.get("csrf_cookie") is None and "csrf" in g:
             set_cookie(response, CSRF_COOKIE, g.csrf)
         return response

@@ -1,0 +1,311 @@
+"""A person's logbook of the messages they sent from the site (domain/logbook.py).
+
+    GET  /account/sent                           the list: filters, pages
+    GET  /account/sent.csv                       the same list as CSV, a row per recipient
+    GET  /account/sent/<id>                      one message: each recipient's state, times
+    POST /account/sent/<id>/withdraw             CancelMessage
+    GET  /account/sent/<id>/receipt/<kind>       a registered message's signed receipt
+
+Another person's message, and one that does not exist, answer the same 404 page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, request, url_for
+from flask_babel import lazy_gettext
+from werkzeug.exceptions import NotFound as PageNotFound
+from werkzeug.routing import BaseConverter
+from werkzeug.wrappers import Response
+
+from soap_service.domain.journal import MessageFilter
+from soap_service.domain.logbook import Logbook, LogbookEntry
+from soap_service.domain.model import MessageState, MessageType, RecipientState
+from soap_service.domain.ports import RecipientAccount
+from soap_service.domain.receipts import ReceiptKind
+from soap_service.errors import NotFound, ValidationError
+from soap_service.web.compose import TYPES
+from soap_service.web.context import SESSION_COOKIE, csrf_matches, services
+from soap_service.web.pages import (
+    DISPLAY_ZONE,
+    choice_query,
+    notice,
+    page,
+    reader_language,
+    see,
+)
+
+log = logging.getLogger("soap_service.logbook")
+
+blueprint = Blueprint("logbook", __name__)
+
+# Each recipient's state as the sender reads it.
+STATES = {
+    RecipientState.QUEUED: lazy_gettext("Waiting"),
+    RecipientState.DEFERRED: lazy_gettext("Delayed"),
+    RecipientState.SENT: lazy_gettext("Notified"),
+    RecipientState.DELIVERED: lazy_gettext("Delivered"),
+    RecipientState.OPENED: lazy_gettext("Opened"),
+    RecipientState.ACCEPTED: lazy_gettext("Accepted"),
+    RecipientState.REFUSED: lazy_gettext("Refused"),
+    RecipientState.EXPIRED: lazy_gettext("Expired"),
+    RecipientState.FAILED: lazy_gettext("Failed"),
+    RecipientState.CANCELLED: lazy_gettext("Withdrawn"),
+}
+MESSAGE_STATES = {
+    MessageState.QUEUED: lazy_gettext("Waiting"),
+    MessageState.IN_PROGRESS: lazy_gettext("In progress"),
+    MessageState.COMPLETED: lazy_gettext("Completed"),
+    MessageState.CANCELLED: lazy_gettext("Withdrawn"),
+}
+RECEIPTS = {
+    ReceiptKind.SUBMISSION: lazy_gettext("Submission receipt"),
+    ReceiptKind.PICKUP: lazy_gettext("Pickup receipt"),
+    ReceiptKind.REFUSAL: lazy_gettext("Refusal receipt"),
+    ReceiptKind.EXPIRY: lazy_gettext("Expiry receipt"),
+}
+# The recipient state whose receipt each kind is.
+_RECEIPT_STATES = {
+    RecipientState.ACCEPTED: ReceiptKind.PICKUP,
+    RecipientState.REFUSED: ReceiptKind.REFUSAL,
+    RecipientState.EXPIRED: ReceiptKind.EXPIRY,
+}
+_WITHDRAWABLE = frozenset({RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.SENT})
+_FILTERS = ("state", "type", "from", "to", "words")
+# The export: a row per recipient.
+CSV_COLUMNS = (
+    "MessageId",
+    "Reference",
+    "Type",
+    "Subject",
+    "AcceptedAt",
+    "ExpiresAt",
+    "Recipient",
+    "State",
+    "StateChangedAt",
+)
+
+
+class _MessageIdConverter(BaseConverter):
+    # A message id's own shape (a UUID): nothing else reaches a handler.
+    regex = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@blueprint.record_once
+def _register_converter(state: Any) -> None:
+    state.app.url_map.converters["message_id"] = _MessageIdConverter
+
+
+@blueprint.get("/sent")
+def sent() -> Response:
+    person = _person()
+    if person is None:
+        return _to_login()
+    chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
+    try:
+        where = _filter(chosen)
+        found = _service().page(
+            person, where, words=chosen["words"], cursor=request.args.get("cursor") or None
+        )
+    except ValidationError:
+        return notice("bad-filter", None)
+    query = {name: value for name, value in chosen.items() if value}
+    return page(
+        "logbook",
+        reader_language(),
+        link=url_for("logbook.sent"),
+        logout=url_for("account.logout"),
+        account=person.address,
+        chosen_filters=chosen,
+        states=[(state.value, label) for state, label in MESSAGE_STATES.items()],
+        types=[(kind.value, names[0]) for kind, names in TYPES.items()],
+        entries=[_entry_values(entry) for entry in found.entries],
+        next_page=(
+            url_for("logbook.sent") + "?" + urlencode({**query, **_lang(), "cursor": found.cursor})
+            if found.cursor
+            else None
+        ),
+        export=url_for("logbook.export") + ("?" + urlencode({**query, **_lang()})),
+    )
+
+
+@blueprint.get("/sent.csv")
+def export() -> Response:
+    person = _person()
+    if person is None:
+        return _to_login()
+    chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
+    try:
+        where = _filter(chosen)
+    except ValidationError:
+        return notice("bad-filter", None)
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(CSV_COLUMNS)
+    for entry in _service().export(person, where, words=chosen["words"]):
+        status = entry.status
+        for recipient in status.recipients:
+            writer.writerow(
+                [
+                    status.message_id,
+                    _cell(status.reference),
+                    status.type.value,
+                    _cell(entry.subject),
+                    status.accepted_at.isoformat(),
+                    status.expires_at.isoformat(),
+                    _cell(recipient.address),
+                    recipient.state.value,
+                    recipient.state_changed_at.isoformat(),
+                ]
+            )
+    return Response(
+        "\ufeff" + rows.getvalue(),  # a BOM: spreadsheet programs then read UTF-8
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="logbook.csv"'},
+    )
+
+
+@blueprint.get("/sent/<message_id:message_id>")
+def message(message_id: str) -> Response:
+    person = _person()
+    if person is None:
+        return _to_login()
+    entry = _entry(person, message_id)
+    status = entry.status
+    receipts = []
+    if status.type is MessageType.REGISTERED:
+        receipts.append((RECEIPTS[ReceiptKind.SUBMISSION], _receipt_link(message_id, "submission")))
+        for recipient in status.recipients:
+            kind = _RECEIPT_STATES.get(recipient.state)
+            if kind is not None:
+                link = _receipt_link(message_id, kind.value, recipient.address)
+                receipts.append((f"{RECEIPTS[kind]}: {recipient.address}", link))
+    return page(
+        "sent_message",
+        reader_language(),
+        link=url_for("logbook.message", message_id=message_id),
+        logout=url_for("account.logout"),
+        account=person.address,
+        entry=_entry_values(entry),
+        recipients=[
+            {
+                "address": recipient.address,
+                "state": STATES[recipient.state],
+                "changed": recipient.state_changed_at,
+            }
+            for recipient in status.recipients
+        ],
+        withdrawable=any(r.state in _WITHDRAWABLE for r in status.recipients),
+        receipts=receipts,
+        logbook=url_for("logbook.sent"),
+    )
+
+
+@blueprint.post("/sent/<message_id:message_id>/withdraw")
+def withdraw(message_id: str) -> Response:
+    if not csrf_matches(request.form.to_dict()):
+        log.info("withdraw refused: CSRF token missing or wrong")
+        return notice("csrf", None)
+    person = _person()
+    if person is None:
+        return _to_login()
+    try:
+        _service().withdraw(person, message_id)
+    except NotFound:
+        raise PageNotFound() from None
+    log.info("message withdrawn from the site: %s", message_id)
+    return see(url_for("logbook.message", message_id=message_id) + choice_query())
+
+
+@blueprint.get("/sent/<message_id:message_id>/receipt/<kind>")
+def receipt(message_id: str, kind: str) -> Response:
+    person = _person()
+    if person is None:
+        return _to_login()
+    try:
+        found = _service().receipt(
+            person, message_id, ReceiptKind(kind), request.args.get("recipient") or None
+        )
+    except (ValueError, NotFound, ValidationError):
+        raise PageNotFound() from None
+    return Response(
+        found.pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
+    )
+
+
+# Parts.
+
+
+def _person() -> RecipientAccount | None:
+    return services().person_sending.person(request.cookies.get(SESSION_COOKIE))
+
+
+def _to_login() -> Response:
+    return see(url_for("account.login") + choice_query())
+
+
+def _entry(person: RecipientAccount, message_id: str) -> LogbookEntry:
+    try:
+        return _service().message(person, message_id)
+    except NotFound:
+        raise PageNotFound() from None
+
+
+def _entry_values(entry: LogbookEntry) -> dict[str, Any]:
+    status = entry.status
+    return {
+        "href": url_for("logbook.message", message_id=status.message_id) + choice_query(),
+        "subject": entry.subject,
+        "type": TYPES[status.type][0],
+        "state": MESSAGE_STATES[status.state],
+        "accepted": status.accepted_at,
+        "expires": status.expires_at,
+        "recipients": ", ".join(recipient.address for recipient in status.recipients),
+        "message_id": status.message_id,
+    }
+
+
+def _filter(chosen: dict[str, str]) -> MessageFilter:
+    try:
+        state = MessageState(chosen["state"]) if chosen["state"] else None
+        kind = MessageType(chosen["type"]) if chosen["type"] else None
+        start = _day_start(chosen["from"])
+        end = _day_start(chosen["to"], days_after=1)
+    except ValueError:
+        raise ValidationError("a filter that cannot be read") from None
+    return MessageFilter(state=state, type=kind, accepted_from=start, accepted_before=end)
+
+
+def _day_start(value: str, *, days_after: int = 0) -> datetime | None:
+    """The start of the day (Swiss time) `value` names, or of the day after."""
+    if not value:
+        return None
+    day = date.fromisoformat(value) + timedelta(days=days_after)
+    return datetime.combine(day, time(0), tzinfo=DISPLAY_ZONE)
+
+
+def _receipt_link(message_id: str, kind: str, recipient: str | None = None) -> str:
+    link = url_for("logbook.receipt", message_id=message_id, kind=kind)
+    return link + ("?" + urlencode({"recipient": recipient}) if recipient else "")
+
+
+def _cell(value: str) -> str:
+    # A cell a spreadsheet would run as a formula is kept as text.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _lang() -> dict[str, str]:
+    chosen = request.args.get("lang")
+    return {"lang": chosen} if chosen in ("de", "fr", "it", "en") else {}
+
+
+def _service() -> Logbook:
+    return services().logbook

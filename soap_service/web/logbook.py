@@ -203,7 +203,6 @@ def message(message_id: str) -> Response:
         ],
         withdrawable=any(r.state in _WITHDRAWABLE for r in status.recipients),
         receipts=receipts,
-        logbook=url_for("logbook.sent"),
     )
 
 

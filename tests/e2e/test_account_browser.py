@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.stack import Stack, new_reference, wait_until
-from tests.e2e.test_pickup_browser import WIDTHS, browser, shoot  # noqa: F401 (a fixture)
+from tests.e2e.test_pickup_browser import (  # noqa: F401 (a fixture)
+    PDF,
+    WIDTHS,
+    browser,
+    read_link,
+    register_in,
+    shoot,
+)
 from tests.smtp_sink import ReceivedMail, SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +28,7 @@ CODE = re.compile(r"(\d{4}) (\d{4})")
 RESET_LINK = re.compile(r"https://\S+/account/reset/[A-Za-z0-9_-]{43}\?lang=de")
 FIRST_PASSWORD = "Herbst am Bodensee 2026"
 NEW_PASSWORD = "Winter im Jura 2027"
+PLAN = "Raum;Fläche\nKüche;12\n".encode()
 
 
 def mail_to(sink: SmtpSink, address: str, count: int) -> ReceivedMail:
@@ -126,3 +134,123 @@ def shoot_both(page: Any, name: str) -> None:
         page.set_viewport_size({"width": width, "height": 800})
         shoot(page, f"{name}-{device}")
     page.set_viewport_size({"width": WIDTHS["desktop"], "height": 800})
+
+
+def sign_up(page: Any, sink: SmtpSink, site: str, address: str) -> None:
+    """Sign up on the site with the code the mail brings; logged in afterwards."""
+    page.goto(f"{site}/account/signup")
+    page.fill("#address", address)
+    click(page, "Code senden")
+    code = "".join(CODE.findall(text_of(mail_to(sink, address, 1)))[0])
+    page.fill("#code", code)
+    page.fill("#password", FIRST_PASSWORD)
+    page.fill("#repeated", FIRST_PASSWORD)
+    page.check("#consent")
+    click(page, "Konto eröffnen")
+    assert page.url == f"{site}/account"
+
+
+def notification_to(sink: SmtpSink, address: str) -> ReceivedMail:
+    return wait_until(
+        lambda: next(
+            (
+                m
+                for m in sink.received
+                if m.recipients == (address,) and not m.message_id.startswith("<account-")
+            ),
+            None,
+        ),
+        f"the notification to {address}",
+        timeout=30,
+    )
+
+
+def test_a_person_signs_up_sends_with_two_attachments_and_sees_the_message_opened(
+    delivering: tuple[Stack, SmtpSink],
+    browser: Any,  # noqa: F811
+) -> None:
+    stack, sink = delivering
+    site = stack.service.base_url
+    sender = f"paul.{uuid.uuid4().hex[:8]}@example.ch"
+    recipient = f"rita.{uuid.uuid4().hex[:8]}@example.ch"
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="de-CH")
+    page = context.new_page()
+    sign_up(page, sink, site, sender)
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="Neue Nachricht").click()
+    page.check("input[name=type][value=personal]")
+    page.fill("#recipients", recipient)
+    page.fill("#subject", "Offerte Umbau")
+    page.fill("#text", "Guten Tag\nDie Offerte und der Plan liegen bei.")
+    page.set_input_files(
+        "#attachments",
+        [
+            {"name": "Offerte.pdf", "mimeType": "application/pdf", "buffer": PDF},
+            {
+                "name": "Plan.csv",
+                "mimeType": "text/csv",
+                "buffer": "Raum;Fläche\nKüche;12\n".encode(),
+            },
+        ],
+    )
+    shoot_both(page, "account-compose-de")
+    with page.expect_navigation():  # sent by the page's script, which then shows the result
+        page.get_by_role("button", name="Senden").click()
+    assert page.url.startswith(f"{site}/account/sent/")
+    assert page.locator("#subject").inner_text() == "Offerte Umbau"
+    message_page = page.url
+
+    # The recipient: the notification, registration, the message and both attachments.
+    reader = browser.new_context(locale="de-CH").new_page()
+    mail = notification_to(sink, recipient)
+    assert sender in str(mail.message["Subject"])
+    reader.goto(read_link(mail.message))
+    register_in(reader)
+    assert reader.locator("#subject").inner_text() == "Offerte Umbau"
+    attachments = reader.locator("#attachments").inner_text()
+    assert "Offerte.pdf" in attachments and "Plan.csv" in attachments
+    reader.context.close()
+
+    page.goto(message_page)
+    assert page.locator("#recipients .state").all_inner_texts() == ["Geöffnet"]
+    shoot_both(page, "account-sent-message-de")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Gesendete Nachrichten").first.click()
+    assert "Offerte Umbau" in page.locator("#entries").inner_text()
+    shoot_both(page, "account-logbook-de")
+    context.close()
+
+
+def test_a_registered_message_is_refused_from_the_inbox(
+    delivering: tuple[Stack, SmtpSink],
+    browser: Any,  # noqa: F811
+) -> None:
+    stack, sink = delivering
+    site = stack.service.base_url
+    address = f"vera.{uuid.uuid4().hex[:8]}@example.ch"
+    sent = stack.client.service.SendMessage(
+        Message={
+            "Reference": new_reference(),
+            "Type": "registered",
+            "Recipients": {"Recipient": [{"Address": address}]},
+            "Subject": "Mahnung",
+            "TextBody": "Guten Tag",
+            "Language": "de",
+        }
+    )
+    notification_to(sink, address)
+    context = browser.new_context(viewport={"width": 390, "height": 800}, locale="de-CH")
+    page = context.new_page()
+    sign_up(page, sink, site, address)
+    with page.expect_navigation():
+        page.get_by_text("Mahnung", exact=True).click()
+    assert page.locator("#decide").inner_text() == "Eingeschriebene Nachricht"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Ablehnen").click()
+    assert page.locator("#notice").inner_text() == "Nachricht abgelehnt"
+    page.goto(f"{site}/account")
+    assert page.locator("#entries .state").all_inner_texts() == ["Abgelehnt"]
+    context.close()
+    [refused] = stack.recipients(sent.MessageId)
+    assert refused.State == "refused"

@@ -24,7 +24,13 @@ from soap_service.domain.organisations import (
     OrganisationConflict,
     TlsPolicy,
 )
-from soap_service.errors import AccountExists, ConfigurationError, ServiceError
+from soap_service.errors import (
+    AccountExists,
+    ConfigurationError,
+    Conflict,
+    InvalidAddress,
+    ServiceError,
+)
 from soap_service.logs import configure_logging
 from soap_service.settings import load_settings
 
@@ -107,10 +113,34 @@ def _add_account_commands(commands: Any) -> None:
     )
     add.set_defaults(handler=_account_add)
     _add_organisation_commands(commands)
+    _add_team_commands(commands)
     dev = commands.add_parser(
         "dev-account", help="ensure the development account exists and print its credentials"
     )
     dev.set_defaults(handler=_dev_account)
+
+
+def _add_team_commands(commands: Any) -> None:
+    team = commands.add_parser(
+        "team", help="teams: people who share the logbook of their sender accounts"
+    ).add_subparsers(required=True, metavar="ACTION")
+    add = team.add_parser("add", help="create a team and invite its first owner by e-mail")
+    add.add_argument("name", help="the team's name, as its members see it")
+    add.add_argument("--owner", required=True, metavar="ADDRESS", help="the first owner")
+    add.add_argument(
+        "--language",
+        choices=[language.value for language in Language],
+        help="the invitation's language (default: the service's)",
+    )
+    add.set_defaults(handler=_team_add)
+    account = team.add_parser(
+        "add-account", help="show a sender account's messages in the team's logbook"
+    )
+    account.add_argument("name", help="the team's name")
+    account.add_argument("username", help="the sender account")
+    account.set_defaults(handler=_team_add_account)
+    listing = team.add_parser("list", help="every team, its members and sender accounts")
+    listing.set_defaults(handler=_team_list)
 
 
 def _add_organisation_commands(commands: Any) -> None:
@@ -330,6 +360,48 @@ def _account_add(container: Container, args: argparse.Namespace) -> int:
     print(f"  username: {credentials.account.username}")
     print(f"  password: {credentials.password}")
     return 0
+
+
+def _team_add(container: Container, args: argparse.Namespace) -> int:
+    language = Language(args.language) if args.language else container.settings.default_language
+    teams = container.teams()
+    try:
+        team = teams.create(args.name, args.owner, language)
+    except (Conflict, InvalidAddress) as exc:
+        print(f"soap-service: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        teams.close()
+    print(f"Team {team.name} created; an invitation to own it is on its way to {args.owner}.")
+    return 0
+
+
+def _team_add_account(container: Container, args: argparse.Namespace) -> int:
+    teams = container.teams()
+    try:
+        added = teams.add_account(args.name, args.username)
+    finally:
+        teams.close()
+    if not added:
+        print(
+            f"soap-service: no team {args.name!r} or no account {args.username!r}", file=sys.stderr
+        )
+        return 1
+    print(f"The messages of {args.username} show in the logbook of {args.name}.")
+    return 0
+
+
+def _team_list(container: Container, args: argparse.Namespace) -> None:
+    teams = container.teams()
+    try:
+        for team, members, usernames in teams.all():
+            print(team.name)
+            for member in members:
+                print(f"  {member.role.value}: {member.address}")
+            for username in usernames:
+                print(f"  sender account: {username}")
+    finally:
+        teams.close()
 
 
 def _organisation_add(container: Container, args: argparse.Namespace) -> int:

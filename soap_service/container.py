@@ -47,6 +47,7 @@ from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
 from soap_service.domain.retention import ContentRetention
 from soap_service.domain.sender_reports import ReportJob
+from soap_service.domain.teams import Teams
 from soap_service.logs import configure_logging
 from soap_service.persistence.database import Database
 from soap_service.settings import Settings
@@ -219,6 +220,11 @@ class Container:
                 default_expiry_days=expiry_days,
                 limits=self.settings.limits,
             )
+
+    def teams(self) -> Teams:
+        """Teams as the operator's commands see them (on a connection of their own: close
+        it with `close()`)."""
+        return Teams(store=self.database.store(), keyring=self.keyring, now=self.now)
 
     def add_organisation(
         self,
@@ -416,7 +422,12 @@ class RequestScope:
             messages=self.messages,
             receipts=self.receipts,
             sending=self.person_sending,
+            teams=self.teams,
         )
+
+    @cached_property
+    def teams(self) -> Teams:
+        return Teams(store=self.store, keyring=self._container.keyring, now=self._container.now)
 
     def close(self) -> None:
         if "store" in self.__dict__:

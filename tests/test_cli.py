@@ -23,7 +23,7 @@ def test_account_add_prints_the_password_once_and_refuses_a_taken_name(
 ) -> None:
     cli = cli_for(tmp_path, tls)
     cli.cli("init")
-    assert cli.cli("db", "current").stdout.strip() == "0013"
+    assert cli.cli("db", "current").stdout.strip() == "0014"
 
     created = cli.cli("account", "add", "payroll-acme", "--organisation", "ACME AG")
     assert "username: payroll-acme" in created.stdout
@@ -107,3 +107,25 @@ def test_a_wrong_setting_is_a_clear_message_not_a_trace(tmp_path: Path, tls: Tls
     assert result.returncode == 2
     assert "https://" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_team_add_invites_its_owner_and_add_account_puts_a_sender_in_it(
+    tmp_path: Path, tls: TlsFiles
+) -> None:
+    cli = cli_for(tmp_path, tls)
+    cli.cli("init")
+    cli.cli("account", "add", "payroll-acme", "--organisation", "ACME AG")
+    created = cli.cli("team", "add", "Lohnbüro ACME", "--owner", "Olga@Example.ch")
+    assert created.stdout.startswith("Team Lohnbüro ACME created; an invitation")
+    again = cli.cli("team", "add", "Lohnbüro ACME", "--owner", "olga@example.ch", check=False)
+    assert (again.returncode, again.stderr.strip()) == (
+        1,
+        "soap-service: a team named 'Lohnbüro ACME' exists",
+    )
+    bad = cli.cli("team", "add", "Einkauf", "--owner", "not an address", check=False)
+    assert bad.returncode == 1 and "soap-service:" in bad.stderr
+    assert cli.cli("team", "add-account", "Lohnbüro ACME", "payroll-acme").returncode == 0
+    missing = cli.cli("team", "add-account", "Lohnbüro ACME", "nobody", check=False)
+    assert missing.returncode == 1
+    # The owner is a member once they follow the invitation; the account is in already.
+    assert cli.cli("team", "list").stdout == "Lohnbüro ACME\n  sender account: payroll-acme\n"

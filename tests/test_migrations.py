@@ -30,8 +30,10 @@ TABLES = {
     "organisations",
     "organisation_domains",
     "sender_reports",
+    "team_members",
+    "teams",
 }
-HEAD = "0013"
+HEAD = "0014"
 
 
 def tables(database: Database) -> set[str]:

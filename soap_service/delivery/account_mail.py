@@ -37,6 +37,10 @@ class AccountMailWriter:
         elif job.kind is AccountMailKind.RESET:
             assert secret is not None, "a reset mail carries its link"
             subject, text = _reset(words, self._link(f"/account/reset/{secret}", job))
+        elif job.kind is AccountMailKind.INVITATION:
+            assert secret is not None, "an invitation carries its link"
+            link = self._link(f"/account/teams/join/{secret}", job)
+            subject, text = _invitation(words, job.team_name or "", link)
         else:
             subject, text = _exists(
                 words,
@@ -101,5 +105,19 @@ def _exists(words: NullTranslations, login: str, reset: str) -> tuple[str, str]:
             _("If you have forgotten the password, set a new one here:"),
             reset,
             _("If it was not you, ignore this e-mail."),
+        ]
+    )
+
+
+def _invitation(words: NullTranslations, team: str, link: str) -> tuple[str, str]:
+    _ = words.gettext
+    return _("You are invited to the team %(team)s") % {"team": team}, "\n\n".join(
+        [
+            _("You are invited to the team %(team)s, to share its secure messages.")
+            % {"team": team},
+            _("Open this link to join (it works once, for a week):"),
+            link,
+            _("If you have no account yet, create one with this address first."),
+            _("If you do not know this team, ignore this e-mail."),
         ]
     )

@@ -15,6 +15,7 @@ class AccountMailKind(StrEnum):
     ACTIVATION = "activation"  # a sign-up's code
     RESET = "reset"  # a password reset link
     EXISTS = "exists"  # a sign-up for an address that has an account
+    INVITATION = "invitation"  # to join a team (domain/teams.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +27,9 @@ class NewAccountMail:
     token_hash: bytes | None  # a reset link's, to find it by
     created_at: datetime
     expires_at: datetime
+    # An invitation's team and the role it gives.
+    team_id: int | None = None
+    role: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +44,7 @@ class AccountMailJob:
     language: Language
     secret: WrappedKey | None
     expires_at: datetime
+    team_name: str | None = None  # an invitation's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,3 +54,9 @@ class AccountMailResult:
     next_attempt_at: datetime | None
     detail: str
     attempted_at: datetime
+
+
+def mail_secret_context(kind: AccountMailKind, box: str) -> bytes:
+    """What a mail's secret is sealed for: its kind and mailbox, so that a code sealed for
+    one address opens for no other."""
+    return f"account-mail:{kind.value}:{box}".encode()

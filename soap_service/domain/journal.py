@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -103,13 +104,13 @@ class JournalStore(Protocol):
 
     def list_messages(
         self,
-        account_id: int,
+        account_ids: Sequence[int],
         *,
         where: MessageFilter,
         before: ListingPosition | None,
         limit: int,
     ) -> list[MessageStatus]:
-        """Up to `limit` of the account's messages that match, newest first (accepted_at,
+        """Up to `limit` of the accounts' messages that match, newest first (accepted_at,
         then id), older than `before`."""
         ...
 
@@ -124,6 +125,8 @@ class Journal:
         self._store = store
         self._change_cursors = CursorCodec(keyring, b"status-changes")
         self._listing_cursors = CursorCodec(keyring, b"message-listing")
+        # A team's logbook: the messages of its sender accounts, its cursors its own.
+        self._team_cursors = CursorCodec(keyring, b"team-listing")
 
     def status_changes(
         self, account: Account, *, cursor: str | None, page_size: int | None
@@ -157,25 +160,48 @@ class Journal:
         """The account's messages that match, newest first, a page at a time. Messages
         that arrive while the caller pages come before its first page: the pages go on
         where they were."""
+        return self._listing(
+            (account.id,), self._listing_cursors, account.id, where, cursor, page_size
+        )
+
+    def list_team_messages(
+        self,
+        team_id: int,
+        account_ids: Sequence[int],
+        *,
+        where: MessageFilter,
+        cursor: str | None,
+        page_size: int | None,
+    ) -> MessagePage:
+        """As list_messages, over a team's sender accounts; the cursors are the team's."""
+        return self._listing(account_ids, self._team_cursors, team_id, where, cursor, page_size)
+
+    def _listing(
+        self,
+        account_ids: Sequence[int],
+        cursors: CursorCodec,
+        owner: int,
+        where: MessageFilter,
+        cursor: str | None,
+        page_size: int | None,
+    ) -> MessagePage:
         limit = _page_size(page_size, MAX_MESSAGES_PAGE, DEFAULT_MESSAGES_PAGE)
         _check_filter(where)
         before = None
         if cursor is not None:
-            micros, raw_id = _LISTING.unpack(
-                _exact(self._listing_cursors.decode(account.id, cursor), _LISTING.size)
-            )
+            micros, raw_id = _LISTING.unpack(_exact(cursors.decode(owner, cursor), _LISTING.size))
             before = ListingPosition(
                 accepted_at=_EPOCH + timedelta(microseconds=micros),
                 message_id=str(uuid.UUID(bytes=raw_id)),
             )
-        found = self._store.list_messages(account.id, where=where, before=before, limit=limit + 1)
+        found = self._store.list_messages(account_ids, where=where, before=before, limit=limit + 1)
         page = found[:limit]
         next_cursor = None
         if len(found) > limit:
             last = page[-1]
             micros = (last.accepted_at - _EPOCH) // timedelta(microseconds=1)
-            next_cursor = self._listing_cursors.encode(
-                account.id, _LISTING.pack(micros, uuid.UUID(last.message_id).bytes)
+            next_cursor = cursors.encode(
+                owner, _LISTING.pack(micros, uuid.UUID(last.message_id).bytes)
             )
         return MessagePage(messages=tuple(page), cursor=next_cursor)
 

@@ -172,3 +172,40 @@ class MessageStatus:
     @property
     def state(self) -> MessageState:
         return MessageState.derive([recipient.state for recipient in self.recipients])
+
+
+# Teams (domain/teams.py).
+
+
+class TeamRole(StrEnum):
+    OWNER = "owner"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Team:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Membership:
+    team: Team
+    role: TeamRole
+
+
+@dataclass(frozen=True, kw_only=True)
+class Member:
+    person_id: int
+    address: str
+    role: TeamRole
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invitation:
+    """A pending invitation found by its link."""
+
+    mail_id: int
+    team: Team
+    role: TeamRole
+    address: str

@@ -20,7 +20,12 @@ from datetime import datetime, timedelta
 
 from soap_service import crypto
 from soap_service.crypto import WrappedKey
-from soap_service.domain.account_mails import AccountMailJob, AccountMailKind, NewAccountMail
+from soap_service.domain.account_mails import (
+    AccountMailJob,
+    AccountMailKind,
+    NewAccountMail,
+    mail_secret_context,
+)
 from soap_service.domain.login_throttle import LoginGuard, LoginThrottle
 from soap_service.domain.model import Language
 from soap_service.domain.pickup import (
@@ -220,7 +225,9 @@ class PersonAccounts:
     ) -> None:
         sealed = None
         if secret is not None:
-            sealed = self._keyring.seal_secret(_context(kind, box), secret.encode("ascii"))
+            sealed = self._keyring.seal_secret(
+                mail_secret_context(kind, box), secret.encode("ascii")
+            )
         self._store.queue_account_mail(
             NewAccountMail(
                 kind=kind,
@@ -247,19 +254,16 @@ class PersonAccounts:
         return pending
 
     def _open(self, kind: AccountMailKind, box: str, secret: WrappedKey) -> str:
-        return self._keyring.open_secret(secret, _context(kind, box)).decode("ascii")
+        return self._keyring.open_secret(secret, mail_secret_context(kind, box)).decode("ascii")
 
 
 def open_mail_secret(keyring: crypto.Keyring, job: AccountMailJob) -> str | None:
     """The code or link token an account mail carries, for the worker that writes it."""
     if job.secret is None:
         return None
-    return keyring.open_secret(job.secret, _context(job.kind, job.address)).decode("ascii")
-
-
-def _context(kind: AccountMailKind, box: str) -> bytes:
-    # Bound to its kind and mailbox: a code sealed for one address opens for no other.
-    return f"account-mail:{kind.value}:{box}".encode()
+    return keyring.open_secret(job.secret, mail_secret_context(job.kind, job.address)).decode(
+        "ascii"
+    )
 
 
 def _token_hash(token: str) -> bytes:

@@ -14,10 +14,14 @@ from soap_service.domain.delivery import DeliveryJob, DeliveryResult
 from soap_service.domain.journal import JournalStore
 from soap_service.domain.model import (
     Account,
+    Invitation,
     Language,
+    Member,
+    Membership,
     MessageStatus,
     MessageType,
     RecipientState,
+    Team,
 )
 from soap_service.domain.organisations import Organisation
 from soap_service.domain.sender_reports import ReportJob, ReportResult
@@ -495,11 +499,42 @@ class AccountMailStore(RecipientAccountStore, Protocol):
 class SealedSubject:
     sealed: bytes
     data_key: WrappedKey
+    sender: str  # the account's name as recipients see it
 
 
 class SubjectStore(Protocol):
-    def sealed_subjects(self, account_id: int, message_ids: list[str]) -> dict[str, SealedSubject]:
-        """The account's messages' subjects, sealed, by message id (others' are left out)."""
+    def sealed_subjects(
+        self, account_ids: list[int], message_ids: list[str]
+    ) -> dict[str, SealedSubject]:
+        """The accounts' messages' subjects, sealed, by message id (others' are left out)."""
+        ...
+
+
+class TeamStore(AccountMailStore, StoreSession, Protocol):
+    """Teams, their members and sender accounts; invitations are account mails."""
+
+    def add_team(self, name: str, now: datetime) -> Team:
+        """Conflict if the name is taken."""
+        ...
+
+    def team_named(self, name: str) -> Team | None: ...
+
+    def teams(self) -> list[Team]: ...
+
+    def set_account_team(self, username: str, team_id: int) -> bool: ...
+
+    def team_accounts(self, team_id: int) -> list[Account]: ...
+
+    def memberships(self, person_id: int) -> list[Membership]: ...
+
+    def team_members(self, team_id: int) -> list[Member]: ...
+
+    def remove_team_member(self, team_id: int, person_id: int) -> None: ...
+
+    def pending_invitation(self, token_hash: bytes, now: datetime) -> Invitation | None: ...
+
+    def join_team(self, mail_id: int, person_id: int, now: datetime) -> bool:
+        """Use the invitation and make the person a member; False if used meanwhile."""
         ...
 
 
@@ -515,6 +550,7 @@ class Store(
     DeliveryStore,
     PickupStore,
     InboxStore,
+    TeamStore,
     AccountMailStore,
     SubjectStore,
     ReceiptStore,

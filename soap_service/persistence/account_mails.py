@@ -27,6 +27,7 @@ from soap_service.persistence.tables import (
     account_mails,
     pickup_sessions,
     recipient_accounts,
+    teams,
 )
 from soap_service.persistence.transactions import Transactions
 
@@ -50,6 +51,8 @@ class AccountMailQueries(Transactions):
                     state="queued",
                     attempts=0,
                     next_attempt_at=mail.created_at,
+                    team_id=mail.team_id,
+                    role=mail.role,
                 )
             )
 
@@ -162,7 +165,10 @@ class AccountMailQueries(Transactions):
             ids = connection.execute(claim, parameters).scalars().all()
             rows = (
                 connection.execute(
-                    select(account_mails).where(_MAILS.id.in_(ids)).order_by(_MAILS.id)
+                    select(account_mails, teams.c.name.label("team_name"))
+                    .outerjoin(teams, teams.c.id == _MAILS.team_id)
+                    .where(_MAILS.id.in_(ids))
+                    .order_by(_MAILS.id)
                 ).all()
                 if ids
                 else []
@@ -217,6 +223,7 @@ def _job(row: Any) -> AccountMailJob:
         language=Language(row.language),
         secret=_secret(row),
         expires_at=row.expires_at,
+        team_name=row.team_name,
     )
 
 

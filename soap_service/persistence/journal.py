@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from itertools import groupby
 
 from sqlalchemy import and_, bindparam, exists, func, not_, select, text, tuple_
@@ -147,7 +148,7 @@ class JournalQueries(Transactions):
 
     def list_messages(
         self,
-        account_id: int,
+        account_ids: Sequence[int],
         *,
         where: MessageFilter,
         before: ListingPosition | None,
@@ -155,7 +156,7 @@ class JournalQueries(Transactions):
     ) -> list[MessageStatus]:
         query = (
             select(*STATUS_COLUMNS)
-            .where(messages.c.account_id == account_id, *_conditions(where))
+            .where(_of_accounts(account_ids), *_conditions(where))
             .order_by(messages.c.accepted_at.desc(), messages.c.id.desc())
             .limit(limit)
         )
@@ -215,3 +216,10 @@ def _state_condition(state: MessageState) -> ColumnElement[bool]:
     if state is MessageState.COMPLETED:
         return and_(not_(open_), not_cancelled)
     return and_(open_, not_queued)
+
+
+def _of_accounts(account_ids: Sequence[int]) -> ColumnElement[bool]:
+    # One account (ListMessages, a person's logbook) as `=`: the index's plain case.
+    if len(account_ids) == 1:
+        return messages.c.account_id == account_ids[0]
+    return messages.c.account_id.in_(list(account_ids))

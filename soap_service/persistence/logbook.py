@@ -1,4 +1,4 @@
-"""What a person's logbook reads besides the journal's listing: the listed messages'
+"""What a logbook reads besides the journal's listing: the listed messages'
 sealed subjects, with the keys that open them."""
 
 from __future__ import annotations
@@ -7,13 +7,15 @@ from sqlalchemy import select
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.ports import SealedSubject
-from soap_service.persistence.tables import messages
+from soap_service.persistence.tables import accounts, messages
 from soap_service.persistence.transactions import Transactions
 
 
 class LogbookQueries(Transactions):
-    def sealed_subjects(self, account_id: int, message_ids: list[str]) -> dict[str, SealedSubject]:
-        if not message_ids:
+    def sealed_subjects(
+        self, account_ids: list[int], message_ids: list[str]
+    ) -> dict[str, SealedSubject]:
+        if not message_ids or not account_ids:
             return {}
         with self._transaction(read_only=True) as connection:
             rows = connection.execute(
@@ -22,12 +24,16 @@ class LogbookQueries(Transactions):
                     messages.c.sealed_subject,
                     messages.c.key_id,
                     messages.c.wrapped_key,
-                ).where(messages.c.account_id == account_id, messages.c.id.in_(message_ids))
+                    accounts.c.organisation,
+                )
+                .join(accounts, accounts.c.id == messages.c.account_id)
+                .where(messages.c.account_id.in_(account_ids), messages.c.id.in_(message_ids))
             ).all()
         return {
             row.id: SealedSubject(
                 sealed=bytes(row.sealed_subject),
                 data_key=WrappedKey(key_id=row.key_id, wrapped=bytes(row.wrapped_key)),
+                sender=row.organisation,
             )
             for row in rows
         }

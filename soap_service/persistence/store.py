@@ -27,6 +27,7 @@ from soap_service.persistence.receipts import ReceiptQueries
 from soap_service.persistence.recipient_accounts import RecipientAccountQueries
 from soap_service.persistence.retention import RetentionQueries
 from soap_service.persistence.sender_reports import SenderReportQueries
+from soap_service.persistence.teams import TeamQueries
 
 
 class SqlStore(
@@ -44,5 +45,6 @@ class SqlStore(
     ReceiptQueries,
     RetentionQueries,
     SenderReportQueries,
+    TeamQueries,
 ):
     """Every query, on the request's one connection; `close()` gives it back."""

@@ -78,6 +78,8 @@ class AccountRow(Base):
     # Defaults for the account's messages that give none; NULL: the service's.
     default_language: Mapped[str | None] = mapped_column(String(2), nullable=True)
     default_expiry_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The team whose logbook shows the account's messages (domain/teams.py).
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), index=True, nullable=True)
 
 
 class MessageRow(Base):
@@ -356,6 +358,30 @@ class AccountMailRow(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(String(1000))
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # An invitation's team and the role it gives.
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(8))
+
+
+class TeamRow(Base):
+    """An organisation's people who share the logbook of its sender accounts."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TeamMemberRow(Base):
+    __tablename__ = "team_members"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient_accounts.id"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(8))
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 def table_of(model: type[Base]) -> Table:
@@ -380,3 +406,5 @@ organisations = table_of(OrganisationRow)
 organisation_domains = table_of(OrganisationDomainRow)
 sender_reports = table_of(SenderReportRow)
 account_mails = table_of(AccountMailRow)
+teams = table_of(TeamRow)
+team_members = table_of(TeamMemberRow)

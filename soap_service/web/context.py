@@ -15,6 +15,7 @@ from soap_service.domain.logbook import Logbook
 from soap_service.domain.person_accounts import PersonAccounts
 from soap_service.domain.person_sending import PersonSending
 from soap_service.domain.pickup import PickupService
+from soap_service.domain.teams import Teams
 
 CSRF_COOKIE = "__Host-pickup-csrf"
 # A person's session, on the pickup pages and the site alike (one account per mailbox).
@@ -42,6 +43,9 @@ class PageScope(Protocol):
 
     @property
     def logbook(self) -> Logbook: ...
+
+    @property
+    def teams(self) -> Teams: ...
 
     def close(self) -> None: ...
 

@@ -6,7 +6,9 @@
     POST /account/sent/<id>/withdraw             CancelMessage
     GET  /account/sent/<id>/receipt/<kind>       a registered message's signed receipt
 
-Another person's message, and one that does not exist, answer the same 404 page.
+A team's logbook is the same pages under /account/teams/<team>/ (its members only).
+Another person's or team's message, one that does not exist, and a team the person is not
+in answer the same 404 page.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
 from soap_service.domain.journal import MessageFilter
-from soap_service.domain.logbook import Logbook, LogbookEntry
+from soap_service.domain.logbook import Logbook, LogbookEntry, Shelf
 from soap_service.domain.model import MessageState, MessageType, RecipientState
 from soap_service.domain.ports import RecipientAccount
 from soap_service.domain.receipts import ReceiptKind
@@ -102,16 +104,18 @@ def _register_converter(state: Any) -> None:
     state.app.url_map.converters["message_id"] = _MessageIdConverter
 
 
-@blueprint.get("/sent")
-def sent() -> Response:
+@blueprint.get("/sent", defaults={"team_id": None})
+@blueprint.get("/teams/<int:team_id>/sent")
+def sent(team_id: int | None) -> Response:
     person = _person()
     if person is None:
         return _to_login()
+    shelf = _shelf(person, team_id)
     chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
     try:
         where = _filter(chosen)
         found = _service().page(
-            person, where, words=chosen["words"], cursor=request.args.get("cursor") or None
+            shelf, where, words=chosen["words"], cursor=request.args.get("cursor") or None
         )
     except ValidationError:
         return notice("bad-filter", None)
@@ -119,27 +123,32 @@ def sent() -> Response:
     return page(
         "logbook",
         reader_language(),
-        link=url_for("logbook.sent"),
+        link=url_for("logbook.sent", team_id=team_id),
+        team=shelf.team_name,
         logout=url_for("account.logout"),
         account=person.address,
         chosen_filters=chosen,
         states=[(state.value, label) for state, label in MESSAGE_STATES.items()],
         types=[(kind.value, names[0]) for kind, names in TYPES.items()],
-        entries=[_entry_values(entry) for entry in found.entries],
+        entries=[_entry_values(entry, team_id) for entry in found.entries],
         next_page=(
-            url_for("logbook.sent") + "?" + urlencode({**query, **_lang(), "cursor": found.cursor})
+            url_for("logbook.sent", team_id=team_id)
+            + "?"
+            + urlencode({**query, **_lang(), "cursor": found.cursor})
             if found.cursor
             else None
         ),
-        export=url_for("logbook.export") + ("?" + urlencode({**query, **_lang()})),
+        export=url_for("logbook.export", team_id=team_id) + "?" + urlencode({**query, **_lang()}),
     )
 
 
-@blueprint.get("/sent.csv")
-def export() -> Response:
+@blueprint.get("/sent.csv", defaults={"team_id": None})
+@blueprint.get("/teams/<int:team_id>/sent.csv")
+def export(team_id: int | None) -> Response:
     person = _person()
     if person is None:
         return _to_login()
+    shelf = _shelf(person, team_id)
     chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
     try:
         where = _filter(chosen)
@@ -148,7 +157,7 @@ def export() -> Response:
     rows = io.StringIO()
     writer = csv.writer(rows)
     writer.writerow(CSV_COLUMNS)
-    for entry in _service().export(person, where, words=chosen["words"]):
+    for entry in _service().export(shelf, where, words=chosen["words"]):
         status = entry.status
         for recipient in status.recipients:
             writer.writerow(
@@ -171,28 +180,32 @@ def export() -> Response:
     )
 
 
-@blueprint.get("/sent/<message_id:message_id>")
-def message(message_id: str) -> Response:
+@blueprint.get("/sent/<message_id:message_id>", defaults={"team_id": None})
+@blueprint.get("/teams/<int:team_id>/sent/<message_id:message_id>")
+def message(message_id: str, team_id: int | None) -> Response:
     person = _person()
     if person is None:
         return _to_login()
-    entry = _entry(person, message_id)
+    shelf = _shelf(person, team_id)
+    entry = _entry(shelf, message_id)
     status = entry.status
     receipts = []
     if status.type is MessageType.REGISTERED:
-        receipts.append((RECEIPTS[ReceiptKind.SUBMISSION], _receipt_link(message_id, "submission")))
+        submission = _receipt_link(team_id, message_id, "submission")
+        receipts.append((RECEIPTS[ReceiptKind.SUBMISSION], submission))
         for recipient in status.recipients:
             kind = _RECEIPT_STATES.get(recipient.state)
             if kind is not None:
-                link = _receipt_link(message_id, kind.value, recipient.address)
+                link = _receipt_link(team_id, message_id, kind.value, recipient.address)
                 receipts.append((f"{RECEIPTS[kind]}: {recipient.address}", link))
     return page(
         "sent_message",
         reader_language(),
-        link=url_for("logbook.message", message_id=message_id),
+        link=url_for("logbook.message", message_id=message_id, team_id=team_id),
+        team=shelf.team_name,
         logout=url_for("account.logout"),
         account=person.address,
-        entry=_entry_values(entry),
+        entry=_entry_values(entry, team_id),
         recipients=[
             {
                 "address": recipient.address,
@@ -206,8 +219,9 @@ def message(message_id: str) -> Response:
     )
 
 
-@blueprint.post("/sent/<message_id:message_id>/withdraw")
-def withdraw(message_id: str) -> Response:
+@blueprint.post("/sent/<message_id:message_id>/withdraw", defaults={"team_id": None})
+@blueprint.post("/teams/<int:team_id>/sent/<message_id:message_id>/withdraw")
+def withdraw(message_id: str, team_id: int | None) -> Response:
     if not csrf_matches(request.form.to_dict()):
         log.info("withdraw refused: CSRF token missing or wrong")
         return notice("csrf", None)
@@ -215,21 +229,24 @@ def withdraw(message_id: str) -> Response:
     if person is None:
         return _to_login()
     try:
-        _service().withdraw(person, message_id)
+        _service().withdraw(_shelf(person, team_id), message_id)
     except NotFound:
         raise PageNotFound() from None
     log.info("message withdrawn from the site: %s", message_id)
-    return see(url_for("logbook.message", message_id=message_id) + choice_query())
+    link = url_for("logbook.message", message_id=message_id, team_id=team_id)
+    return see(link + choice_query())
 
 
-@blueprint.get("/sent/<message_id:message_id>/receipt/<kind>")
-def receipt(message_id: str, kind: str) -> Response:
+@blueprint.get("/sent/<message_id:message_id>/receipt/<kind>", defaults={"team_id": None})
+@blueprint.get("/teams/<int:team_id>/sent/<message_id:message_id>/receipt/<kind>")
+def receipt(message_id: str, kind: str, team_id: int | None) -> Response:
     person = _person()
     if person is None:
         return _to_login()
+    shelf = _shelf(person, team_id)
     try:
         found = _service().receipt(
-            person, message_id, ReceiptKind(kind), request.args.get("recipient") or None
+            shelf, message_id, ReceiptKind(kind), request.args.get("recipient") or None
         )
     except (ValueError, NotFound, ValidationError):
         raise PageNotFound() from None
@@ -251,17 +268,27 @@ def _to_login() -> Response:
     return see(url_for("account.login") + choice_query())
 
 
-def _entry(person: RecipientAccount, message_id: str) -> LogbookEntry:
+def _shelf(person: RecipientAccount, team_id: int | None) -> Shelf:
+    """The person's own messages, or a team's they are in; 404 for any other team."""
     try:
-        return _service().message(person, message_id)
+        return _service().shelf(person, team_id)
     except NotFound:
         raise PageNotFound() from None
 
 
-def _entry_values(entry: LogbookEntry) -> dict[str, Any]:
+def _entry(shelf: Shelf, message_id: str) -> LogbookEntry:
+    try:
+        return _service().message(shelf, message_id)
+    except NotFound:
+        raise PageNotFound() from None
+
+
+def _entry_values(entry: LogbookEntry, team_id: int | None) -> dict[str, Any]:
     status = entry.status
+    link = url_for("logbook.message", message_id=status.message_id, team_id=team_id)
     return {
-        "href": url_for("logbook.message", message_id=status.message_id) + choice_query(),
+        "href": link + choice_query(),
+        "sender": entry.sender,
         "subject": entry.subject,
         "type": TYPES[status.type][0],
         "state": MESSAGE_STATES[status.state],
@@ -291,8 +318,10 @@ def _day_start(value: str, *, days_after: int = 0) -> datetime | None:
     return datetime.combine(day, time(0), tzinfo=DISPLAY_ZONE)
 
 
-def _receipt_link(message_id: str, kind: str, recipient: str | None = None) -> str:
-    link = url_for("logbook.receipt", message_id=message_id, kind=kind)
+def _receipt_link(
+    team_id: int | None, message_id: str, kind: str, recipient: str | None = None
+) -> str:
+    link = url_for("logbook.receipt", message_id=message_id, kind=kind, team_id=team_id)
     return link + ("?" + urlencode({"recipient": recipient}) if recipient else "")
 
 

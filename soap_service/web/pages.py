@@ -110,6 +110,14 @@ NOTICES: dict[str, tuple[Any, Any, int]] = {
         ),
         413,
     ),
+    "invitation-other": (
+        lazy_gettext("Invitation for another address"),
+        lazy_gettext(
+            "This invitation is for another e-mail address. Log out and log in with the "
+            "invited address."
+        ),
+        403,
+    ),
     "bad-filter": (
         lazy_gettext("Filter not understood"),
         lazy_gettext("The logbook could not read this filter. Please choose it again."),

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.model import Language, MessageLimits
-from soap_service.web import access, account, compose, logbook, pickup
+from soap_service.web import access, account, compose, logbook, pickup, teams
 from soap_service.web.context import CSRF_COOKIE, OPEN_SCOPE, PageScope, set_cookie
 from soap_service.web.i18n import init_languages
 from soap_service.web.pages import SECURITY_HEADERS, display_time, failed, file_size
@@ -50,6 +50,7 @@ def create_site(
     app.register_blueprint(access.blueprint, url_prefix="/account")
     app.register_blueprint(compose.blueprint, url_prefix="/account")
     app.register_blueprint(logbook.blueprint, url_prefix="/account")
+    app.register_blueprint(teams.blueprint, url_prefix="/account")
 
     @app.before_request
     def _start() -> None:

@@ -25,6 +25,7 @@ from tests.smtp_sink import ReceivedMail, SmtpSink
 pytestmark = pytest.mark.e2e
 
 CODE = re.compile(r"(\d{4}) (\d{4})")
+JOIN_LINK = re.compile(r"https://\S+/account/teams/join/[A-Za-z0-9_-]{43}\?lang=de")
 RESET_LINK = re.compile(r"https://\S+/account/reset/[A-Za-z0-9_-]{43}\?lang=de")
 FIRST_PASSWORD = "Herbst am Bodensee 2026"
 NEW_PASSWORD = "Winter im Jura 2027"
@@ -254,3 +255,64 @@ def test_a_registered_message_is_refused_from_the_inbox(
     context.close()
     [refused] = stack.recipients(sent.MessageId)
     assert refused.State == "refused"
+
+
+def test_a_team_member_sees_the_teams_payroll_runs_and_a_non_member_does_not(
+    delivering: tuple[Stack, SmtpSink],
+    browser: Any,  # noqa: F811
+) -> None:
+    stack, sink = delivering
+    site = stack.service.base_url
+    team = f"Lohnbüro {uuid.uuid4().hex[:6]}"
+    owner = f"olga.{uuid.uuid4().hex[:8]}@example.ch"
+    stack.service.cli("team", "add", team, "--owner", owner)
+    stack.service.cli("team", "add-account", team, stack.username)
+    for month in ("Januar", "Februar"):
+        stack.client.service.SendMessage(
+            Message={
+                "Reference": new_reference(),
+                "Type": "confidential",
+                "Recipients": {"Recipient": [{"Address": "anna.muster@example.ch"}]},
+                "Subject": f"Lohnabrechnung {month} {team}",
+                "TextBody": "Guten Tag",
+                "Language": "de",
+            }
+        )
+    invitation = mail_to(sink, owner, 1)
+    link = re.search(
+        r"https://\S+/account/teams/join/[A-Za-z0-9_-]{43}\?lang=de", text_of(invitation)
+    )
+    assert link, text_of(invitation)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="de-CH")
+    page = context.new_page()
+    page.goto(link[0])
+    shoot_both(page, "account-team-invitation-de")
+    # No account yet: sign up with the invited address, then follow the link again.
+    page.goto(f"{site}/account/signup")
+    page.fill("#address", owner)
+    click(page, "Code senden")
+    code = "".join(CODE.findall(text_of(mail_to(sink, owner, 2)))[0])
+    page.fill("#code", code)
+    page.fill("#password", FIRST_PASSWORD)
+    page.fill("#repeated", FIRST_PASSWORD)
+    page.check("#consent")
+    click(page, "Konto eröffnen")
+    page.goto(link[0])
+    click(page, "Dem Team beitreten")
+    assert page.locator("#team").inner_text() == team
+    shoot_both(page, "account-team-de")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Nachrichten des Teams").click()
+    runs = page.locator("#entries .subject").all_inner_texts()
+    assert runs == [f"Lohnabrechnung Februar {team}", f"Lohnabrechnung Januar {team}"]
+    shoot_both(page, "account-team-logbook-de")
+    team_logbook = page.url.split("?")[0]
+    context.close()
+
+    outsider = browser.new_context(locale="de-CH").new_page()
+    sign_up(outsider, sink, site, f"eve.{uuid.uuid4().hex[:8]}@example.ch")
+    response = outsider.goto(team_logbook)
+    assert response is not None and response.status == 404
+    assert team not in outsider.content()
+    outsider.context.close()

@@ -46,6 +46,7 @@ from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
 from soap_service.domain.receipts import ReceiptKind, ReceiptService
 from soap_service.domain.retention import ContentRetention
+from soap_service.domain.second_factor import SecondFactor
 from soap_service.domain.sender_reports import ReportJob
 from soap_service.domain.teams import Teams
 from soap_service.logs import configure_logging
@@ -423,6 +424,16 @@ class RequestScope:
             receipts=self.receipts,
             sending=self.person_sending,
             teams=self.teams,
+        )
+
+    @cached_property
+    def second_factor(self) -> SecondFactor:
+        container = self._container
+        return SecondFactor(
+            store=self.store,
+            keyring=container.keyring,
+            guard=LoginGuard(store=self.store, policy=container.login_throttle, now=container.now),
+            now=container.now,
         )
 
     @cached_property

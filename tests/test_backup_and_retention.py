@@ -103,7 +103,7 @@ def test_a_restore_into_a_fresh_folder_opens_a_message_accepted_before_the_backu
     shown = opened(target, message_id)
     assert shown.subject == "Lohnabrechnung Dezember"
     assert shown.text_body == "Ihr Nettolohn beträgt CHF 6'543.21"
-    assert target.cli("db", "current").stdout.strip() == "0014"
+    assert target.cli("db", "current").stdout.strip() == "0015"
     # The same keys sign on: gateways and senders need not trust new certificates.
     for command in ("signing-certificate", "receipt-certificate"):
         assert target.cli(command).stdout == source.cli(command).stdout

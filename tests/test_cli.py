@@ -23,7 +23,7 @@ def test_account_add_prints_the_password_once_and_refuses_a_taken_name(
 ) -> None:
     cli = cli_for(tmp_path, tls)
     cli.cli("init")
-    assert cli.cli("db", "current").stdout.strip() == "0014"
+    assert cli.cli("db", "current").stdout.strip() == "0015"
 
     created = cli.cli("account", "add", "payroll-acme", "--organisation", "ACME AG")
     assert "username: payroll-acme" in created.stdout

@@ -33,7 +33,7 @@ TABLES = {
     "team_members",
     "teams",
 }
-HEAD = "0014"
+HEAD = "0015"
 
 
 def tables(database: Database) -> set[str]:

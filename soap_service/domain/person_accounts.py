@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import available_timezones
 
 from soap_service import crypto
 from soap_service.crypto import WrappedKey
@@ -31,16 +33,24 @@ from soap_service.domain.model import Language
 from soap_service.domain.pickup import (
     LoginRefused,
     RegistrationRefused,
+    SecondFactorNeeded,
     check_new_password,
     check_password,
     mailbox,
     new_session,
     session_account,
 )
-from soap_service.domain.ports import AccountMailStore, PendingSecret
+from soap_service.domain.ports import (
+    AccountMailStore,
+    PendingSecret,
+    RecipientAccount,
+    SecondFactorStore,
+)
 from soap_service.domain.validation import normalise_address
 from soap_service.errors import AccountExists, SoapServiceError
 
+# The zones a person may choose for the times on their pages.
+TIME_ZONES = frozenset(available_timezones())
 CODE_DIGITS = 8
 CODE_LIFETIME = timedelta(minutes=30)
 RESET_LIFETIME = timedelta(hours=1)
@@ -72,11 +82,15 @@ class PasswordChangeRefused(SoapServiceError):
         self.reason = reason
 
 
+class PersonStore(AccountMailStore, SecondFactorStore, Protocol):
+    """What the person's account pages use."""
+
+
 class PersonAccounts:
     def __init__(
         self,
         *,
-        store: AccountMailStore,
+        store: PersonStore,
         keyring: crypto.Keyring,
         mail_guard: LoginGuard,
         login_guard: LoginGuard,
@@ -177,9 +191,21 @@ class PersonAccounts:
         )
         if account is None:
             raise SignupRefused()
+        if self._store.totp_secret(account.id) is not None:
+            # The mailbox alone does not pass the second factor: the code page follows.
+            raise SecondFactorNeeded(account.id)
         return new_session(self._store, account, now)
 
     # Logged in.
+
+    def set_time_zone(self, session: str, zone: str) -> bool:
+        """The zone the person's pages show times in ("" for the default); False without a
+        session or for a zone that does not exist."""
+        account = session_account(self._store, session, self._now())
+        if account is None or (zone and zone not in TIME_ZONES):
+            return False
+        self._store.set_time_zone(account.id, zone or None)
+        return True
 
     def session_address(self, session: str) -> str | None:
         """The mailbox logged in with this session, while it lasts."""
@@ -196,18 +222,30 @@ class PersonAccounts:
         if account is None:
             return None
         check_new_password(password, repeated, consent=True)
+        self._check_current(account, current, client)
+        self._store.change_password(account.id, crypto.hash_password(password))
+        return account.address
+
+    def confirm_password(self, session: str, current: str, client: str | None) -> None:
+        """PasswordChangeRefused unless `current` is the session's password (before a
+        change to the account's security, such as turning the second factor off)."""
+        account = session_account(self._store, session, self._now())
+        if account is None:
+            raise PasswordChangeRefused(PasswordChangeRefused.WRONG)
+        self._check_current(account, current, client)
+
+    # Parts.
+
+    def _check_current(self, account: RecipientAccount, current: str, client: str | None) -> None:
+        # Counted like a wrong login, by address and client.
         attempt = self._login_guard.attempt(f"person:{account.address}", client)
         try:
-            check_password(self._store, account.address, current, now)
+            check_password(self._store, account.address, current, self._now())
         except LoginRefused as refused:
             if refused.reason == LoginRefused.WRONG:
                 attempt.failed()
             raise PasswordChangeRefused(PasswordChangeRefused.WRONG) from None
         attempt.succeeded()
-        self._store.change_password(account.id, crypto.hash_password(password))
-        return account.address
-
-    # Parts.
 
     def _count_mail(self, box: str, client: str | None) -> None:
         # Every request counts: each one sends a mail.

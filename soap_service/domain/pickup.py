@@ -77,6 +77,14 @@ class RegistrationRefused(SoapServiceError):
         self.reason = reason
 
 
+class SecondFactorNeeded(SoapServiceError):
+    """The password was right; the account also wants a code (domain/second_factor.py)."""
+
+    def __init__(self, account_id: int) -> None:
+        super().__init__("a second factor is needed")
+        self.account_id = account_id
+
+
 class LoginRefused(SoapServiceError):
     WRONG = "wrong"  # a wrong password, or no account: the same answer
     LOCKED = "locked"
@@ -352,8 +360,12 @@ def check_new_password(password: str, repeated: str, *, consent: bool) -> None:
 
 def log_in(store: RecipientAccountStore, address: str, password: str, now: datetime) -> str:
     """Log in as `address` (a mailbox); the new session's token. A wrong password and an
-    address without an account get the same answer, in the same time."""
-    return new_session(store, check_password(store, address, password, now), now)
+    address without an account get the same answer, in the same time. SecondFactorNeeded
+    if the password was right and the account wants a code too."""
+    account = check_password(store, address, password, now)
+    if account.second_factor:
+        raise SecondFactorNeeded(account.id)
+    return new_session(store, account, now)
 
 
 def check_password(
@@ -380,9 +392,13 @@ def check_password(
 
 
 def new_session(store: RecipientAccountStore, account: RecipientAccount, now: datetime) -> str:
+    return session_for(store, account.id, now)
+
+
+def session_for(store: RecipientAccountStore, account_id: int, now: datetime) -> str:
     session = crypto.new_secret_token()
     store.add_pickup_session(
-        _session_hash(session), account.id, now=now, expires_at=now + SESSION_LIFETIME
+        _session_hash(session), account_id, now=now, expires_at=now + SESSION_LIFETIME
     )
     return session
 

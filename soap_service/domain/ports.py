@@ -121,6 +121,8 @@ class RecipientAccount:
     id: int
     address: str
     auto_accept: bool
+    time_zone: str | None = None  # None: the service's (Europe/Zurich)
+    second_factor: bool = False  # a TOTP code after the password (domain/second_factor.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,6 +382,8 @@ class RecipientAccountStore(Protocol):
 
     def set_auto_accept(self, account_id: int, auto_accept: bool) -> None: ...
 
+    def set_time_zone(self, account_id: int, time_zone: str | None) -> None: ...
+
     def add_pickup_session(
         self, token_hash: bytes, account_id: int, *, now: datetime, expires_at: datetime
     ) -> None:
@@ -510,6 +514,18 @@ class SubjectStore(Protocol):
         ...
 
 
+class SecondFactorStore(RecipientAccountStore, Protocol):
+    """People's TOTP secrets (sealed) and the last time step each used."""
+
+    def totp_secret(self, account_id: int) -> tuple[WrappedKey, int | None] | None: ...
+
+    def set_totp(self, account_id: int, sealed: WrappedKey | None, step: int | None) -> None: ...
+
+    def use_totp_step(self, account_id: int, step: int) -> bool:
+        """Record `step` as used unless this or a later one was: then False."""
+        ...
+
+
 class TeamStore(AccountMailStore, StoreSession, Protocol):
     """Teams, their members and sender accounts; invitations are account mails."""
 
@@ -551,6 +567,7 @@ class Store(
     PickupStore,
     InboxStore,
     TeamStore,
+    SecondFactorStore,
     AccountMailStore,
     SubjectStore,
     ReceiptStore,

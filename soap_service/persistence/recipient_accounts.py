@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from soap_service.crypto import WrappedKey
 from soap_service.domain.model import Account
 from soap_service.domain.ports import RecipientAccount, RecipientAccountRecord
 from soap_service.errors import AccountExists
@@ -120,6 +121,55 @@ class RecipientAccountQueries(Transactions):
             ).first()
         return linked is not None
 
+    def set_time_zone(self, account_id: int, time_zone: str | None) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                update(recipient_accounts)
+                .where(recipient_accounts.c.id == account_id)
+                .values(time_zone=time_zone)
+            )
+
+    # The second factor.
+
+    def totp_secret(self, account_id: int) -> tuple[WrappedKey, int | None] | None:
+        columns = recipient_accounts.c
+        with self._transaction(read_only=True) as connection:
+            row = connection.execute(
+                select(columns.totp_key_id, columns.totp_secret, columns.totp_last_step).where(
+                    columns.id == account_id
+                )
+            ).first()
+        if row is None or row.totp_secret is None:
+            return None
+        sealed = WrappedKey(key_id=row.totp_key_id, wrapped=bytes(row.totp_secret))
+        return sealed, row.totp_last_step
+
+    def set_totp(self, account_id: int, sealed: WrappedKey | None, step: int | None) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                update(recipient_accounts)
+                .where(recipient_accounts.c.id == account_id)
+                .values(
+                    totp_key_id=sealed.key_id if sealed else None,
+                    totp_secret=sealed.wrapped if sealed else None,
+                    totp_last_step=step,
+                )
+            )
+
+    def use_totp_step(self, account_id: int, step: int) -> bool:
+        columns = recipient_accounts.c
+        with self._transaction() as connection:
+            used = connection.execute(
+                update(recipient_accounts)
+                .where(
+                    columns.id == account_id,
+                    (columns.totp_last_step.is_(None)) | (columns.totp_last_step < step),
+                )
+                .values(totp_last_step=step)
+                .returning(columns.id)
+            ).first()
+        return used is not None
+
     # Sessions.
 
     def add_pickup_session(
@@ -160,4 +210,10 @@ class RecipientAccountQueries(Transactions):
 
 
 def _recipient_account(row: Any) -> RecipientAccount:
-    return RecipientAccount(id=row.id, address=row.address, auto_accept=bool(row.auto_accept))
+    return RecipientAccount(
+        id=row.id,
+        address=row.address,
+        auto_accept=bool(row.auto_accept),
+        time_zone=row.time_zone,
+        second_factor=row.totp_secret is not None,
+    )

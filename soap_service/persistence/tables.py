@@ -239,6 +239,13 @@ class RecipientAccountRow(Base):
     sender_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id"), unique=True, nullable=True
     )
+    # The zone the person's pages show times in (NULL: Europe/Zurich).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    # The second factor, if the person turned it on: a TOTP secret sealed by master key
+    # totp_key_id, and the last time step a code was used for (each code works once).
+    totp_key_id: Mapped[str | None] = mapped_column(String(32))
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PickupSessionRow(Base):

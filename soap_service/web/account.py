@@ -21,12 +21,14 @@ from werkzeug.wrappers import Response
 
 from soap_service.domain.inbox import InboxService
 from soap_service.domain.model import MessageType, RecipientState
-from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused
+from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused, SecondFactorNeeded
 from soap_service.errors import AuthenticationThrottled
+from soap_service.web.access import second_factor_page
 from soap_service.web.context import (
     SESSION_COOKIE,
     client,
     csrf_matches,
+    current_person,
     services,
     set_cookie,
 )
@@ -76,6 +78,7 @@ TYPES = {
 
 @blueprint.get("")
 def inbox() -> Response:
+    current_person()  # the reader's time zone
     inbox = _service().inbox(request.cookies.get(SESSION_COOKIE))
     if inbox is None:
         return see(url_for("account.login") + choice_query())
@@ -115,6 +118,8 @@ def login() -> Response:
     except AuthenticationThrottled:
         log.info("account login throttled")
         return _login_form(address, THROTTLED)
+    except SecondFactorNeeded as needed:  # the code from the app, then the inbox
+        return second_factor_page(needed.account_id, url_for("account.inbox"))
     response = see(url_for("account.inbox") + choice_query())
     set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
     return response

@@ -38,7 +38,7 @@ from soap_service.errors import (
     MessageTooLarge,
     ValidationError,
 )
-from soap_service.web.context import SESSION_COOKIE, csrf_matches, services
+from soap_service.web.context import csrf_matches, current_person, services
 from soap_service.web.pages import (
     UPLOAD_POLICY,
     UPLOAD_SCRIPT,
@@ -85,7 +85,7 @@ ERRORS: dict[type[Exception], Any] = {
 @blueprint.route("/compose", methods=["GET", "POST"])
 def compose() -> Response:
     sending = _service()
-    person = sending.person(request.cookies.get(SESSION_COOKIE))
+    person = current_person()
     if person is None:
         return see(url_for("account.login") + choice_query())
     language = reader_language()

@@ -5,6 +5,7 @@ the pages set."""
 from __future__ import annotations
 
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from flask import current_app, g, request
 from werkzeug.wrappers import Response
@@ -15,6 +16,8 @@ from soap_service.domain.logbook import Logbook
 from soap_service.domain.person_accounts import PersonAccounts
 from soap_service.domain.person_sending import PersonSending
 from soap_service.domain.pickup import PickupService
+from soap_service.domain.ports import RecipientAccount
+from soap_service.domain.second_factor import SecondFactor
 from soap_service.domain.teams import Teams
 
 CSRF_COOKIE = "__Host-pickup-csrf"
@@ -47,6 +50,9 @@ class PageScope(Protocol):
     @property
     def teams(self) -> Teams: ...
 
+    @property
+    def second_factor(self) -> SecondFactor: ...
+
     def close(self) -> None: ...
 
 
@@ -56,6 +62,18 @@ def services() -> PageScope:
         g.scope = current_app.extensions[OPEN_SCOPE]()
     scope: PageScope = g.scope
     return scope
+
+
+def current_person() -> RecipientAccount | None:
+    """The person logged in with this request's session (looked up once a request); their
+    time zone becomes the pages' (pages.reader_zone)."""
+    if "person" not in g:
+        person = services().person_sending.person(request.cookies.get(SESSION_COOKIE))
+        g.person = person
+        if person is not None and person.time_zone:
+            g.zone = ZoneInfo(person.time_zone)
+    found: RecipientAccount | None = g.person
+    return found
 
 
 def client() -> str | None:

@@ -33,13 +33,13 @@ from soap_service.domain.ports import RecipientAccount
 from soap_service.domain.receipts import ReceiptKind
 from soap_service.errors import NotFound, ValidationError
 from soap_service.web.compose import TYPES
-from soap_service.web.context import SESSION_COOKIE, csrf_matches, services
+from soap_service.web.context import csrf_matches, current_person, services
 from soap_service.web.pages import (
-    DISPLAY_ZONE,
     choice_query,
     notice,
     page,
     reader_language,
+    reader_zone,
     see,
 )
 
@@ -107,7 +107,7 @@ def _register_converter(state: Any) -> None:
 @blueprint.get("/sent", defaults={"team_id": None})
 @blueprint.get("/teams/<int:team_id>/sent")
 def sent(team_id: int | None) -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
@@ -145,7 +145,7 @@ def sent(team_id: int | None) -> Response:
 @blueprint.get("/sent.csv", defaults={"team_id": None})
 @blueprint.get("/teams/<int:team_id>/sent.csv")
 def export(team_id: int | None) -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
@@ -183,7 +183,7 @@ def export(team_id: int | None) -> Response:
 @blueprint.get("/sent/<message_id:message_id>", defaults={"team_id": None})
 @blueprint.get("/teams/<int:team_id>/sent/<message_id:message_id>")
 def message(message_id: str, team_id: int | None) -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
@@ -225,7 +225,7 @@ def withdraw(message_id: str, team_id: int | None) -> Response:
     if not csrf_matches(request.form.to_dict()):
         log.info("withdraw refused: CSRF token missing or wrong")
         return notice("csrf", None)
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     try:
@@ -240,7 +240,7 @@ def withdraw(message_id: str, team_id: int | None) -> Response:
 @blueprint.get("/sent/<message_id:message_id>/receipt/<kind>", defaults={"team_id": None})
 @blueprint.get("/teams/<int:team_id>/sent/<message_id:message_id>/receipt/<kind>")
 def receipt(message_id: str, kind: str, team_id: int | None) -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
@@ -258,10 +258,6 @@ def receipt(message_id: str, kind: str, team_id: int | None) -> Response:
 
 
 # Parts.
-
-
-def _person() -> RecipientAccount | None:
-    return services().person_sending.person(request.cookies.get(SESSION_COOKIE))
 
 
 def _to_login() -> Response:
@@ -311,11 +307,11 @@ def _filter(chosen: dict[str, str]) -> MessageFilter:
 
 
 def _day_start(value: str, *, days_after: int = 0) -> datetime | None:
-    """The start of the day (Swiss time) `value` names, or of the day after."""
+    """The start of the day (in the reader's zone) `value` names, or of the day after."""
     if not value:
         return None
     day = date.fromisoformat(value) + timedelta(days=days_after)
-    return datetime.combine(day, time(0), tzinfo=DISPLAY_ZONE)
+    return datetime.combine(day, time(0), tzinfo=reader_zone())
 
 
 def _receipt_link(

@@ -245,11 +245,19 @@ def file_size(size: int) -> str:
     return written
 
 
+def reader_zone() -> ZoneInfo:
+    """The zone the reader chose in their settings (web/context.current_person), else Swiss
+    time."""
+    zone: ZoneInfo = g.get("zone") or DISPLAY_ZONE
+    return zone
+
+
 def display_time(moment: datetime) -> str:
     """A moment as the page's language writes it in Switzerland, in the reader's time
-    zone and saying which: "06.12.2026, 16:00 MEZ", "6 déc. 2026, 16:00 UTC+1". A
-    template filter: only while a page is rendered is its language the locale."""
-    local = moment.astimezone(DISPLAY_ZONE)
+    zone (Europe/Zurich unless they chose another) and saying which: "06.12.2026, 16:00
+    MEZ", "6 déc. 2026, 16:00 UTC+1". A template filter: only while a page is rendered is
+    its language the locale."""
+    local = moment.astimezone(reader_zone())
     locale = f"{get_locale()}_CH"
     zone = format_time(local, "z", locale=locale)
     if zone[:1] in "+-":  # no abbreviation in this language: the offset

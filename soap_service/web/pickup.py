@@ -39,7 +39,9 @@ from soap_service.domain.pickup import (
     PickupRefused,
     PickupService,
     RegistrationRefused,
+    SecondFactorNeeded,
 )
+from soap_service.web.access import second_factor_page
 from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
 from soap_service.web.pages import (
     choice_query,
@@ -206,6 +208,8 @@ def _sign_in(token: str, action: str) -> Response:
                 form.get("repeated", ""),
                 consent=form.get("consent") == "yes",
             )
+    except SecondFactorNeeded as needed:  # the code from the app, then the message
+        return second_factor_page(needed.account_id, _link(token))
     except LoginRefused as refused_login:
         log.info("pickup login refused: %s", refused_login.reason)
         return _login_form(token, identity, refused_login.reason)

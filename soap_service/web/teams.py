@@ -25,7 +25,7 @@ from soap_service.domain.model import TeamRole
 from soap_service.domain.ports import RecipientAccount
 from soap_service.domain.teams import InvitationRefused, LastOwner, NoTeam, Teams
 from soap_service.errors import InvalidAddress
-from soap_service.web.context import SESSION_COOKIE, csrf_matches, services
+from soap_service.web.context import csrf_matches, current_person, services
 from soap_service.web.pages import choice_query, notice, page, reader_language, see
 
 log = logging.getLogger("soap_service.teams")
@@ -41,7 +41,7 @@ ERRORS = {
 
 @blueprint.get("/teams")
 def overview() -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     return page(
@@ -63,7 +63,7 @@ def overview() -> Response:
 
 @blueprint.get("/teams/<int:team_id>")
 def team(team_id: int) -> Response:
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     return _team_page(person, team_id, error=None, invited=request.args.get("invited", ""))
@@ -74,7 +74,7 @@ def invite(team_id: int) -> Response:
     form = request.form.to_dict()
     if not csrf_matches(form):
         return notice("csrf", None)
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     try:
@@ -94,7 +94,7 @@ def invite(team_id: int) -> Response:
 def remove(team_id: int, person_id: int) -> Response:
     if not csrf_matches(request.form.to_dict()):
         return notice("csrf", None)
-    person = _person()
+    person = current_person()
     if person is None:
         return _to_login()
     try:
@@ -113,7 +113,7 @@ def join(token: str) -> Response:
     service = _service()
     try:
         invitation = service.invitation(token)
-        person = _person()
+        person = current_person()
         if request.method == "POST":
             if not csrf_matches(request.form.to_dict()):
                 return notice("csrf", None)
@@ -176,10 +176,6 @@ def _team_page(
             for member in members
         ],
     )
-
-
-def _person() -> RecipientAccount | None:
-    return services().person_sending.person(request.cookies.get(SESSION_COOKIE))
 
 
 def _to_login() -> Response:

@@ -119,6 +119,14 @@ def test_sign_up_read_forget_the_password_reset_it_and_change_it(
     assert page.url == f"{site}/account?lang=de"  # the mail's link said the language
 
     with page.expect_navigation():
+        page.get_by_role("link", name="Einstellungen").click()
+    shoot_both(page, "account-settings-de")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Zweiten Faktor einschalten").click()
+    assert page.locator("#key").inner_text().count(" ") == 7  # 32 base32 letters in 8 groups
+    shoot_both(page, "account-two-factor-de")
+    page.go_back()
+    with page.expect_navigation():
         page.get_by_role("link", name="Passwort ändern").click()
     page.fill("#current", NEW_PASSWORD)
     page.fill("#password", FIRST_PASSWORD)

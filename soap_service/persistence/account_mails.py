@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from soap_service.crypto import WrappedKey
@@ -20,10 +20,10 @@ from soap_service.domain.account_mails import (
 from soap_service.domain.model import Language
 from soap_service.domain.ports import PendingSecret, RecipientAccount
 from soap_service.errors import AccountExists
-from soap_service.persistence.dialects import POSTGRESQL
+from soap_service.persistence.queues import LeaseClaim
+from soap_service.persistence.recipient_accounts import insert_person
 from soap_service.persistence.state_changes import storable
 from soap_service.persistence.tables import (
-    UtcDateTime,
     account_mails,
     pickup_sessions,
     recipient_accounts,
@@ -92,18 +92,9 @@ class AccountMailQueries(Transactions):
                 ).first()
                 if used is None:  # used meanwhile by a parallel request: it made the account
                     raise AccountExists("this address has an account")
-                account_id = connection.execute(
-                    insert(recipient_accounts)
-                    .values(
-                        address=address,
-                        password_hash=password_hash,
-                        consent_at=now,
-                        auto_accept=False,
-                        failed_logins=0,
-                        created_at=now,
-                    )
-                    .returning(recipient_accounts.c.id)
-                ).scalar_one()
+                account_id = insert_person(
+                    connection, address=address, password_hash=password_hash, now=now
+                )
         except IntegrityError as exc:
             raise AccountExists("this address has an account") from exc
         return RecipientAccount(id=account_id, address=address, auto_accept=False)
@@ -161,8 +152,7 @@ class AccountMailQueries(Transactions):
     ) -> list[AccountMailJob]:
         parameters = {"worker": worker, "now": now, "until": lease_until, "limit": limit}
         with self._transaction() as connection:
-            claim = _CLAIM_POSTGRESQL if connection.dialect.name == POSTGRESQL else _CLAIM_SQLITE
-            ids = connection.execute(claim, parameters).scalars().all()
+            ids = _CLAIM(connection, **parameters)
             rows = (
                 connection.execute(
                     select(account_mails, teams.c.name.label("team_name"))
@@ -227,27 +217,5 @@ def _job(row: Any) -> AccountMailJob:
     )
 
 
-_TIMES = (bindparam("now", type_=UtcDateTime()), bindparam("until", type_=UtcDateTime()))
 # A mail whose code or link has expired is not worth sending any more.
-_DUE = """
-    state = 'queued' AND next_attempt_at <= :now AND expires_at > :now
-    AND (lease_until IS NULL OR lease_until < :now)
-"""
-_CLAIM_POSTGRESQL = text(
-    f"""
-    WITH due AS (
-        SELECT id FROM account_mails WHERE {_DUE}
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    )
-    UPDATE account_mails m SET lease_owner = :worker, lease_until = :until
-    FROM due WHERE m.id = due.id
-    RETURNING m.id
-    """
-).bindparams(*_TIMES)
-_CLAIM_SQLITE = text(
-    f"""
-    UPDATE account_mails SET lease_owner = :worker, lease_until = :until
-    WHERE id IN (SELECT id FROM account_mails WHERE {_DUE} ORDER BY id LIMIT :limit)
-    RETURNING id
-    """
-).bindparams(*_TIMES)
+_CLAIM = LeaseClaim("account_mails", also="expires_at > :now")

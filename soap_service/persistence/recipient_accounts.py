@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from soap_service.crypto import WrappedKey
@@ -55,18 +56,9 @@ class RecipientAccountQueries(Transactions):
     ) -> RecipientAccount:
         try:
             with self._transaction() as connection:
-                account_id = connection.execute(
-                    insert(recipient_accounts)
-                    .values(
-                        address=address,
-                        password_hash=password_hash,
-                        consent_at=now,
-                        auto_accept=False,
-                        failed_logins=0,
-                        created_at=now,
-                    )
-                    .returning(recipient_accounts.c.id)
-                ).scalar_one()
+                account_id = insert_person(
+                    connection, address=address, password_hash=password_hash, now=now
+                )
         except IntegrityError as exc:
             raise AccountExists("this address has an account") from exc
         return RecipientAccount(id=account_id, address=address, auto_accept=False)
@@ -216,4 +208,25 @@ def _recipient_account(row: Any) -> RecipientAccount:
         auto_accept=bool(row.auto_accept),
         time_zone=row.time_zone,
         second_factor=row.totp_secret is not None,
+    )
+
+
+def insert_person(
+    connection: Connection, *, address: str, password_hash: str, now: datetime
+) -> int:
+    """A person's account, with consent given now; its id (IntegrityError if the address
+    has one)."""
+    return int(
+        connection.execute(
+            insert(recipient_accounts)
+            .values(
+                address=address,
+                password_hash=password_hash,
+                consent_at=now,
+                auto_accept=False,
+                failed_logins=0,
+                created_at=now,
+            )
+            .returning(recipient_accounts.c.id)
+        ).scalar_one()
     )

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, text, update
 from soap_service.crypto import WrappedKey
 from soap_service.domain.model import Language, MessageType
 from soap_service.domain.sender_reports import ReportJob, ReportKind, ReportResult
-from soap_service.persistence.dialects import POSTGRESQL
+from soap_service.persistence.queues import LeaseClaim
 from soap_service.persistence.state_changes import storable
 from soap_service.persistence.tables import UtcDateTime, sender_reports
 from soap_service.persistence.transactions import Transactions
@@ -24,10 +24,7 @@ class SenderReportQueries(Transactions):
     ) -> list[ReportJob]:
         parameters = {"worker": worker, "now": now, "until": lease_until, "limit": limit}
         with self._transaction() as connection:
-            if connection.dialect.name == POSTGRESQL:
-                ids = connection.execute(_CLAIM_POSTGRESQL, parameters).scalars().all()
-            else:
-                ids = connection.execute(_CLAIM_SQLITE, parameters).scalars().all()
+            ids = _CLAIM(connection, **parameters)
             rows = connection.execute(_REPORT_DETAILS, {"ids": list(ids)}).all() if ids else []
         return [_job(row) for row in rows]
 
@@ -78,29 +75,7 @@ def _job(row: Any) -> ReportJob:
     )
 
 
-_TIMES = (bindparam("now", type_=UtcDateTime()), bindparam("until", type_=UtcDateTime()))
-_DUE = """
-    state = 'queued' AND next_attempt_at <= :now
-    AND (lease_until IS NULL OR lease_until < :now)
-"""
-_CLAIM_POSTGRESQL = text(
-    f"""
-    WITH due AS (
-        SELECT id FROM sender_reports WHERE {_DUE}
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    )
-    UPDATE sender_reports s SET lease_owner = :worker, lease_until = :until
-    FROM due WHERE s.id = due.id
-    RETURNING s.id
-    """
-).bindparams(*_TIMES)
-_CLAIM_SQLITE = text(
-    f"""
-    UPDATE sender_reports SET lease_owner = :worker, lease_until = :until
-    WHERE id IN (SELECT id FROM sender_reports WHERE {_DUE} ORDER BY id LIMIT :limit)
-    RETURNING id
-    """
-).bindparams(*_TIMES)
+_CLAIM = LeaseClaim("sender_reports")
 _REPORT_DETAILS = (
     text(
         """

@@ -48,6 +48,7 @@ from soap_service.web.context import (
     set_cookie,
 )
 from soap_service.web.pages import (
+    REGISTRATION_ERRORS,
     choice_query,
     chosen_language,
     notice,
@@ -88,16 +89,7 @@ ERRORS: dict[str, tuple[Any, int]] = {
         401,
     ),
     UNKNOWN_ZONE: (lazy_gettext("Please choose a time zone from the list."), 400),
-    RegistrationRefused.PASSWORD_SHORT: (
-        lazy_gettext("The password needs at least 10 characters."),
-        400,
-    ),
-    RegistrationRefused.PASSWORD_LONG: (
-        lazy_gettext("The password may have at most 200 characters."),
-        400,
-    ),
-    RegistrationRefused.PASSWORDS_DIFFER: (lazy_gettext("The two passwords differ."), 400),
-    RegistrationRefused.NO_CONSENT: (lazy_gettext("Please give your consent to continue."), 400),
+    **{reason: (message, 400) for reason, message in REGISTRATION_ERRORS.items()},
 }
 
 

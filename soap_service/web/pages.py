@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.model import Language
-from soap_service.domain.pickup import PickupRefused
+from soap_service.domain.pickup import PickupRefused, RegistrationRefused
 from soap_service.errors import ServiceError
 from soap_service.logs import describe_exception
 from soap_service.web.i18n import LANGUAGE_NAMES, written_in
@@ -140,6 +140,18 @@ NOTICES: dict[str, tuple[Any, Any, int]] = {
         lazy_gettext("Something went wrong. Please try again later."),
         500,
     ),
+}
+
+
+# What is wrong with a new password (or the consent that goes with it), on every form that
+# sets one.
+REGISTRATION_ERRORS = {
+    RegistrationRefused.PASSWORD_SHORT: lazy_gettext("The password needs at least 10 characters."),
+    RegistrationRefused.PASSWORD_LONG: lazy_gettext(
+        "The password may have at most 200 characters."
+    ),
+    RegistrationRefused.PASSWORDS_DIFFER: lazy_gettext("The two passwords differ."),
+    RegistrationRefused.NO_CONSENT: lazy_gettext("Please give your consent to continue."),
 }
 
 

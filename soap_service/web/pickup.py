@@ -44,6 +44,7 @@ from soap_service.domain.pickup import (
 from soap_service.web.access import second_factor_page
 from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
 from soap_service.web.pages import (
+    REGISTRATION_ERRORS,
     choice_query,
     chosen_language,
     failed,
@@ -64,14 +65,6 @@ LOGIN_ERRORS = {
         lazy_gettext("Too many wrong passwords. Try again in 15 minutes."),
         429,
     ),
-}
-REGISTRATION_ERRORS = {
-    RegistrationRefused.PASSWORD_SHORT: lazy_gettext("The password needs at least 10 characters."),
-    RegistrationRefused.PASSWORD_LONG: lazy_gettext(
-        "The password may have at most 200 characters."
-    ),
-    RegistrationRefused.PASSWORDS_DIFFER: lazy_gettext("The two passwords differ."),
-    RegistrationRefused.NO_CONSENT: lazy_gettext("Please give your consent to continue."),
 }
 
 

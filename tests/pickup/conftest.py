@@ -14,11 +14,14 @@ import pytest
 
 from soap_service.container import Container
 from soap_service.crypto import WrappedKey
+from soap_service.delivery.worker import DeliveryWorker
 from soap_service.domain.sealing import MessageCipher
 from soap_service.persistence.tables import MessageRow, RecipientRow
 from soap_service.settings import load_settings
 from soap_service.web.app import WebApp
-from tests.delivery.conftest import Env, env_factory  # noqa: F401 (a fixture)
+from tests.delivery.conftest import Env, env_factory, worker_for  # noqa: F401 (a fixture)
+from tests.smtp_sink import SmtpSink
+from tests.support import TlsFiles
 
 PUBLIC_URL = "https://pickup.example.ch/soap/v1"
 
@@ -41,6 +44,18 @@ def app(env: Env, tmp_path: Path) -> WebApp:
     container = Container(settings, database=env.database)
     container.now = env.clock  # the pages see the test's time
     return container.wsgi_app()
+
+
+@pytest.fixture
+def sink(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
+    """A STARTTLS SMTP server receiving what the worker sends."""
+    return start_sink()
+
+
+@pytest.fixture
+def worker(env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> DeliveryWorker:
+    """A delivery worker sending to `sink` (notifications, account mails)."""
+    return worker_for(env, sink, tmp_path / "worker", ca=tls.ca_cert)
 
 
 def token_for(env: Env, message_id: str, position: int = 1) -> str:

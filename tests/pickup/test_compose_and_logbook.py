@@ -11,7 +11,6 @@ import hashlib
 import io
 import re
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,25 +22,14 @@ from soap_service.domain.model import RecipientState
 from soap_service.persistence.tables import attachments, messages, recipients
 from soap_service.settings import load_settings
 from soap_service.web.app import WebApp
-from tests.delivery.conftest import Env, worker_for
+from tests.delivery.conftest import Env
 from tests.pickup.conftest import PUBLIC_URL, Browser, Response, get
 from tests.pickup.test_inbox import log_in, with_account
 from tests.smtp_sink import SmtpSink
-from tests.support import TlsFiles
 
 PDF = b"%PDF-1.4\n% a contract\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 CSV_FILE = b"Name;Betrag\nAnna;100\n"
 MESSAGE_PAGE = re.compile(r"^/account/sent/([0-9a-f-]{36})$")
-
-
-@pytest.fixture
-def sink(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
-    return start_sink()
-
-
-@pytest.fixture
-def worker(env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> DeliveryWorker:
-    return worker_for(env, sink, tmp_path / "worker", ca=tls.ca_cert)
 
 
 def logged_in(env: Env, app: WebApp, address: str = "lea@example.ch") -> Browser:

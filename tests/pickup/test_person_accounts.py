@@ -6,8 +6,6 @@ SMTP server (STARTTLS), and read from what it received."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,25 +16,14 @@ from soap_service.domain.model import MessageType
 from soap_service.domain.person_accounts import MAX_CODE_TRIES
 from soap_service.persistence.tables import account_mails
 from soap_service.web.app import WebApp
-from tests.delivery.conftest import Env, worker_for
+from tests.delivery.conftest import Env
 from tests.pickup.conftest import Browser, Response, token_for
 from tests.pickup.test_inbox import PASSWORD, log_in, subjects, with_account
 from tests.smtp_sink import ReceivedMail, SmtpSink
-from tests.support import TlsFiles
 
 NEW_PASSWORD = "a new and long password"
 CODE = re.compile(r"(\d{4}) (\d{4})")
 RESET_LINK = re.compile(r"https://pickup\.example\.ch/account/reset/([A-Za-z0-9_-]{43})\?lang=\w\w")
-
-
-@pytest.fixture
-def sink(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
-    return start_sink()
-
-
-@pytest.fixture
-def worker(env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> DeliveryWorker:
-    return worker_for(env, sink, tmp_path / "worker", ca=tls.ca_cert)
 
 
 def mails_to(sink: SmtpSink, address: str) -> list[ReceivedMail]:

@@ -6,7 +6,6 @@ database, the invitations sent by a real worker to a real SMTP server."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,12 @@ from soap_service.domain.model import Language, MessageType, RecipientState
 from soap_service.domain.teams import Teams
 from soap_service.settings import load_settings
 from soap_service.web.app import WebApp
-from tests.delivery.conftest import Env, worker_for
+from tests.delivery.conftest import Env
 from tests.pickup.conftest import PUBLIC_URL, Browser, Response
 from tests.pickup.test_compose_and_logbook import compose, logged_in, sent_id, stored_states
 from tests.smtp_sink import ReceivedMail, SmtpSink
-from tests.support import TlsFiles
 
 JOIN_LINK = re.compile(r"https://pickup\.example\.ch(/account/teams/join/[A-Za-z0-9_-]{43})\?")
-
-
-@pytest.fixture
-def sink(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
-    return start_sink()
-
-
-@pytest.fixture
-def worker(env: Env, sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> DeliveryWorker:
-    return worker_for(env, sink, tmp_path / "worker", ca=tls.ca_cert)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.e2e.test_pickup_browser import (  # noqa: F401 (a fixture)
     register_in,
     shoot,
 )
+from tests.pickup.test_second_factor_and_settings import totp
 from tests.smtp_sink import ReceivedMail, SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +136,31 @@ def test_sign_up_read_forget_the_password_reset_it_and_change_it(
     click(page, "Passwort ändern")
     assert page.locator("#done").inner_text() == "Ihr Passwort wurde geändert."
     shoot_both(page, "account-password-de")
+
+    # The second factor, by keyboard: turn it on with a code from the key, log out, log
+    # in again with the password and the next code.
+    with page.expect_navigation():
+        page.get_by_role("link", name="Einstellungen").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Zweiten Faktor einschalten").click()
+    key = page.locator("#key").inner_text()
+    page.fill("#code", totp(key, datetime.now(UTC)))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("#two-factor-state").inner_text().startswith("Eingeschaltet")
+    click(page, "Abmelden")
+    page.goto(f"{site}/account/login")
+    page.fill("#address", address)
+    page.fill("#password", FIRST_PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("#second-factor").count() == 1
+    shoot_both(page, "account-second-factor-de")
+    # The step after the one just used: apps and the service allow a step of drift.
+    page.fill("#code", totp(key, datetime.now(UTC) + timedelta(seconds=30)))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == f"{site}/account"
     context.close()
 
 
@@ -308,6 +335,12 @@ def test_a_team_member_sees_the_teams_payroll_runs_and_a_non_member_does_not(
     click(page, "Konto eröffnen")
     page.goto(link[0])
     click(page, "Dem Team beitreten")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Teams", exact=True).click()
+    assert page.locator("#team-list").inner_text().startswith(team)
+    shoot_both(page, "account-teams-de")
+    with page.expect_navigation():
+        page.get_by_role("link", name=team).click()
     assert page.locator("#team").inner_text() == team
     shoot_both(page, "account-team-de")
     with page.expect_navigation():

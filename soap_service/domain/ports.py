@@ -409,6 +409,7 @@ class PersonSenderStore(AccountStore, RecipientAccountStore, Protocol):
 class InboxRecord:
     """A message one mailbox received, as its inbox lists it (its subject sealed)."""
 
+    recipient_id: int
     message_id: str
     position: int
     state: RecipientState
@@ -419,9 +420,33 @@ class InboxRecord:
     sealed_subject: bytes
 
 
+@dataclass(frozen=True, kw_only=True)
+class InboxFilter:
+    states: frozenset[RecipientState] | None = None
+    type: MessageType | None = None
+    accepted_from: datetime | None = None  # inclusive
+    accepted_before: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboxPosition:
+    """An entry's place in the newest-first inbox: after it come older ones."""
+
+    accepted_at: datetime
+    recipient_id: int
+
+
 class InboxStore(RecipientAccountStore, Protocol):
-    def inbox(self, mailbox: str, *, limit: int) -> list[InboxRecord]:
-        """The newest `limit` messages addressed to this mailbox (any spelling of it)."""
+    def inbox(
+        self,
+        mailbox: str,
+        *,
+        where: InboxFilter,
+        before: InboxPosition | None,
+        limit: int,
+    ) -> list[InboxRecord]:
+        """Up to `limit` messages addressed to this mailbox (any spelling of it) that
+        match, newest first, older than `before`."""
         ...
 
 

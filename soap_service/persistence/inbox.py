@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, tuple_
 
 from soap_service.crypto import WrappedKey
 from soap_service.domain.model import MessageType, RecipientState
-from soap_service.domain.ports import InboxRecord
-from soap_service.persistence.tables import accounts, messages, recipients
+from soap_service.domain.ports import InboxFilter, InboxPosition, InboxRecord
+from soap_service.persistence.tables import UtcDateTime, accounts, messages, recipients
 from soap_service.persistence.transactions import Transactions
 
 # By the index on lower(address) (migration 0011). A mailbox is the casefolded address;
 # for the ASCII of nearly every address, lower() in SQL is the same.
 _INBOX = (
     select(
+        recipients.c.id.label("recipient_id"),
         recipients.c.position,
         recipients.c.state,
         messages.c.id.label("message_id"),
@@ -28,16 +29,40 @@ _INBOX = (
     .join(accounts, accounts.c.id == messages.c.account_id)
     .where(func.lower(recipients.c.address) == bindparam("mailbox"))
     .order_by(messages.c.accepted_at.desc(), recipients.c.id.desc())
-    .limit(bindparam("limit"))
 )
 
 
 class InboxQueries(Transactions):
-    def inbox(self, mailbox: str, *, limit: int) -> list[InboxRecord]:
+    def inbox(
+        self,
+        mailbox: str,
+        *,
+        where: InboxFilter,
+        before: InboxPosition | None,
+        limit: int,
+    ) -> list[InboxRecord]:
+        query = _INBOX.limit(limit)
+        if where.states is not None:
+            query = query.where(recipients.c.state.in_(sorted(s.value for s in where.states)))
+        if where.type is not None:
+            query = query.where(messages.c.type == where.type.value)
+        if where.accepted_from is not None:
+            query = query.where(messages.c.accepted_at >= where.accepted_from)
+        if where.accepted_before is not None:
+            query = query.where(messages.c.accepted_at < where.accepted_before)
+        if before is not None:
+            query = query.where(
+                tuple_(messages.c.accepted_at, recipients.c.id)
+                < tuple_(
+                    bindparam("before_at", before.accepted_at, type_=UtcDateTime()),
+                    bindparam("before_id", before.recipient_id),
+                )
+            )
         with self._transaction(read_only=True) as connection:
-            rows = connection.execute(_INBOX, {"mailbox": mailbox, "limit": limit}).all()
+            rows = connection.execute(query, {"mailbox": mailbox}).all()
         return [
             InboxRecord(
+                recipient_id=row.recipient_id,
                 message_id=row.message_id,
                 position=row.position,
                 state=RecipientState(row.state),

@@ -14,6 +14,7 @@ and an address without an account get the same answer.
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from flask import Blueprint, request, url_for
 from flask_babel import lazy_gettext
@@ -22,7 +23,8 @@ from werkzeug.wrappers import Response
 from soap_service.domain.inbox import InboxService
 from soap_service.domain.model import MessageType, RecipientState
 from soap_service.domain.pickup import SESSION_LIFETIME, LoginRefused, SecondFactorNeeded
-from soap_service.errors import AuthenticationThrottled
+from soap_service.domain.ports import InboxFilter
+from soap_service.errors import AuthenticationThrottled, ValidationError
 from soap_service.web.access import second_factor_page
 from soap_service.web.context import (
     SESSION_COOKIE,
@@ -32,6 +34,7 @@ from soap_service.web.context import (
     services,
     set_cookie,
 )
+from soap_service.web.listing import chosen_filters, csv_download, language_query, period
 from soap_service.web.pages import (
     choice_query,
     notice,
@@ -69,6 +72,27 @@ STATES = {
     RecipientState.EXPIRED: lazy_gettext("Expired"),
     RecipientState.CANCELLED: lazy_gettext("Withdrawn"),
 }
+# The inbox's filter by state: the states as the recipient sees them.
+STATE_GROUPS = {
+    "new": (
+        lazy_gettext("New"),
+        frozenset(
+            {
+                RecipientState.QUEUED,
+                RecipientState.DEFERRED,
+                RecipientState.SENT,
+                RecipientState.DELIVERED,
+                RecipientState.FAILED,
+            }
+        ),
+    ),
+    "opened": (lazy_gettext("Opened"), frozenset({RecipientState.OPENED})),
+    "accepted": (lazy_gettext("Accepted"), frozenset({RecipientState.ACCEPTED})),
+    "refused": (lazy_gettext("Refused"), frozenset({RecipientState.REFUSED})),
+    "expired": (lazy_gettext("Expired"), frozenset({RecipientState.EXPIRED})),
+    "withdrawn": (lazy_gettext("Withdrawn"), frozenset({RecipientState.CANCELLED})),
+}
+RECEIVED_COLUMNS = ("MessageId", "Sender", "Type", "Subject", "ReceivedAt", "State")
 TYPES = {
     MessageType.CONFIDENTIAL: lazy_gettext("Confidential"),
     MessageType.PERSONAL: lazy_gettext("Personal"),
@@ -79,14 +103,28 @@ TYPES = {
 @blueprint.get("")
 def inbox() -> Response:
     current_person()  # the reader's time zone
-    inbox = _service().inbox(request.cookies.get(SESSION_COOKIE))
+    chosen = chosen_filters()
+    try:
+        where = _filter(chosen)
+        inbox = _service().inbox(
+            request.cookies.get(SESSION_COOKIE),
+            where,
+            words=chosen["words"],
+            cursor=request.args.get("cursor") or None,
+        )
+    except ValidationError:
+        return notice("bad-filter", None)
     if inbox is None:
         return see(url_for("account.login") + choice_query())
+    query = {name: value for name, value in chosen.items() if value}
     return page(
         "inbox",
         reader_language(),
         link=url_for("account.inbox"),
         account=inbox.address,
+        chosen_filters=chosen,
+        states=[(group, STATE_GROUPS[group][0]) for group in STATE_GROUPS],
+        types=[(kind.value, label) for kind, label in TYPES.items()],
         entries=[
             {
                 "organisation": entry.organisation,
@@ -98,7 +136,39 @@ def inbox() -> Response:
             }
             for entry in inbox.entries
         ],
+        next_page=(
+            url_for("account.inbox")
+            + "?"
+            + urlencode({**query, **language_query(), "cursor": inbox.cursor})
+            if inbox.cursor
+            else None
+        ),
+        export=url_for("account.export") + "?" + urlencode({**query, **language_query()}),
     )
+
+
+@blueprint.get("/received.csv")
+def export() -> Response:
+    chosen = chosen_filters()
+    try:
+        where = _filter(chosen)
+    except ValidationError:
+        return notice("bad-filter", None)
+    entries = _service().export(request.cookies.get(SESSION_COOKIE), where, words=chosen["words"])
+    if entries is None:
+        return see(url_for("account.login") + choice_query())
+    rows = (
+        [
+            entry.message_id,
+            entry.organisation,
+            entry.type.value,
+            entry.subject,
+            entry.accepted_at.isoformat(),
+            entry.state.value,
+        ]
+        for entry in entries
+    )
+    return csv_download("received.csv", RECEIVED_COLUMNS, rows)
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -136,6 +206,16 @@ def logout() -> Response:
     response = see(url_for("account.login") + choice_query())
     set_cookie(response, SESSION_COOKIE, "", max_age=0)
     return response
+
+
+def _filter(chosen: dict[str, str]) -> InboxFilter:
+    try:
+        states = STATE_GROUPS[chosen["state"]][1] if chosen["state"] else None
+        kind = MessageType(chosen["type"]) if chosen["type"] else None
+        start, end = period(chosen)
+    except (KeyError, ValueError):
+        raise ValidationError("a filter that cannot be read") from None
+    return InboxFilter(states=states, type=kind, accepted_from=start, accepted_before=end)
 
 
 def _login_form(address: str, error: str | None) -> Response:

@@ -13,10 +13,7 @@ in answer the same 404 page.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,12 +31,12 @@ from soap_service.domain.receipts import ReceiptKind
 from soap_service.errors import NotFound, ValidationError
 from soap_service.web.compose import TYPES
 from soap_service.web.context import csrf_matches, current_person, services
+from soap_service.web.listing import chosen_filters, csv_download, language_query, period
 from soap_service.web.pages import (
     choice_query,
     notice,
     page,
     reader_language,
-    reader_zone,
     see,
 )
 
@@ -79,7 +76,6 @@ _RECEIPT_STATES = {
     RecipientState.EXPIRED: ReceiptKind.EXPIRY,
 }
 _WITHDRAWABLE = frozenset({RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.SENT})
-_FILTERS = ("state", "type", "from", "to", "words")
 # The export: a row per recipient.
 CSV_COLUMNS = (
     "MessageId",
@@ -111,7 +107,7 @@ def sent(team_id: int | None) -> Response:
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
-    chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
+    chosen = chosen_filters()
     try:
         where = _filter(chosen)
         found = _service().page(
@@ -134,11 +130,13 @@ def sent(team_id: int | None) -> Response:
         next_page=(
             url_for("logbook.sent", team_id=team_id)
             + "?"
-            + urlencode({**query, **_lang(), "cursor": found.cursor})
+            + urlencode({**query, **language_query(), "cursor": found.cursor})
             if found.cursor
             else None
         ),
-        export=url_for("logbook.export", team_id=team_id) + "?" + urlencode({**query, **_lang()}),
+        export=url_for("logbook.export", team_id=team_id)
+        + "?"
+        + urlencode({**query, **language_query()}),
     )
 
 
@@ -149,35 +147,27 @@ def export(team_id: int | None) -> Response:
     if person is None:
         return _to_login()
     shelf = _shelf(person, team_id)
-    chosen = {name: request.args.get(name, "")[:200] for name in _FILTERS}
+    chosen = chosen_filters()
     try:
         where = _filter(chosen)
     except ValidationError:
         return notice("bad-filter", None)
-    rows = io.StringIO()
-    writer = csv.writer(rows)
-    writer.writerow(CSV_COLUMNS)
-    for entry in _service().export(shelf, where, words=chosen["words"]):
-        status = entry.status
-        for recipient in status.recipients:
-            writer.writerow(
-                [
-                    status.message_id,
-                    _cell(status.reference),
-                    status.type.value,
-                    _cell(entry.subject),
-                    status.accepted_at.isoformat(),
-                    status.expires_at.isoformat(),
-                    _cell(recipient.address),
-                    recipient.state.value,
-                    recipient.state_changed_at.isoformat(),
-                ]
-            )
-    return Response(
-        "\ufeff" + rows.getvalue(),  # a BOM: spreadsheet programs then read UTF-8
-        content_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="logbook.csv"'},
+    rows = (
+        [
+            entry.status.message_id,
+            entry.status.reference,
+            entry.status.type.value,
+            entry.subject,
+            entry.status.accepted_at.isoformat(),
+            entry.status.expires_at.isoformat(),
+            recipient.address,
+            recipient.state.value,
+            recipient.state_changed_at.isoformat(),
+        ]
+        for entry in _service().export(shelf, where, words=chosen["words"])
+        for recipient in entry.status.recipients
     )
+    return csv_download("logbook.csv", CSV_COLUMNS, rows)
 
 
 @blueprint.get("/sent/<message_id:message_id>", defaults={"team_id": None})
@@ -299,19 +289,10 @@ def _filter(chosen: dict[str, str]) -> MessageFilter:
     try:
         state = MessageState(chosen["state"]) if chosen["state"] else None
         kind = MessageType(chosen["type"]) if chosen["type"] else None
-        start = _day_start(chosen["from"])
-        end = _day_start(chosen["to"], days_after=1)
+        start, end = period(chosen)
     except ValueError:
         raise ValidationError("a filter that cannot be read") from None
     return MessageFilter(state=state, type=kind, accepted_from=start, accepted_before=end)
-
-
-def _day_start(value: str, *, days_after: int = 0) -> datetime | None:
-    """The start of the day (in the reader's zone) `value` names, or of the day after."""
-    if not value:
-        return None
-    day = date.fromisoformat(value) + timedelta(days=days_after)
-    return datetime.combine(day, time(0), tzinfo=reader_zone())
 
 
 def _receipt_link(
@@ -319,16 +300,6 @@ def _receipt_link(
 ) -> str:
     link = url_for("logbook.receipt", message_id=message_id, kind=kind, team_id=team_id)
     return link + ("?" + urlencode({"recipient": recipient}) if recipient else "")
-
-
-def _cell(value: str) -> str:
-    # A cell a spreadsheet would run as a formula is kept as text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def _lang() -> dict[str, str]:
-    chosen = request.args.get("lang")
-    return {"lang": chosen} if chosen in ("de", "fr", "it", "en") else {}
 
 
 def _service() -> Logbook:

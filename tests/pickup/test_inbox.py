@@ -4,6 +4,8 @@ application on a real database."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 from soap_service import crypto
@@ -130,3 +132,37 @@ def test_guesses_across_many_addresses_from_one_client_are_held_up(env: Env, app
     assert not any(cookie.startswith(SESSION) for cookie in held.cookies)
     env.clock.advance(seconds=2)  # the first wait over, the right password works
     assert log_in(Browser(app), "anna@example.ch").status == 303
+
+
+def test_the_inbox_filters_pages_and_exports_what_came(env: Env, app: WebApp) -> None:
+    with_account(env, "anna@example.ch")
+    for number in range(51):
+        env.send("anna@example.ch", subject=f"Lohnabrechnung {number:02d}")
+        env.clock.advance(seconds=1)
+    env.send("anna@example.ch", type=MessageType.REGISTERED, subject="=Kündigung")
+    browser = Browser(app)
+    log_in(browser, "anna@example.ch")
+
+    first = browser.get("/account")
+    assert len(subjects(first)) == 50 and subjects(first)[0] == "=Kündigung"
+    older = re.search(r'<a id="next" href="([^"]+)">', first.text)
+    assert older
+    assert subjects(browser.get(older[1].replace("&amp;", "&"))) == [
+        "Lohnabrechnung 01",
+        "Lohnabrechnung 00",
+    ]
+    assert subjects(browser.get("/account?type=registered")) == ["=Kündigung"]
+    assert subjects(browser.get("/account?words=abrechnung+07")) == ["Lohnabrechnung 07"]
+    assert subjects(browser.get("/account?state=opened")) == []
+    assert 'id="empty"' in browser.get("/account?from=2030-01-01").text
+    for bad in ("state=lost", "from=yesterday", "cursor=forged", "cursor=" + "9" * 19 + ".1"):
+        assert browser.get(f"/account?{bad}").status == 400, bad
+
+    export = browser.get("/account/received.csv?type=registered")
+    rows = list(csv.reader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert rows[0] == ["MessageId", "Sender", "Type", "Subject", "ReceivedAt", "State"]
+    assert [row[1:4] + row[5:] for row in rows[1:]] == [
+        [env.account.organisation, "registered", "'=Kündigung", "queued"]
+    ]
+    assert len(browser.get("/account/received.csv").body.decode().splitlines()) == 53
+    assert Browser(app).get("/account/received.csv").headers["location"] == "/account/login"

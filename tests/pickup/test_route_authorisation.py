@@ -29,6 +29,7 @@ ROUTES = {
     ("/account/logout", ("POST",)),
     ("/account/password", ("GET", "POST")),
     ("/account/reset", ("GET", "POST")),
+    ("/account/received.csv", ("GET",)),
     ("/account/reset/<token>", ("GET", "POST")),
     ("/account/sent", ("GET",)),
     ("/account/sent.csv", ("GET",)),

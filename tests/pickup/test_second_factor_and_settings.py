@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from soap_service.delivery.worker import DeliveryWorker
 from soap_service.domain.model import MessageType
 from soap_service.web.app import WebApp
 from tests.delivery.conftest import Env
 from tests.pickup.conftest import Browser, Response, token_for
 from tests.pickup.test_inbox import PASSWORD, log_in, with_account
+from tests.smtp_sink import SmtpSink
 
 CSRF = "__Host-pickup-csrf"
 
@@ -156,3 +158,35 @@ def test_times_are_shown_in_the_zone_the_person_chose(
         "/account/settings", {"csrf": browser.cookies[CSRF], "zone": "Mars/Olympus"}
     )
     assert refused.status == 400
+
+
+def test_a_password_reset_does_not_pass_the_second_factor(
+    env: Env, app: WebApp, worker: DeliveryWorker, sink: SmtpSink
+) -> None:
+    with_account(env, "anna@example.ch")
+    browser = Browser(app)
+    log_in(browser, "anna@example.ch")
+    key = turn_on(env, browser)
+    env.clock.advance(seconds=30)
+
+    asker = Browser(app)
+    page = asker.get("/account/reset")
+    asker.post("/account/reset", {"csrf": page.csrf(), "address": "anna@example.ch"})
+    assert worker.send_account_mails() == 1
+    mail = [m for m in sink.received if m.recipients == ("anna@example.ch",)][-1]
+    body = mail.message.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"/account/reset/[A-Za-z0-9_-]{43}", str(body.get_content()))
+    assert found
+    reader = Browser(app)
+    reset_form = reader.get(found[0])
+    fields = {
+        "csrf": reset_form.csrf(),
+        "password": "a new long password",
+        "repeated": "a new long password",
+    }
+    stopped = reader.post(found[0], fields)
+    step = code_step(stopped)
+    assert step["next"] == "/account" and SESSION_OF(reader) is None
+    done = reader.post("/account/login/code", {**step, "code": totp(key, env.clock())})
+    assert (done.status, done.headers["location"]) == (303, "/account")

@@ -42,7 +42,13 @@ from soap_service.domain.pickup import (
     SecondFactorNeeded,
 )
 from soap_service.web.access import second_factor_page
-from soap_service.web.context import SESSION_COOKIE, csrf_matches, services, set_cookie
+from soap_service.web.context import (
+    SESSION_COOKIE,
+    csrf_matches,
+    current_person,
+    services,
+    set_cookie,
+)
 from soap_service.web.pages import (
     REGISTRATION_ERRORS,
     choice_query,
@@ -107,6 +113,7 @@ def clean_html(html: str) -> str:
 @blueprint.get("/<token:token>")
 def view(token: str) -> Response:
     service = _service()
+    current_person()  # a logged-in reader's time zone
     shown = service.view(token, _session())
     g.language = shown.language
     language = chosen_language() or shown.language

@@ -190,3 +190,15 @@ def test_a_password_reset_does_not_pass_the_second_factor(
     assert step["next"] == "/account" and SESSION_OF(reader) is None
     done = reader.post("/account/login/code", {**step, "code": totp(key, env.clock())})
     assert (done.status, done.headers["location"]) == (303, "/account")
+
+
+def test_a_message_page_shows_times_in_the_readers_zone(env: Env, app: WebApp) -> None:
+    with_account(env, "anna@example.ch")
+    message = env.send("anna@example.ch", type=MessageType.PERSONAL, subject="Lohn")
+    browser = Browser(app)
+    log_in(browser, "anna@example.ch")
+    settings = browser.get("/account/settings")
+    browser.post("/account/settings", {"csrf": settings.csrf(), "zone": "Asia/Tokyo"})
+    page = browser.get(f"/m/{token_for(env, message.message_id)}")
+    received = re.search(r'<dd id="received">([^<]+)</dd>', page.text)
+    assert received and received[1] == "02.03.2026, 17:00 UTC+9", page.text

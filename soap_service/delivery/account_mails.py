@@ -1,10 +1,14 @@
 """The mails about people's accounts (domain/person_accounts.py): a queue of its own on
 the delivery workers (mail_queue.py), from the service's address. A code or link that
-expired before its mail could go is not sent any more (the claim skips it)."""
+expired before its mail could go is not sent any more (the claim skips it); a day after
+it was used or expired, its row is deleted."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import threading
+from contextlib import closing
+from datetime import datetime, timedelta
 
 from soap_service import crypto
 from soap_service.delivery.account_mail import AccountMailWriter
@@ -12,6 +16,12 @@ from soap_service.delivery.mail_queue import LEASE, MailOutcome, MailQueue, Queu
 from soap_service.domain.account_mails import AccountMailJob, AccountMailResult
 from soap_service.domain.person_accounts import open_mail_secret
 from soap_service.domain.ports import DeliveryStore
+
+log = logging.getLogger(__name__)
+
+# A used or expired code or link is kept this long (to tell what happened), then deleted.
+KEEP_SPENT = timedelta(days=1)
+SWEEP_EVERY = timedelta(hours=1)
 
 
 class AccountMailSender(MailQueue[AccountMailJob]):
@@ -23,6 +33,18 @@ class AccountMailSender(MailQueue[AccountMailJob]):
         self._writer = AccountMailWriter(
             mail_from=parts.smtp.mail_from, hostname=parts.smtp.hostname, site_url=site_url
         )
+        self._last_sweep: datetime | None = None
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """A round of the mails due; now and then, first forget the spent ones."""
+        now = self._now()
+        if self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY:
+            self._last_sweep = now
+            with closing(self._stores()) as store:
+                forgotten = store.forget_account_mails(before=now - KEEP_SPENT)
+            if forgotten:
+                log.info("forgot %d spent account mail(s)", forgotten)
+        return super().run_once(stop)
 
     def _claim(self, store: DeliveryStore, now: datetime) -> AccountMailJob | None:
         jobs = store.claim_due_account_mails(

@@ -357,6 +357,10 @@ class DeliveryStore(StoreSession, Protocol):
 
     def record_account_mails(self, worker: str, results: list[AccountMailResult]) -> None: ...
 
+    def forget_account_mails(self, *, before: datetime) -> int:
+        """Delete the account mails used or expired before `before`; how many."""
+        ...
+
 
 class RecipientAccountStore(Protocol):
     """People's accounts and sessions (recipients who registered)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from soap_service.crypto import WrappedKey
@@ -165,6 +165,11 @@ class AccountMailQueries(Transactions):
             )
         return [_job(row) for row in rows]
 
+    def forget_account_mails(self, *, before: datetime) -> int:
+        with self._transaction(durable=False) as connection:
+            deleted = connection.execute(delete(account_mails).where(_spent_before(before)))
+        return int(deleted.rowcount or 0)
+
     def record_account_mails(self, worker: str, results: list[AccountMailResult]) -> None:
         """Each attempt's outcome, for mails this worker still holds."""
         with self._transaction() as connection:
@@ -186,6 +191,10 @@ class AccountMailQueries(Transactions):
                         lease_until=None,
                     )
                 )
+
+
+def _spent_before(before: datetime) -> Any:
+    return or_(_MAILS.used_at < before, _MAILS.expires_at < before)
 
 
 def _secret(row: Any) -> WrappedKey | None:

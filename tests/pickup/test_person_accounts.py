@@ -289,3 +289,22 @@ def test_the_login_pages_link_to_the_reset_and_sign_up(env: Env, app: WebApp) ->
     message = env.send("anna@example.ch", type=MessageType.PERSONAL)
     pickup_login = Browser(app).get(f"/m/{token_for(env, message.message_id)}")
     assert '<a id="forgot" href="/account/reset">' in pickup_login.text
+
+
+def test_spent_codes_and_links_are_forgotten_a_day_later(
+    env: Env, app: WebApp, worker: DeliveryWorker, sink: SmtpSink
+) -> None:
+    with_account(env, "anna@example.ch")
+    ask(Browser(app), "/account/signup", "bert@example.ch")  # expires in 30 minutes
+    ask(Browser(app), "/account/reset", "anna@example.ch")  # in an hour
+    assert worker.send_account_mails() == 2
+    assert queued(env) == 2
+    env.clock.advance(hours=24, minutes=31)
+    assert worker.send_account_mails() == 0
+    assert queued(env) == 1  # the reset link expired less than a day ago
+    env.clock.advance(minutes=30)
+    worker.send_account_mails()
+    assert queued(env) == 1  # the sweep is hourly
+    env.clock.advance(minutes=30)
+    worker.send_account_mails()
+    assert queued(env) == 0

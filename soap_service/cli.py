@@ -16,7 +16,7 @@ from typing import Any
 
 from soap_service import crypto
 from soap_service.container import Container
-from soap_service.domain import organisations
+from soap_service.domain import accounts, organisations
 from soap_service.domain.model import Language
 from soap_service.domain.organisations import (
     Gateway,
@@ -112,6 +112,23 @@ def _add_account_commands(commands: Any) -> None:
         help="days recipients have, for messages that give none (default: 7)",
     )
     add.set_defaults(handler=_account_add)
+    listing = account.add_parser("list", help="every sender account: name, state, team")
+    listing.set_defaults(handler=_account_list)
+    show = account.add_parser("show", help="one sender account's settings")
+    show.add_argument("name", help="the username")
+    show.set_defaults(handler=_account_show)
+    for action, disabled, what in (
+        ("disable", True, "refuse the account's logins (its messages stay, delivery goes on)"),
+        ("enable", False, "accept the account's logins again"),
+    ):
+        change = account.add_parser(action, help=what)
+        change.add_argument("name", help="the username")
+        change.set_defaults(handler=_account_disable, disabled=disabled)
+    reset = account.add_parser(
+        "reset-password", help="give the account a new password and print it once"
+    )
+    reset.add_argument("name", help="the username")
+    reset.set_defaults(handler=_account_reset_password)
     _add_organisation_commands(commands)
     _add_team_commands(commands)
     dev = commands.add_parser(
@@ -357,6 +374,54 @@ def _account_add(container: Container, args: argparse.Namespace) -> int:
         print(f"soap-service: {exc}", file=sys.stderr)
         return 1
     print("Account created. The password is shown only this once:")
+    print(f"  username: {credentials.account.username}")
+    print(f"  password: {credentials.password}")
+    return 0
+
+
+def _account_list(container: Container, args: argparse.Namespace) -> None:
+    with closing(container.database.store()) as store:
+        records = store.list_accounts()
+    for record in records:
+        state = "disabled" if record.disabled else "enabled"
+        print(f"{record.account.username}\t{state}\t{record.account.organisation}")
+
+
+def _account_show(container: Container, args: argparse.Namespace) -> int:
+    with closing(container.database.store()) as store:
+        record = store.find_account(args.name)
+    if record is None:
+        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
+        return 1
+    account = record.account
+    print(f"username: {account.username}")
+    print(f"organisation: {account.organisation}")
+    print(f"state: {'disabled' if record.disabled else 'enabled'}")
+    print(f"PasswordDigest: {'accepted' if record.digest_secret else 'not accepted'}")
+    language = account.default_language.value if account.default_language else "(service's)"
+    print(f"language: {language}")
+    expiry = account.default_expiry_days or "(service's)"
+    print(f"expiry days: {expiry}")
+    return 0
+
+
+def _account_disable(container: Container, args: argparse.Namespace) -> int:
+    with closing(container.database.store()) as store:
+        changed = store.set_account_disabled(args.name, args.disabled)
+    if not changed:
+        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"Account {args.name} {'disabled' if args.disabled else 'enabled'}.")
+    return 0
+
+
+def _account_reset_password(container: Container, args: argparse.Namespace) -> int:
+    with closing(container.database.store()) as store:
+        credentials = accounts.reset_password(store, container.keyring, args.name)
+    if credentials is None:
+        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
+        return 1
+    print("New password. It is shown only this once:")
     print(f"  username: {credentials.account.username}")
     print(f"  password: {credentials.password}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import zeep
 from lxml import etree
 
 from tests.support import ServiceProcess, TlsFiles
@@ -129,3 +130,44 @@ def test_team_add_invites_its_owner_and_add_account_puts_a_sender_in_it(
     assert missing.returncode == 1
     # The owner is a member once they follow the invitation; the account is in already.
     assert cli.cli("team", "list").stdout == "Lohnbüro ACME\n  sender account: payroll-acme\n"
+
+
+def test_account_list_show_disable_enable_and_reset_password(tmp_path: Path, tls: TlsFiles) -> None:
+    cli = cli_for(tmp_path, tls)
+    cli.cli("init")
+    first = cli.cli("account", "add", "payroll-acme", "--organisation", "ACME AG", "--allow-digest")
+    old_password = first.stdout.split("password: ")[1].split()[0]
+    cli.cli("account", "add", "hr-beta")
+    assert cli.cli("account", "list").stdout == (
+        "hr-beta\tenabled\thr-beta\npayroll-acme\tenabled\tACME AG\n"
+    )
+    reset = cli.cli("account", "reset-password", "payroll-acme")
+    new_password = reset.stdout.split("password: ")[1].split()[0]
+    assert new_password != old_password and len(new_password) >= 40
+    assert (
+        cli.cli("account", "disable", "payroll-acme").stdout == "Account payroll-acme disabled.\n"
+    )
+    shown = cli.cli("account", "show", "payroll-acme").stdout
+    assert "state: disabled\n" in shown and "PasswordDigest: accepted\n" in shown
+    for action in ("show", "disable", "enable", "reset-password"):
+        missing = cli.cli("account", action, "nobody", check=False)
+        assert (missing.returncode, missing.stderr) == (1, "soap-service: no account 'nobody'\n")
+
+    # The server: a disabled account is refused; enabled again, only the new password works.
+    cli.start()
+    try:
+
+        def status(password: str) -> str:
+            client = cli.client("payroll-acme", password)
+            try:
+                client.service.GetStatus(MessageId="00000000-0000-4000-8000-000000000000")
+            except zeep.exceptions.Fault as fault:
+                return str(fault.code)
+            return "answered"
+
+        assert status(new_password).endswith("Client.AuthenticationFailed")
+        cli.cli("account", "enable", "payroll-acme")
+        assert status(old_password).endswith("Client.AuthenticationFailed")
+        assert status(new_password).endswith("Client.NotFound")
+    finally:
+        cli.stop()

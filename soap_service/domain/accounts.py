@@ -68,3 +68,24 @@ def create_account(
         )
     )
     return NewCredentials(account=account, password=password)
+
+
+def reset_password(
+    store: AccountStore, keyring: crypto.Keyring, username: str
+) -> NewCredentials | None:
+    """A new generated password for the account (shown once), in place of the old one; an
+    account that accepted PasswordDigest keeps doing so with the new password. None if
+    there is no such account. A worker that checked the old password a moment ago may
+    accept it until its memory of it expires (auth.VerifiedPasswords)."""
+    found = store.find_account(username)
+    if found is None:
+        return None
+    password = crypto.generate_password()
+    digest_secret = (
+        keyring.seal_secret(digest_context(username), password.encode("utf-8"))
+        if found.digest_secret is not None
+        else None
+    )
+    if not store.set_account_password(username, crypto.hash_password(password), digest_secret):
+        return None
+    return NewCredentials(account=found.account, password=password)

@@ -216,6 +216,20 @@ class MasterKeyStore(Protocol):
 class AccountStore(Protocol):
     def find_account(self, username: str) -> AccountRecord | None: ...
 
+    def list_accounts(self) -> list[AccountRecord]:
+        """Every sender account, by username."""
+        ...
+
+    def set_account_disabled(self, username: str, disabled: bool) -> bool:
+        """False if there is no such account."""
+        ...
+
+    def set_account_password(
+        self, username: str, password_hash: str, digest_secret: WrappedKey | None
+    ) -> bool:
+        """False if there is no such account."""
+        ...
+
     def add_account(self, account: NewAccount) -> Account:
         """Raises AccountExists if the username is taken."""
         ...

@@ -7,7 +7,7 @@ import random
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -31,18 +31,35 @@ class AccountQueries(Transactions):
             row = connection.execute(
                 select(accounts).where(accounts.c.username == username)
             ).first()
-        if row is None:
-            return None
-        return AccountRecord(
-            account=account_of(row),
-            password_hash=row.password_hash,
-            digest_secret=(
-                WrappedKey(key_id=row.digest_key_id, wrapped=row.digest_secret)
-                if row.digest_secret is not None and row.digest_key_id is not None
-                else None
-            ),
-            disabled=row.disabled,
+        return _record(row) if row is not None else None
+
+    def list_accounts(self) -> list[AccountRecord]:
+        with self._transaction(read_only=True) as connection:
+            rows = connection.execute(select(accounts).order_by(accounts.c.username)).all()
+        return [_record(row) for row in rows]
+
+    def set_account_disabled(self, username: str, disabled: bool) -> bool:
+        return self._change_account(username, disabled=disabled)
+
+    def set_account_password(
+        self, username: str, password_hash: str, digest_secret: WrappedKey | None
+    ) -> bool:
+        return self._change_account(
+            username,
+            password_hash=password_hash,
+            digest_key_id=digest_secret.key_id if digest_secret else None,
+            digest_secret=digest_secret.wrapped if digest_secret else None,
         )
+
+    def _change_account(self, username: str, **values: Any) -> bool:
+        with self._transaction() as connection:
+            changed = connection.execute(
+                update(accounts)
+                .where(accounts.c.username == username)
+                .values(**values)
+                .returning(accounts.c.id)
+            ).first()
+        return changed is not None
 
     def add_account(self, account: NewAccount) -> Account:
         secret = account.digest_secret
@@ -126,4 +143,17 @@ def account_of(row: Any) -> Account:
         organisation=row.organisation,
         default_language=Language(row.default_language) if row.default_language else None,
         default_expiry_days=row.default_expiry_days,
+    )
+
+
+def _record(row: Any) -> AccountRecord:
+    return AccountRecord(
+        account=account_of(row),
+        password_hash=row.password_hash,
+        digest_secret=(
+            WrappedKey(key_id=row.digest_key_id, wrapped=row.digest_secret)
+            if row.digest_secret is not None and row.digest_key_id is not None
+            else None
+        ),
+        disabled=row.disabled,
     )

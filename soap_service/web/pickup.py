@@ -162,9 +162,22 @@ def decision(token: str) -> Response:
     if refused is not None:
         return refused
     choice = request.form.get("choice")
-    # Only an explicit choice counts: a refusal is final and the sender is told.
-    if choice in ("accept", "refuse"):
-        _service().decide(
+    service = _service()
+    if choice == "refuse":
+        # A refusal is final and the sender is told: it is asked again, on a page of its
+        # own, before it counts.
+        shown = service.view(token, _session())
+        if isinstance(shown, DecisionNeeded):
+            g.language = shown.language
+            return page(
+                "refuse",
+                chosen_language() or shown.language,
+                **_values(token, account=_session_address(service)),
+                decision=shown,
+            )
+    # Only an explicit choice counts.
+    if choice in ("accept", "refuse-confirmed"):
+        service.decide(
             token,
             _session(),
             accept=choice == "accept",

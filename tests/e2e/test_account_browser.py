@@ -284,6 +284,10 @@ def test_a_registered_message_is_refused_from_the_inbox(
     assert page.locator("#decide").inner_text() == "Eingeschriebene Nachricht"
     with page.expect_navigation():
         page.get_by_role("button", name="Ablehnen").click()
+    assert page.locator("#refuse-confirm").inner_text() == "Nachricht ablehnen?"
+    shoot(page, "pickup-refuse-de-phone")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Ja, ablehnen").click()
     assert page.locator("#notice").inner_text() == "Nachricht abgelehnt"
     page.goto(f"{site}/account")
     assert page.locator("#entries .state").all_inner_texts() == ["Abgelehnt"]

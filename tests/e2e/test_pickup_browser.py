@@ -363,6 +363,9 @@ def test_a_registered_message_is_accepted_or_refused_in_the_browser(
     assert page.locator("#subject").inner_text() == "Mahnung"
     with page.expect_navigation():
         page.get_by_role("button", name="Ablehnen").click()
+    assert page.locator("#refuse-confirm").inner_text() == "Nachricht ablehnen?"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Ja, ablehnen").click()
     assert page.locator("#notice").inner_text() == "Nachricht abgelehnt"
     context.close()
 

@@ -257,7 +257,13 @@ def test_refusing_a_registered_message_never_shows_it(env: Env, app: WebApp) -> 
     browser = Browser(app)
     register(browser, token)
     decision = browser.get(f"/m/{token}")
-    browser.post(f"/m/{token}/decision", {"csrf": decision.csrf(), "choice": "refuse"})
+    # The first click asks again, saying which message and what follows; nothing changes.
+    asked = browser.post(f"/m/{token}/decision", {"csrf": decision.csrf(), "choice": "refuse"})
+    assert asked.status == 200 and '<h1 id="refuse-confirm">Nachricht ablehnen?</h1>' in asked.text
+    assert 'name="choice" value="refuse-confirmed"' in asked.text
+    assert states(env, sent.message_id) == [RecipientState.QUEUED]
+    confirmed = {"csrf": decision.csrf(), "choice": "refuse-confirmed"}
+    assert browser.post(f"/m/{token}/decision", confirmed).status == 303
 
     page = browser.get(f"/m/{token}")
     assert page.status == 410

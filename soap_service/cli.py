@@ -379,6 +379,11 @@ def _account_add(container: Container, args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_account(name: str) -> int:
+    print(f"soap-service: no account {name!r}", file=sys.stderr)
+    return 1
+
+
 def _account_list(container: Container, args: argparse.Namespace) -> None:
     with closing(container.database.store()) as store:
         records = store.list_accounts()
@@ -391,8 +396,7 @@ def _account_show(container: Container, args: argparse.Namespace) -> int:
     with closing(container.database.store()) as store:
         record = store.find_account(args.name)
     if record is None:
-        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
-        return 1
+        return _no_account(args.name)
     account = record.account
     print(f"username: {account.username}")
     print(f"organisation: {account.organisation}")
@@ -409,8 +413,7 @@ def _account_disable(container: Container, args: argparse.Namespace) -> int:
     with closing(container.database.store()) as store:
         changed = store.set_account_disabled(args.name, args.disabled)
     if not changed:
-        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
-        return 1
+        return _no_account(args.name)
     print(f"Account {args.name} {'disabled' if args.disabled else 'enabled'}.")
     return 0
 
@@ -419,8 +422,7 @@ def _account_reset_password(container: Container, args: argparse.Namespace) -> i
     with closing(container.database.store()) as store:
         credentials = accounts.reset_password(store, container.keyring, args.name)
     if credentials is None:
-        print(f"soap-service: no account {args.name!r}", file=sys.stderr)
-        return 1
+        return _no_account(args.name)
     print("New password. It is shown only this once:")
     print(f"  username: {credentials.account.username}")
     print(f"  password: {credentials.password}")

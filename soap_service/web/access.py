@@ -176,7 +176,7 @@ def reset(token: str) -> Response:
     service = _service()
     try:
         if request.method == "GET":
-            return _form("reset", address=service.reset_address(token), token=token)
+            return _form("reset", address=service.reset_address(token))
         form = _checked_form()
         if form is None:
             return notice("csrf", None)
@@ -186,7 +186,7 @@ def reset(token: str) -> Response:
             )
         except RegistrationRefused as refused:
             address = service.reset_address(token)
-            return _form("reset", refused.reason, address=address, token=token)
+            return _form("reset", refused.reason, address=address)
     except SignupRefused:
         log.info("reset link refused")
         return notice("reset-invalid", None)

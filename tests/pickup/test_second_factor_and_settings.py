@@ -70,7 +70,7 @@ def test_a_login_with_the_second_factor_on_asks_for_a_fresh_code(env: Env, app: 
     other = Browser(app)
     stopped = log_in(other, "anna@example.ch")
     fields = code_step(stopped)
-    assert fields["next"] == "/account" and SESSION_OF(other) is None
+    assert fields["next"] == "/account" and session_of(other) is None
     wrong = other.post("/account/login/code", {**fields, "code": "123456"})
     assert wrong.status == 401 and "Der Code ist falsch" in wrong.text
     code = totp(key, env.clock())
@@ -98,7 +98,7 @@ def test_a_login_with_the_second_factor_on_asks_for_a_fresh_code(env: Env, app: 
     assert late.post("/account/login/code", away).headers["location"] == "/account"
 
 
-def SESSION_OF(browser: Browser) -> str | None:
+def session_of(browser: Browser) -> str | None:
     return browser.cookies.get("__Host-pickup-session")
 
 
@@ -187,7 +187,7 @@ def test_a_password_reset_does_not_pass_the_second_factor(
     }
     stopped = reader.post(found[0], fields)
     step = code_step(stopped)
-    assert step["next"] == "/account" and SESSION_OF(reader) is None
+    assert step["next"] == "/account" and session_of(reader) is None
     done = reader.post("/account/login/code", {**step, "code": totp(key, env.clock())})
     assert (done.status, done.headers["location"]) == (303, "/account")
 

@@ -32,7 +32,8 @@ from soap_service.errors import (
     ServiceError,
 )
 from soap_service.logs import configure_logging
-from soap_service.settings import load_settings
+from soap_service.ports import Listener, check_free
+from soap_service.settings import Settings, load_settings
 
 DEV_ACCOUNT = "demo"
 
@@ -290,6 +291,7 @@ def _add_maintenance_commands(commands: Any) -> None:
 
 
 def _serve(container: Container, args: argparse.Namespace) -> None:
+    check_free([_api_listener(container.settings)])
     container.prepare()
     server = container.https_server()
     container.close()  # each gunicorn worker opens its own database connections
@@ -299,6 +301,7 @@ def _serve(container: Container, args: argparse.Namespace) -> None:
 
 
 def _smtp(container: Container, args: argparse.Namespace) -> None:
+    check_free([_smtp_listener(container.settings)])
     container.prepare()
     channel = container.smtp_channel()
     host, port = container.settings.smtp_channel.bind
@@ -316,6 +319,7 @@ def _worker(container: Container, args: argparse.Namespace) -> None:
 
 
 def _mail_sink(container: Container, args: argparse.Namespace) -> None:
+    check_free([_sink_listener(container.settings)])
     container.prepare()  # the development certificate
     container.close()  # the sink needs no database
     container.run_mail_sink(_stop_on_signals())
@@ -323,6 +327,8 @@ def _mail_sink(container: Container, args: argparse.Namespace) -> None:
 
 def _dev(container: Container, args: argparse.Namespace) -> int:
     """Run the service, one delivery worker and the mail sink until Ctrl-C or one stops."""
+    settings = container.settings
+    check_free([_api_listener(settings), _smtp_listener(settings), _sink_listener(settings)])
     container.prepare()  # once, before three processes would race to do it
     container.close()
     children = [
@@ -346,6 +352,27 @@ def _dev(container: Container, args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
     return max((child.returncode or 0) for child in children)
+
+
+def _api_listener(settings: Settings) -> Listener:
+    host, _, port = settings.bind.rpartition(":")
+    return Listener(what="the SOAP API and pages", host=host, port=int(port), setting="BIND")
+
+
+def _smtp_listener(settings: Settings) -> Listener:
+    host, port = settings.smtp_channel.bind
+    return Listener(what="the SMTP channel", host=host, port=port, setting="SMTP_BIND")
+
+
+def _sink_listener(settings: Settings) -> Listener:
+    port = settings.delivery.dev_mail_port
+    return Listener(
+        what="the development mail sink",
+        host="127.0.0.1",
+        port=port,
+        setting="DEV_MAIL_PORT",
+        with_host=False,
+    )
 
 
 def _stop_on_signals() -> threading.Event:

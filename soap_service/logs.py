@@ -14,6 +14,14 @@ SILENCED_LOGGERS = ("spyne",)
 # aiosmtpd logs every SMTP command line at INFO, addresses included, and warns of its own
 # deprecations at each login: only its errors.
 QUIETED_LOGGERS = {"mail.log": logging.ERROR}
+# What alembic says each time a process checks the schema, before it says anything useful
+# ("Running upgrade ..." stays).
+ALEMBIC_PREAMBLE = ("Context impl ", "Will assume ")
+
+
+class _WithoutPreamble(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ALEMBIC_PREAMBLE)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -33,6 +41,9 @@ def configure_logging(level: str = "INFO") -> None:
     silence_spyne()
     for name, least in QUIETED_LOGGERS.items():
         logging.getLogger(name).setLevel(least)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(kept, _WithoutPreamble) for kept in migration.filters):
+        migration.addFilter(_WithoutPreamble())
 
 
 def silence_spyne() -> None:

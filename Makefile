@@ -60,6 +60,7 @@ demo: $(STAMP)
 ## After changing a page's words: extract them from the templates and the code, and
 ## merge them into each language's catalogue (translate the new entries there).
 translations: $(STAMP)
+	mkdir -p var
 	$(BIN)/pybabel extract --no-location --omit-header -F babel.cfg -k lazy_gettext \
 		-o var/messages.pot soap_service
 	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i var/messages.pot \

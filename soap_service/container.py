@@ -44,7 +44,7 @@ from soap_service.domain.person_accounts import MAIL_THROTTLE, PersonAccounts
 from soap_service.domain.person_sending import PersonSending
 from soap_service.domain.pickup import PickupService
 from soap_service.domain.ports import Store
-from soap_service.domain.receipts import ReceiptKind, ReceiptService
+from soap_service.domain.receipts import ReceiptFacts, ReceiptKind, ReceiptService
 from soap_service.domain.retention import ContentRetention
 from soap_service.domain.second_factor import SecondFactor
 from soap_service.domain.sender_reports import ReportJob
@@ -86,7 +86,11 @@ class Container:
     @cached_property
     def receipt_signer(self) -> crypto.PdfSigner:
         """Loaded at the first receipt: most requests never need it."""
-        return crypto.PdfSigner(self.settings.receipt_cert_file, self.settings.receipt_key_file)
+        return crypto.PdfSigner(
+            self.settings.receipt_cert_file,
+            self.settings.receipt_key_file,
+            timestamp_url=self.settings.timestamp_url,
+        )
 
     @cached_property
     def mail_signer(self) -> crypto.MailSigner:
@@ -304,7 +308,7 @@ class Container:
         return ReceiptService(
             store=store,
             keyring=self.keyring,
-            render=render_receipt,
+            render=functools.partial(render_receipt, operator=self.settings.operator),
             sign=self.sign_receipt,
             now=self.now,
         )
@@ -333,11 +337,12 @@ class Container:
             )
         return receipt.filename, receipt.pdf
 
-    def sign_receipt(self, pdf: bytes, kind: ReceiptKind) -> bytes:
-        from soap_service.documents.receipt_pdf import TITLES
+    def sign_receipt(self, pdf: bytes, facts: ReceiptFacts) -> bytes:
+        from soap_service.documents.receipt_pdf import receipt_title
 
         location = urlsplit(self.settings.public_url).hostname or "soap-service"
-        return self.receipt_signer.sign(pdf, reason=TITLES[kind], location=location)
+        reason = receipt_title(facts.kind, facts.language)
+        return self.receipt_signer.sign(pdf, reason=reason, location=location)
 
 
 class RequestScope:

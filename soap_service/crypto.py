@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.twofactor.hotp import HOTP
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from cryptography.x509.oid import NameOID
 
-from soap_service.errors import ConfigurationError, SoapServiceError
+from soap_service.errors import ConfigurationError, SoapServiceError, Unavailable
 from soap_service.private_files import create_exclusively, replace_atomically
 
 NONCE_BYTES = 12
@@ -585,9 +585,12 @@ def _write_key_and_certificate(
 
 
 class PdfSigner:
-    """Signs PDF documents with a key and certificate from files, loaded once."""
+    """Signs PDF documents with a key and certificate from files, loaded once: PAdES
+    baseline signatures (ETSI.CAdES.detached, ETSI EN 319 142-1), B-B, or B-T with an
+    RFC 3161 time stamp from `timestamp_url` when an operator configures a time stamping
+    authority."""
 
-    def __init__(self, cert_path: Path, key_path: Path) -> None:
+    def __init__(self, cert_path: Path, key_path: Path, timestamp_url: str | None = None) -> None:
         from pyhanko.sign import signers
 
         try:
@@ -600,18 +603,41 @@ class PdfSigner:
         if self._signer is None:
             raise ConfigurationError("the receipt signing key or certificate is unreadable")
         _matching_pair(cert_path, key_path, "receipt signing")
+        self._timestamp_url = timestamp_url
 
     def sign(self, pdf: bytes, *, reason: str, location: str) -> bytes:
         import io
 
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-        from pyhanko.sign import signers
+        from pyhanko.sign import fields, signers
+        from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+        from pyhanko.sign.timestamps.requests_client import HTTPTimeStamper
 
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-        # Without an output stream given, sign_pdf writes to a new BytesIO (pyHanko's docs).
-        signed: io.BytesIO = signers.sign_pdf(
-            writer,
-            signers.PdfSignatureMetadata(field_name="Receipt", reason=reason, location=location),
-            signer=self._signer,
+        timestamper = (
+            HTTPTimeStamper(self._timestamp_url, timeout=10)  # type: ignore[no-untyped-call]
+            if self._timestamp_url
+            else None
         )
+        try:
+            # Without an output stream given, sign_pdf writes to a new BytesIO (pyHanko's docs).
+            signed: io.BytesIO = signers.sign_pdf(
+                writer,
+                signers.PdfSignatureMetadata(
+                    field_name="Receipt",
+                    reason=reason,
+                    location=location,
+                    subfilter=fields.SigSeedSubFilter.PADES,
+                ),
+                signer=self._signer,
+                timestamper=timestamper,
+                # Room for the signature, its certificate and a time stamp token, reserved
+                # up front: else pyHanko asks the authority twice (a trial run measures it),
+                # and authorities count (and may charge for) every time stamp.
+                bytes_reserved=16384 if timestamper else None,
+            )
+        except TimestampRequestError as exc:
+            raise Unavailable(
+                "the time stamping authority did not answer; try again later"
+            ) from exc
         return signed.getvalue()

@@ -49,6 +49,17 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OperatorIdentity:
+    """Who runs the service, as recipients and senders read it on notifications, pages and
+    receipts: a name they can check, an address, and the legal pages (imprint, privacy)."""
+
+    name: str = "soap-service"
+    address_lines: tuple[str, ...] = ()
+    imprint_url: str | None = None
+    privacy_url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeliverySettings:
     smtp: SmtpSettings
     # Retries like Postfix: from retry_min, doubling, capped at retry_max; give up after.
@@ -65,6 +76,7 @@ class DeliverySettings:
     # The development mail sink (`soap-service mail-sink`): port and mailbox folder.
     dev_mail_port: int
     dev_mail_dir: Path
+    operator: OperatorIdentity = field(default_factory=OperatorIdentity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +120,8 @@ class Settings:
     receipt_cert_file: Path
     receipt_key_file: Path
     receipt_generate_cert: bool
+    # An RFC 3161 time stamping authority: receipts then carry its time stamp (PAdES B-T).
+    timestamp_url: str | None
     # Mails delivered to organisations' gateways are S/MIME-signed with this key and
     # certificate; generated (self-signed, for the notifications' From address) on first
     # start when the defaults are used.
@@ -130,6 +144,10 @@ class Settings:
     delivery: DeliverySettings
     smtp_channel: SmtpChannelSettings
     limits: MessageLimits = field(default_factory=MessageLimits)
+
+    @property
+    def operator(self) -> OperatorIdentity:
+        return self.delivery.operator
 
     @property
     def soap_path(self) -> str:
@@ -167,6 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         receipt_cert_file=receipts.cert_file,
         receipt_key_file=receipts.key_file,
         receipt_generate_cert=receipts.generate,
+        timestamp_url=_timestamp_url(get("TSA_URL", "")),
         signing_cert_file=signing.cert_file,
         signing_key_file=signing.key_file,
         signing_generate_cert=signing.generate,
@@ -184,6 +203,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             public_url,
             development=host in LOOPBACK_HOSTS,
             tls_generated=tls.generate,
+            operator=_operator(get),
         ),
         smtp_channel=_smtp_channel_settings(get, public_url),
     )
@@ -272,6 +292,7 @@ def _delivery_settings(
     *,
     development: bool,
     tls_generated: bool,
+    operator: OperatorIdentity,
 ) -> DeliverySettings:
     dev_mail_port = _positive_int(get("DEV_MAIL_PORT", "8025"), "DEV_MAIL_PORT")
     relay_text = get("SMTP_RELAY", f"127.0.0.1:{dev_mail_port}" if development else "")
@@ -321,7 +342,48 @@ def _delivery_settings(
         pickup_base_url=get("PICKUP_BASE_URL", "/".join(origin[:3]) + "/m/"),
         dev_mail_port=dev_mail_port,
         dev_mail_dir=data_dir / "mail",
+        operator=operator,
     )
+
+
+def _operator(get: _Get) -> OperatorIdentity:
+    name = " ".join(get("OPERATOR_NAME", "soap-service").split())
+    if len(name) > 80 or any(c in name for c in '<>()"\\'):
+        raise ConfigurationError(
+            f"{PREFIX}OPERATOR_NAME must be a plain name of at most 80 characters "
+            "(no < > ( ) or quotes: it goes into mail headers)"
+        )
+    # Lines are separated by ";" (or line breaks): "Example AG; Hauptstrasse 1; 3000 Bern".
+    lines = tuple(
+        " ".join(line.split())
+        for line in get("OPERATOR_ADDRESS", "").replace("\n", ";").split(";")
+        if line.strip()
+    )
+    return OperatorIdentity(
+        name=name,
+        address_lines=lines,
+        imprint_url=_optional_https_url(get("OPERATOR_IMPRINT_URL", ""), "OPERATOR_IMPRINT_URL"),
+        privacy_url=_optional_https_url(get("OPERATOR_PRIVACY_URL", ""), "OPERATOR_PRIVACY_URL"),
+    )
+
+
+def _timestamp_url(value: str) -> str | None:
+    """A time stamping authority's address: http:// is usual (its answers are signed)."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{PREFIX}TSA_URL must be an http:// or https:// URL")
+    return value
+
+
+def _optional_https_url(value: str, name: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or any(c in value for c in " <>\"'"):
+        raise ConfigurationError(f"{PREFIX}{name} must be an https:// URL")
+    return value
 
 
 def _smtp_channel_settings(get: _Get, public_url: str) -> SmtpChannelSettings:

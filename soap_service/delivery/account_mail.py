@@ -22,9 +22,10 @@ CRLF = "\r\n"
 
 
 class AccountMailWriter:
-    def __init__(self, *, mail_from: str, hostname: str, site_url: str) -> None:
+    def __init__(self, *, mail_from: str, hostname: str, site_url: str, sender_name: str) -> None:
         self._mail_from = mail_from
         self._hostname = hostname
+        self._sender_name = sender_name
         self._site_url = site_url
         self._catalogues = read_catalogues()
 
@@ -48,7 +49,7 @@ class AccountMailWriter:
                 self._link("/account/reset", job),
             )
         headers = [
-            f"From: {encoded_words('soap-service')} <{self._mail_from}>",
+            f"From: {encoded_words(self._sender_name)} <{self._mail_from}>",
             f"To: <{smtp_address(job.address)}>",
             f"Subject: {encoded_words(subject)}",
             f"Date: {format_datetime(now)}",

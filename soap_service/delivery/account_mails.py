@@ -31,7 +31,10 @@ class AccountMailSender(MailQueue[AccountMailJob]):
         super().__init__(parts)
         self._keyring = keyring
         self._writer = AccountMailWriter(
-            mail_from=parts.smtp.mail_from, hostname=parts.smtp.hostname, site_url=site_url
+            mail_from=parts.smtp.mail_from,
+            hostname=parts.smtp.hostname,
+            site_url=site_url,
+            sender_name=parts.sender_name,
         )
         self._last_sweep: datetime | None = None
 

@@ -10,7 +10,6 @@ ends, the canonical form a signature covers, which no mail server on the way rew
 
 from __future__ import annotations
 
-import base64
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from email.utils import format_datetime
 from soap_service.crypto import MailSigner
 from soap_service.delivery.addresses import smtp_address
 from soap_service.delivery.notification import CRLF, encoded_words, from_header
+from soap_service.delivery.smime import base64_lines, signed_mail
 from soap_service.domain.delivery import DeliveryJob
 from soap_service.domain.model import AttachmentDraft
 
@@ -40,10 +40,18 @@ class MessageContent:
 
 
 class GatewayMailWriter:
-    def __init__(self, *, signer: Callable[[], MailSigner], mail_from: str, hostname: str) -> None:
+    def __init__(
+        self,
+        *,
+        signer: Callable[[], MailSigner],
+        mail_from: str,
+        hostname: str,
+        operator_name: str,
+    ) -> None:
         self._signer = signer  # loaded when the first gateway mail is written
         self._mail_from = mail_from
         self._hostname = hostname
+        self._operator_name = operator_name
 
     def write(self, job: DeliveryJob, content: MessageContent) -> bytes:
         """The whole RFC 5322 message, CRLF line ends, with the same Message-ID at every
@@ -52,7 +60,7 @@ class GatewayMailWriter:
         entity = _signed_entity(content, boundary)
         signature = self._signer().sign(entity)
         headers = [
-            f"From: {from_header(job.organisation, self._mail_from)}",
+            f"From: {from_header(job.organisation, self._operator_name, self._mail_from)}",
             *([f"Reply-To: <{smtp_address(job.report_to)}>"] if job.report_to else []),
             f"To: <{smtp_address(job.address)}>",
             f"Subject: {encoded_words(content.subject)}",
@@ -64,23 +72,8 @@ class GatewayMailWriter:
             f"X-Soap-Service-Message-Id: {job.message_id}",
             f"X-Soap-Service-Type: {job.type.value}",
             f"X-Soap-Service-Delivery: gateway; signed by {self._hostname}",
-            'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
-            f'micalg=sha-256; boundary="{boundary}-s"',
         ]
-        return b"".join(
-            [
-                CRLF.join(headers).encode("utf-8"),
-                _CRLF * 2,
-                f"--{boundary}-s".encode("ascii") + _CRLF,
-                entity,
-                _CRLF + f"--{boundary}-s".encode("ascii") + _CRLF,
-                b'Content-Type: application/pkcs7-signature; name="smime.p7s"' + _CRLF,
-                b'Content-Disposition: attachment; filename="smime.p7s"' + _CRLF,
-                b"Content-Transfer-Encoding: base64" + _CRLF * 2,
-                _base64(signature),
-                f"--{boundary}-s--".encode("ascii") + _CRLF,
-            ]
-        )
+        return signed_mail(headers, entity, signature, f"{boundary}-s")
 
 
 def _signed_entity(content: MessageContent, boundary: str) -> bytes:
@@ -126,7 +119,7 @@ def _part(content_type: str, data: bytes, *, filename: str | None = None) -> byt
         lines[0] += f"; {_parameter('name', filename)}"
         lines.append(f"Content-Disposition: attachment; {_parameter('filename', filename)}")
     lines.append("Content-Transfer-Encoding: base64")
-    return CRLF.join(lines).encode("ascii") + _CRLF * 2 + _base64(data)
+    return CRLF.join(lines).encode("ascii") + _CRLF * 2 + base64_lines(data)
 
 
 def _parameter(name: str, value: str) -> str:
@@ -137,8 +130,3 @@ def _parameter(name: str, value: str) -> str:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'{name}="{escaped}"'
     return f"{name}*=utf-8''{urllib.parse.quote(value, safe='')}"
-
-
-def _base64(data: bytes) -> bytes:
-    """Base64 in lines of 76 characters, each ending in CRLF."""
-    return base64.encodebytes(data).replace(b"\n", _CRLF)

@@ -69,6 +69,8 @@ class QueueParts:
     poll_seconds: float
     worker: str
     now: Callable[[], datetime]
+    # The name in the mails' From: the operator's.
+    sender_name: str
 
 
 class MailQueue(ABC, Generic[Job]):

@@ -1,6 +1,11 @@
 """The notification e-mail: multipart text and HTML in the recipient's language, a Read
-button to the pickup page, and an HTML attachment that opens the same page. It never
-carries the message's content or attachments.
+button to the pickup page, and an HTML attachment that says the same on its own (offline
+too: it does not forward anywhere) with the same link. It never carries the message's
+content or attachments.
+
+Signed with S/MIME by the operator's mail signing key, as IncaMail signs its invitations,
+so that a recipient's mail program shows it as genuine (a defence against phishing that
+imitates it), and its subject says who secured it, in the recipient's language.
 
 Written as MIME text from precompiled templates, not built with the `email` package: the
 package costs over a millisecond per mail, more than sending it over an open connection.
@@ -12,23 +17,25 @@ from __future__ import annotations
 import base64
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import jinja2
 
+from soap_service.crypto import MailSigner
 from soap_service.delivery.addresses import smtp_address
+from soap_service.delivery.smime import signed_mail
 from soap_service.delivery.texts import KINDS, TEXTS
+from soap_service.display import display_time
 from soap_service.domain.delivery import DeliveryJob
 from soap_service.domain.model import Language, MessageType
+from soap_service.settings import OperatorIdentity
 
 CRLF = "\r\n"
-# Expiry times are shown as the recipients (Swiss payslips) read clocks.
-DISPLAY_ZONE = ZoneInfo("Europe/Zurich")
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=jinja2.select_autoescape(["html.j2"]),
@@ -46,10 +53,21 @@ class Notification:
 
 
 class NotificationWriter:
-    def __init__(self, *, mail_from: str, hostname: str, pickup_base_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        mail_from: str,
+        hostname: str,
+        pickup_base_url: str,
+        operator: OperatorIdentity,
+        signer: Callable[[], MailSigner] | None,
+    ) -> None:
         self._mail_from = mail_from
         self._hostname = hostname
         self._pickup_base_url = pickup_base_url
+        self._operator = operator
+        # Loaded at the first notification; None: unsigned (only workers built by tests).
+        self._signer = signer
 
     def message_id(self, job: DeliveryJob) -> str:
         return f"<{job.message_id}.{job.position}@{self._hostname}>"
@@ -65,22 +83,24 @@ class NotificationWriter:
             job.organisation,
             _display_time(job.expires_at, job.language),
             subject,
+            self._operator,
+            self._signer is not None,
         )
         url = self._pickup_base_url + token
         html_url = escape(url, quote=True)
         boundary = f"=_soap-service_{job.message_id}_{job.position}"
         headers = [
-            f"From: {from_header(job.organisation, self._mail_from)}",
+            f"From: {from_header(job.organisation, self._operator.name, self._mail_from)}",
             f"To: <{smtp_address(job.address)}>",
             f"Subject: {encoded_words(title)}",
             f"Date: {format_datetime(now)}",
             f"Message-ID: {self.message_id(job)}",
+            f"Content-Language: {job.language.value}",
             "MIME-Version: 1.0",
             "Auto-Submitted: auto-generated",
-            f'Content-Type: multipart/mixed; boundary="{boundary}-m"',
         ]
-        parts = [
-            CRLF.join(headers),
+        mixed = [
+            f'Content-Type: multipart/mixed; boundary="{boundary}-m"',
             "",
             f"--{boundary}-m",
             f'Content-Type: multipart/alternative; boundary="{boundary}-a"',
@@ -93,13 +113,15 @@ class NotificationWriter:
             f"--{boundary}-m",
             _part("text/html", attachment.replace(_URL, html_url), filename="message.html"),
             f"--{boundary}-m--",
-            "",
         ]
-        return Notification(
-            message_id=self.message_id(job),
-            # ASCII but for a non-ASCII local part, which only goes to SMTPUTF8 servers.
-            data=CRLF.join(parts).encode("utf-8"),
-        )
+        # ASCII but for a non-ASCII local part, which only goes to SMTPUTF8 servers.
+        if self._signer is None:
+            data = CRLF.join([*headers, *mixed, ""]).encode("utf-8")
+        else:
+            entity = CRLF.join(mixed).encode("ascii")
+            signature = self._signer().sign(entity)
+            data = signed_mail(headers, entity, signature, f"{boundary}-s")
+        return Notification(message_id=self.message_id(job), data=data)
 
 
 # The templates are rendered once per kind of notification, with this in place of the
@@ -113,17 +135,23 @@ def _render_bodies(
     organisation: str,
     expiry: str,
     subject: str | None,
+    operator: OperatorIdentity,
+    signed: bool,
 ) -> tuple[str, str, str, str]:
     """(Subject header text, plain text, HTML, HTML attachment) with `_URL` for the link."""
     texts = TEXTS[language]
     title = texts["subject"].format(organisation=organisation)
     if subject:
         title = f"{title}: {subject}"
+    title = f"{title} {texts['secured'].format(operator=operator.name)}"
     values = {
         "language": language.value,
         "t": texts,
         "url": _URL,
         "subject": title,
+        "operator": operator,
+        "signed": texts["signed"].format(operator=operator.name) if signed else "",
+        "offline": texts["offline"].format(operator=operator.name),
         "intro": texts["intro"].format(
             organisation=organisation, kind=KINDS[language][message_type]
         ),
@@ -149,8 +177,9 @@ def _part(content_type: str, text: str, *, filename: str | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def from_header(organisation: str, address: str) -> str:
-    return f"{encoded_words(f'{organisation} (soap-service)')} <{address}>"
+def from_header(organisation: str, operator_name: str, address: str) -> str:
+    """`Organisation (Operator) <address>`: whose message it is, and who delivers it."""
+    return f"{encoded_words(f'{organisation} ({operator_name})')} <{address}>"
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -175,7 +204,5 @@ def encoded_words(text: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _display_time(moment: datetime, language: Language) -> str:
-    local = moment.astimezone(DISPLAY_ZONE)
-    if language is Language.EN:
-        return local.strftime("%Y-%m-%d %H:%M (%Z)")
-    return local.strftime("%d.%m.%Y %H:%M (%Z)")
+    """As the pages write it (a payroll run's expiries are few: cached)."""
+    return display_time(moment, language.value)

@@ -99,9 +99,10 @@ _RECIPIENT = {
 
 
 class ReportMailWriter:
-    def __init__(self, *, mail_from: str, hostname: str) -> None:
+    def __init__(self, *, mail_from: str, hostname: str, sender_name: str) -> None:
         self._mail_from = mail_from
         self._hostname = hostname
+        self._sender_name = sender_name
 
     def failure(self, job: ReportJob, subject: str, now: datetime) -> bytes:
         """RFC 3464: a human part, the machine-readable status, the original's headers."""
@@ -191,7 +192,7 @@ class ReportMailWriter:
         self, job: ReportJob, *, title: str, content_type: str, body: str, now: datetime, auto: str
     ) -> bytes:
         headers = [
-            f"From: {encoded_words('soap-service')} <{self._mail_from}>",
+            f"From: {encoded_words(self._sender_name)} <{self._mail_from}>",
             f"To: <{smtp_address(job.report_to)}>",
             f"Subject: {encoded_words(title)}",
             f"Date: {format_datetime(now)}",

@@ -29,7 +29,9 @@ class ReportSender(MailQueue[ReportJob]):
         self._keyring = keyring
         self._receipt_file = receipt_file
         smtp = parts.smtp
-        self._writer = ReportMailWriter(mail_from=smtp.mail_from, hostname=smtp.hostname)
+        self._writer = ReportMailWriter(
+            mail_from=smtp.mail_from, hostname=smtp.hostname, sender_name=parts.sender_name
+        )
 
     def _claim(self, store: DeliveryStore, now: datetime) -> ReportJob | None:
         jobs = store.claim_due_reports(self._worker, now=now, lease_until=now + LEASE, limit=1)

@@ -115,6 +115,8 @@ class DeliveryWorker:
             mail_from=settings.smtp.mail_from,
             hostname=settings.smtp.hostname,
             pickup_base_url=settings.pickup_base_url,
+            operator=settings.operator,
+            signer=mail_signer,
         )
         self._router = Router(settings.smtp.relay)
         # Organisations' gateways, read again for each batch (an operator's change counts
@@ -124,6 +126,7 @@ class DeliveryWorker:
             signer=mail_signer or _no_signer,
             mail_from=settings.smtp.mail_from,
             hostname=settings.smtp.hostname,
+            operator_name=settings.operator.name,
         )
         self._tls = TlsContexts.from_settings(settings.smtp)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifications")
@@ -147,6 +150,7 @@ class DeliveryWorker:
             poll_seconds=settings.poll_seconds,
             worker=self.name,
             now=now,
+            sender_name=settings.operator.name,
         )
         self._reports = ReportSender(parts, keyring=keyring, receipt_file=receipt_file)
         self._account_mails = AccountMailSender(

@@ -48,6 +48,18 @@ LOGIN_LOCK = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(minutes=30)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MessageAbout:
+    """What the page of a genuine link that no longer opens its message says it is about:
+    whose message and when it came; its subject only where the link alone showed it
+    (confidential), since a personal or registered message's needed a login, and not once
+    the sender withdrew it (perhaps because it went to the wrong person)."""
+
+    organisation: str
+    accepted_at: datetime
+    subject: str | None
+
+
 class PickupRefused(SoapServiceError):
     """The link does not show the message; `reason` says which page the recipient sees."""
 
@@ -59,10 +71,13 @@ class PickupRefused(SoapServiceError):
     LOGIN = "login"  # personal or registered: log in first
     REGISTER = "register"  # personal or registered, no account yet: register first
 
-    def __init__(self, reason: str, *, language: Language | None = None) -> None:
+    def __init__(
+        self, reason: str, *, language: Language | None = None, about: MessageAbout | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.language = language  # the message's, when the link was genuine
+        self.about = about  # withdrawn, refused, deleted or expired: which message
 
 
 class RegistrationRefused(SoapServiceError):
@@ -284,14 +299,18 @@ class PickupService:
         if not crypto.constant_time_equal(cipher.pickup_token(record.position), token):
             raise PickupRefused(PickupRefused.UNKNOWN)
         language = record.language
+        ended = None
         if record.state is RecipientState.CANCELLED:
-            raise PickupRefused(PickupRefused.WITHDRAWN, language=language)
-        if record.state is RecipientState.REFUSED:
-            raise PickupRefused(PickupRefused.REFUSED, language=language)
-        if record.content_deleted:  # said plainly, even once the message has expired
-            raise PickupRefused(PickupRefused.DELETED, language=language)
-        if record.state is RecipientState.EXPIRED or self._now() >= record.expires_at:
-            raise PickupRefused(PickupRefused.EXPIRED, language=language)
+            ended = PickupRefused.WITHDRAWN
+        elif record.state is RecipientState.REFUSED:
+            ended = PickupRefused.REFUSED
+        elif record.content_deleted:  # said plainly, even once the message has expired
+            ended = PickupRefused.DELETED
+        elif record.state is RecipientState.EXPIRED or self._now() >= record.expires_at:
+            ended = PickupRefused.EXPIRED
+        if ended is not None:
+            about = _about(record, cipher, subject=ended != PickupRefused.WITHDRAWN)
+            raise PickupRefused(ended, language=language, about=about)
         if record.state not in _READABLE:
             raise PickupRefused(PickupRefused.UNKNOWN, language=language)
         return record, cipher
@@ -314,6 +333,15 @@ class PickupService:
             PickupRefused.LOGIN if has_account else PickupRefused.REGISTER,
             language=record.language,
         )
+
+
+def _about(record: PickupRecord, cipher: MessageCipher, *, subject: bool) -> MessageAbout:
+    shown = subject and record.type is MessageType.CONFIDENTIAL
+    return MessageAbout(
+        organisation=record.organisation,
+        accepted_at=record.accepted_at,
+        subject=_text(cipher.open(sealing.SUBJECT, record.texts.subject)) if shown else None,
+    )
 
 
 def _opened(record: PickupRecord, cipher: MessageCipher) -> OpenedMessage:

@@ -173,6 +173,7 @@ class ReceiptContent:
     expires_at: datetime
     texts: SealedTexts
     attachments: tuple[SealedFile, ...]
+    language: Language
     content_deleted: bool = False
 
 

@@ -16,7 +16,13 @@ from enum import StrEnum
 
 from soap_service import crypto
 from soap_service.domain import sealing
-from soap_service.domain.model import Account, MessageStatus, MessageType, RecipientState
+from soap_service.domain.model import (
+    Account,
+    Language,
+    MessageStatus,
+    MessageType,
+    RecipientState,
+)
 from soap_service.domain.ports import ReceiptContent, ReceiptStore
 from soap_service.domain.sealing import MessageCipher
 from soap_service.errors import NotFound, ValidationError
@@ -63,6 +69,7 @@ class ReceiptFacts:
     html_body_sha256: str | None
     attachments: tuple[FileDigest, ...]
     issued_at: datetime
+    language: Language  # the message's: the receipt is written in it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +92,7 @@ class ReceiptService:
         store: ReceiptStore,
         keyring: crypto.Keyring,
         render: Callable[[ReceiptFacts], bytes],
-        sign: Callable[[bytes, ReceiptKind], bytes],
+        sign: Callable[[bytes, ReceiptFacts], bytes],
         now: Callable[[], datetime],
     ) -> None:
         self._store = store
@@ -182,7 +189,7 @@ class ReceiptService:
             event_at=attested.event_at,
             issued_at=issued_at,
         )
-        pdf = self._sign(self._render(facts), kind)
+        pdf = self._sign(self._render(facts), facts)
         # Two requests at once store one; both answer with the stored one.
         return self._store.add_receipt(
             status.message_id, attested.position, kind.value, issued_at=issued_at, pdf=pdf
@@ -265,6 +272,7 @@ def _facts(
             for attachment in content.attachments
         ),
         issued_at=issued_at,
+        language=content.language,
     )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from soap_service.domain.model import Language
 from soap_service.domain.ports import ReceiptContent, SealedFile
 from soap_service.persistence.messages import sealed_texts
 from soap_service.persistence.tables import accounts, attachments, messages, receipts
@@ -34,6 +35,7 @@ class ReceiptQueries(Transactions):
             accepted_at=row.accepted_at,
             expires_at=row.expires_at,
             texts=sealed_texts(row),
+            language=Language(row.language),
             content_deleted=row.content_deleted_at is not None,
             attachments=tuple(
                 SealedFile(

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time
 from babel.units import format_unit
 from flask import g, render_template, request
 from flask_babel import get_locale, lazy_gettext
@@ -20,9 +19,9 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from soap_service import crypto
+from soap_service import crypto, display
 from soap_service.domain.model import Language
-from soap_service.domain.pickup import PickupRefused, RegistrationRefused
+from soap_service.domain.pickup import MessageAbout, PickupRefused, RegistrationRefused
 from soap_service.errors import ServiceError
 from soap_service.logs import describe_exception
 from soap_service.web.i18n import LANGUAGE_NAMES, written_in
@@ -31,7 +30,7 @@ log = logging.getLogger("soap_service.pages")
 
 HTML = "text/html; charset=utf-8"
 # Times as the recipients (Swiss payslips) read clocks.
-DISPLAY_ZONE = ZoneInfo("Europe/Zurich")
+DISPLAY_ZONE = display.SWISS_TIME
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _CSS = (_TEMPLATES / "pickup.css").read_text(encoding="utf-8")
@@ -172,14 +171,19 @@ def page(name: str, language: Language, *, status: int = 200, **values: Any) -> 
     return Response(body, status=status, content_type=HTML)
 
 
-def notice(reason: str, language: Language | None) -> Response:
+def notice(
+    reason: str, language: Language | None, *, about: MessageAbout | None = None
+) -> Response:
     """The page of a refused link, a refused form or a failure, in the first language known
-    of: the reader's pick, the message's, the browser's, the service's."""
+    of: the reader's pick, the message's, the browser's, the service's. A link to a message
+    that ended (withdrawn, refused, expired, deleted) says which message it was."""
     heading, text, status = NOTICES[reason]
     language = chosen_language() or language or browser_language()
     with written_in(language):
         heading, text = str(heading), str(text)
-    return page("notice", language, status=status, reason=reason, heading=heading, text=text)
+    return page(
+        "notice", language, status=status, reason=reason, heading=heading, text=text, about=about
+    )
 
 
 def failed(error: Exception) -> Response:
@@ -265,16 +269,6 @@ def reader_zone() -> ZoneInfo:
 
 
 def display_time(moment: datetime) -> str:
-    """A moment as the page's language writes it in Switzerland, in the reader's time
-    zone (Europe/Zurich unless they chose another) and saying which: "06.12.2026, 16:00
-    MEZ", "6 déc. 2026, 16:00 UTC+1". A template filter: only while a page is rendered is
-    its language the locale."""
-    local = moment.astimezone(reader_zone())
-    locale = f"{get_locale()}_CH"
-    zone = format_time(local, "z", locale=locale)
-    if zone[:1] in "+-":  # no abbreviation in this language: the offset
-        offset = local.utcoffset() or timedelta(0)
-        hours, minutes = divmod(int(offset.total_seconds()) // 60, 60)
-        zone = f"UTC{hours:+d}" + (f":{minutes:02d}" if minutes else "")
-    date = format_date(local, "medium", locale=locale)
-    return f"{date}, {format_time(local, 'short', locale=locale)} {zone}"
+    """A moment in the page's language and the reader's time zone (display.py). A template
+    filter: only while a page is rendered is its language the locale."""
+    return display.display_time(moment, str(get_locale()), reader_zone())

@@ -122,8 +122,14 @@ def view(token: str) -> Response:
         return page("decide", language, **_values(token, account=account), decision=shown)
     account = None if shown.type is MessageType.CONFIDENTIAL else _session_address(service)
     html_body = None if shown.html_body is None else Markup(clean_html(shown.html_body))
+    # One body at a time: the formatted one the sender wrote, or on request the plain text.
     return page(
-        "message", language, **_values(token, account=account), message=shown, html_body=html_body
+        "message",
+        language,
+        **_values(token, account=account),
+        message=shown,
+        html_body=html_body,
+        plain_text=request.args.get("view") == "text",
     )
 
 
@@ -230,7 +236,9 @@ def _sign_in(token: str, action: str) -> Response:
         log.info("pickup registration refused: %s", refused_registration.reason)
         if refused_registration.reason == RegistrationRefused.EXISTS:
             return notice("exists", identity.language)
-        return _register_form(token, identity, refused_registration.reason)
+        return _register_form(
+            token, identity, refused_registration.reason, consent=form.get("consent") == "yes"
+        )
     response = see(_link(token) + choice_query())
     set_cookie(response, SESSION_COOKIE, session, max_age=int(SESSION_LIFETIME.total_seconds()))
     return response
@@ -248,7 +256,7 @@ def _refused(refused: PickupRefused) -> Response:
             if refused.reason == PickupRefused.LOGIN:
                 return _login_form(token, identity, None)
             return _register_form(token, identity, None)
-        return notice(refused.reason, refused.language)
+        return notice(refused.reason, refused.language, about=refused.about)
     except PickupRefused as again:  # the link changed meanwhile
         return notice(again.reason, again.language)
     except Exception as error:  # as any failure, told in the refused message's language
@@ -264,13 +272,18 @@ def _login_form(token: str, identity: LinkIdentity, error: str | None) -> Respon
     return _form("login", token, identity, message, status)
 
 
-def _register_form(token: str, identity: LinkIdentity, error: str | None) -> Response:
+def _register_form(
+    token: str, identity: LinkIdentity, error: str | None, *, consent: bool = False
+) -> Response:
     message = REGISTRATION_ERRORS[error] if error else None
-    return _form("register", token, identity, message, 400 if error else 200)
+    return _form("register", token, identity, message, 400 if error else 200, consent=consent)
 
 
-def _form(name: str, token: str, identity: LinkIdentity, error: Any, status: int) -> Response:
-    """The login or registration page for the link's address, with the error said."""
+def _form(
+    name: str, token: str, identity: LinkIdentity, error: Any, status: int, consent: bool = False
+) -> Response:
+    """The login or registration page for the link's address, with the error said (and
+    the consent given kept)."""
     return page(
         name,
         chosen_language() or identity.language,
@@ -279,6 +292,7 @@ def _form(name: str, token: str, identity: LinkIdentity, error: Any, status: int
         identity=identity,
         error=error,
         min_password=MIN_PASSWORD_LENGTH,
+        consent=consent,
     )
 
 

@@ -362,7 +362,13 @@ def test_an_unreachable_gateway_fails_or_falls_back_after_the_retry_time(
     anna = h.env.status(status.message_id).recipients[0]
     assert anna.state is RecipientState.SENT
     assert [mail.recipients for mail in h.relay.received] == [("anna@firm.example",)]
-    assert "multipart/signed" not in h.relay.received[0].message.get_content_type()
+    # The notification (with its message.html), not the message itself.
+    notification = h.relay.received[0].message
+    assert notification["X-Soap-Service-Delivery"] is None
+    assert [part.get_filename() for part in notification.walk() if part.get_filename()] == [
+        "message.html",
+        "smime.p7s",
+    ]
     assert gateway.received == []
 
 

@@ -1,25 +1,31 @@
 """The notification e-mail, parsed back with the `email` package: valid MIME in every
-language and message type, the pickup link three times, nothing of the message itself."""
+language and message type, the pickup link three times, nothing of the message itself,
+S/MIME-signed (checked with `openssl smime -verify`), an attachment that needs no network."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import html
 import re
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
-from soap_service.crypto import WrappedKey
+from soap_service.crypto import MailSigner, WrappedKey, generate_mail_signing_certificate
 from soap_service.delivery import notification as notification_module
 from soap_service.delivery.notification import Notification, NotificationWriter
 from soap_service.delivery.texts import KINDS, TEXTS
 from soap_service.domain.delivery import DeliveryJob
 from soap_service.domain.model import Language, MessageType
+from soap_service.settings import OperatorIdentity
+from tests.support import smime_verify
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # 12:00 UTC is 13:00 in Zurich (CET) in March.
@@ -29,6 +35,19 @@ TOKEN = "q3bXw9Zc0A1-_fJ2kLmN4oPqRsTuVwXyZ0123456789"  # 43 base64url characters
 URL = BASE_URL + TOKEN
 ORGANISATION = "Müller & Söhne Treuhand AG"
 SEALED_SUBJECT = b"\x01sealed-subject-bytes\x02"
+MAIL_FROM = "no-reply@soap.example.ch"
+OPERATOR = OperatorIdentity(
+    name="Beispiel Post",
+    address_lines=("Beispiel Post AG", "Wankdorfallee 4", "3030 Bern"),
+    imprint_url="https://post.example.ch/impressum",
+    privacy_url="https://post.example.ch/datenschutz",
+)
+SECURED = {
+    Language.DE: "(Gesichert durch Beispiel Post)",
+    Language.FR: "(Sécurisé par Beispiel Post)",
+    Language.IT: "(Protetto da Beispiel Post)",
+    Language.EN: "(Secured by Beispiel Post)",
+}
 
 
 def job(
@@ -57,10 +76,23 @@ def job(
     )
 
 
+@pytest.fixture(scope="module")
+def signing_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("signing")
+    cert, key = folder / "mail-signing.pem", folder / "mail-signing-key.pem"
+    generate_mail_signing_certificate(cert, key, address=MAIL_FROM)
+    return cert, key
+
+
 @pytest.fixture
-def writer() -> NotificationWriter:
+def writer(signing_cert: tuple[Path, Path]) -> NotificationWriter:
+    signer = MailSigner(*signing_cert)
     return NotificationWriter(
-        mail_from="no-reply@soap.example.ch", hostname="soap.example.ch", pickup_base_url=BASE_URL
+        mail_from=MAIL_FROM,
+        hostname="soap.example.ch",
+        pickup_base_url=BASE_URL,
+        operator=OPERATOR,
+        signer=lambda: signer,
     )
 
 
@@ -83,9 +115,16 @@ def decoded(value: str) -> str:
 
 
 def parts(message: EmailMessage) -> tuple[EmailMessage, EmailMessage, EmailMessage]:
-    """The text, the HTML and the attachment, after checking the exact MIME structure."""
-    assert message.get_content_type() == "multipart/mixed"
-    top = list(message.iter_parts())
+    """The text, the HTML and the attachment, after checking the exact MIME structure:
+    multipart/signed around multipart/mixed (the bodies, then the attachment)."""
+    assert message.get_content_type() == "multipart/signed"
+    assert message.get_param("protocol") == "application/pkcs7-signature"
+    assert message.get_param("micalg") == "sha-256"
+    signed, signature = list(message.iter_parts())
+    assert signature.get_content_type() == "application/pkcs7-signature"
+    assert signature.get_filename() == "smime.p7s"
+    assert signed.get_content_type() == "multipart/mixed"
+    top = list(signed.iter_parts())
     assert len(top) == 2
     alternative, attachment = top
     assert alternative.get_content_type() == "multipart/alternative"
@@ -129,8 +168,8 @@ def test_every_language_and_type_is_valid_mime_with_the_link_three_times(
     # The Read link: in the text, as the HTML button's href, and in the attachment.
     assert URL in plain.split()
     assert markup.count(f'href="{URL}"') == 2  # the button and the written-out link
-    assert f'href="{URL}"' in page
-    assert f"url={URL}" in page  # the attachment also forwards by itself
+    assert page.count(f'href="{URL}"') == 2
+    assert "http-equiv" not in page  # it forwards nowhere: it says it all by itself
 
     words = TEXTS[language]
     kind = KINDS[language][type]
@@ -138,18 +177,37 @@ def test_every_language_and_type_is_valid_mime_with_the_link_three_times(
     assert intro in plain
     assert html.escape(intro, quote=False) in markup
     assert html.escape(intro, quote=False) in page
+    assert words["offline"].format(operator="Beispiel Post") in html.unescape(page)
+    signed = words["signed"].format(operator="Beispiel Post")
+    assert signed in plain
+    assert signed in html.unescape(markup)
+    # The operator: name, address and legal pages, in the mail and in the attachment.
+    assert "Beispiel Post\nBeispiel Post AG\nWankdorfallee 4\n3030 Bern\n" in plain
+    for markup_part in (markup, page):
+        assert "Beispiel Post AG<br>Wankdorfallee 4<br>3030 Bern" in markup_part
+        assert f'href="{OPERATOR.imprint_url}"' in markup_part
+        assert f'href="{OPERATOR.privacy_url}"' in markup_part
+        assert f">{words['imprint']}</a>" in markup_part
+    assert f"{words['privacy']}: {OPERATOR.privacy_url}" in plain
     assert f'<html lang="{language.value}">' in markup
     assert f">{words['read']}</a>" in markup
-    expiry = "2026-03-09 13:00 (CET)" if language is Language.EN else "09.03.2026 13:00 (CET)"
+    # As the pages write it: the language's own way, in Swiss time, saying which zone.
+    expiry = {
+        Language.DE: "09.03.2026, 13:00 MEZ",
+        Language.FR: "9 mars 2026, 13:00 UTC+1",
+        Language.IT: "9 mar 2026, 13:00 CET",
+        Language.EN: "9 Mar 2026, 13:00 CET",
+    }[language]
     assert words["until"].format(expiry=expiry) in plain
     assert (words["registered"] in plain) is (type is MessageType.REGISTERED)
     assert (words["registered"] in html.unescape(markup)) is (type is MessageType.REGISTERED)
 
     headers = raw_headers(data)
-    title = words["subject"].format(organisation=ORGANISATION)
+    title = words["subject"].format(organisation=ORGANISATION) + " " + SECURED[language]
     assert decoded(headers["Subject"]) == title
     assert str(message["Subject"]) == title
-    assert decoded(headers["From"]) == f"{ORGANISATION} (soap-service) <no-reply@soap.example.ch>"
+    assert decoded(headers["From"]) == f"{ORGANISATION} (Beispiel Post) <no-reply@soap.example.ch>"
+    assert headers["Content-Language"] == language.value
     assert message["From"].addresses[0].addr_spec == "no-reply@soap.example.ch"
     assert headers["To"] == "<anna.muster@example.ch>"
     assert headers["Message-ID"] == "<0b7c5a8e-3f2d-4c1b-9e8a-6d5f4c3b2a19.1@soap.example.ch>"
@@ -165,10 +223,11 @@ def test_the_subject_is_shown_only_when_given(writer: NotificationWriter) -> Non
     without = writer.write(job(), token=TOKEN, subject=None, now=NOW)
 
     title = f"Sichere Nachricht von {ORGANISATION}"
-    assert str(parse(with_subject)["Subject"]) == f"{title}: {subject}"
-    assert str(parse(without)["Subject"]) == title
+    secured = "(Gesichert durch Beispiel Post)"
+    assert str(parse(with_subject)["Subject"]) == f"{title}: {subject} {secured}"
+    assert str(parse(without)["Subject"]) == f"{title} {secured}"
     for part in parse(without).walk():
-        if not part.is_multipart():
+        if not part.is_multipart() and part.get_content_maintype() == "text":
             assert "Lohnabrechnung" not in part.get_content()
     assert SEALED_SUBJECT not in without.data
 
@@ -181,7 +240,7 @@ def test_a_subject_with_line_breaks_cannot_add_headers(writer: NotificationWrite
     assert message["Bcc"] is None
     assert b"\r\nBcc:" not in notification.data
     assert all(part.defects == [] for part in message.walk())
-    assert str(message["Subject"]).endswith(": Lohn Bcc: evil@example.org")
+    assert str(message["Subject"]).endswith(": Lohn Bcc: evil@example.org " + SECURED[Language.DE])
 
 
 def test_an_organisation_with_line_breaks_cannot_add_headers(
@@ -250,3 +309,66 @@ def test_an_international_domain_is_written_in_idna_in_to(writer: NotificationWr
     message = parse(notification)
     assert message["To"].addresses[0].domain == "xn--mller-strae-46a18a.ch"
     assert all(part.defects == [] for part in message.walk())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_openssl_verifies_the_signature_and_refuses_a_changed_notification(
+    writer: NotificationWriter, signing_cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data = writer.write(job(), token=TOKEN, subject=None, now=NOW).data
+    certificate, _ = signing_cert
+    verified = smime_verify(data, certificate, tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert b"Verification successful" in verified.stderr
+    # What it covers: the whole multipart/mixed, bodies and attachment.
+    signed = email.message_from_bytes(verified.stdout, policy=email.policy.default)
+    assert signed.get_content_type() == "multipart/mixed"
+    assert [part.get_content_type() for part in signed.walk()] == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "text/html",
+    ]
+    # The certificate names the From address, which mail programs compare.
+    assert MAIL_FROM.encode() in certificate_emails(certificate)
+
+    # A link changed on the way (a phishing copy of a real notification) fails.
+    text_part = parse_parts(data)[0]
+    block = text_part.get_payload().strip().replace("\r\n", "\n").replace("\n", "\r\n").encode()
+    assert block in data
+    text = base64.b64decode(block).replace(TOKEN.encode(), b"x" * len(TOKEN))
+    forged = data.replace(block, base64.encodebytes(text).replace(b"\n", b"\r\n").strip())
+    assert forged != data
+    refused = smime_verify(forged, certificate, tmp_path)
+    assert refused.returncode != 0
+    assert b"Verification successful" not in refused.stderr
+
+
+def parse_parts(data: bytes) -> tuple[EmailMessage, EmailMessage, EmailMessage]:
+    return parts(email.message_from_bytes(data, policy=email.policy.default))  # type: ignore[arg-type]
+
+
+def certificate_emails(path: Path) -> bytes:
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return b" ".join(name.encode() for name in names.value.get_values_for_type(x509.RFC822Name))
+
+
+def test_a_writer_without_a_signer_writes_the_same_mail_unsigned() -> None:
+    unsigned = NotificationWriter(
+        mail_from=MAIL_FROM,
+        hostname="soap.example.ch",
+        pickup_base_url=BASE_URL,
+        operator=OPERATOR,
+        signer=None,
+    ).write(job(), token=TOKEN, subject=None, now=NOW)
+    message = parse(unsigned)
+    assert message.get_content_type() == "multipart/mixed"
+    assert all(part.defects == [] for part in message.walk())
+    assert b"pkcs7" not in unsigned.data
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    assert "digital signiert" not in plain.get_content()

@@ -356,7 +356,9 @@ def test_the_notification_holds_no_content_and_the_subject_only_if_allowed(
     status = hidden.send("anna@example.ch", subject="Lohn Mai", text_body="Nettolohn 6543.21")
     assert worker_for(hidden, sink, tmp_path, ca=tls.ca_cert).run_once() == 1
     [mail] = sink.received
-    assert str(mail.message["Subject"]) == "Sichere Nachricht von ACME Treuhand AG"
+    assert str(mail.message["Subject"]) == (
+        "Sichere Nachricht von ACME Treuhand AG (Gesichert durch soap-service)"
+    )
     for part in leaves(mail):
         content = part.get_content()
         assert "Nettolohn" not in content
@@ -369,7 +371,9 @@ def test_the_notification_holds_no_content_and_the_subject_only_if_allowed(
     shown.send("bert@example.ch", subject="Lohn Mai", text_body="Nettolohn 6543.21")
     assert worker_for(shown, sink, tmp_path, ca=tls.ca_cert).run_once() == 1
     mail = sink.received[1]
-    assert str(mail.message["Subject"]) == "Sichere Nachricht von ACME Treuhand AG: Lohn Mai"
+    assert str(mail.message["Subject"]) == (
+        "Sichere Nachricht von ACME Treuhand AG: Lohn Mai (Gesichert durch soap-service)"
+    )
     assert all("Nettolohn" not in part.get_content() for part in leaves(mail))
 
 

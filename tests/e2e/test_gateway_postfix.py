@@ -180,7 +180,7 @@ def test_postfix_receives_the_confidential_message_signed_and_the_registered_one
     assert page.locator("#subject").inner_text() == "Lohnabrechnung Dezember (registered)"
     with page.expect_navigation():
         page.get_by_role("button", name="Annehmen und öffnen").click()
-    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    assert page.locator("#html-body").inner_text() == "Guten Tag\n\nNettolohn: CHF 6'543.21"
     context.close()
     assert stack.recipients(registered)[0].State == "accepted"
     assert notified.Address == "anna@firm.example"

@@ -103,8 +103,10 @@ def read_link(mail: EmailMessage) -> str:
 
 
 def attachment_page(mail: EmailMessage) -> str:
-    [part] = [p for p in mail.iter_attachments() if p.get_content_type() == "text/html"]
-    return part.get_content()
+    """The notification's message.html (inside its signed part)."""
+    [part] = [p for p in mail.walk() if p.get_filename() == "message.html"]
+    assert isinstance(part, EmailMessage)
+    return str(part.get_content())
 
 
 def send_payslip(stack: Stack, message_type: str = "confidential", subject: str = "") -> str:
@@ -167,9 +169,18 @@ def test_a_recipient_opens_the_message_from_the_notification_and_downloads_its_a
     response = page.goto(link)
     assert response is not None and response.status == 200
     assert page.locator("#subject").inner_text() == "Lohnabrechnung November"
-    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    # The formatted body the sender wrote; the plain text one on request, and back.
     assert "Nettolohn: CHF 6'543.21" in page.locator("#html-body").inner_text()
     assert page.locator("#html-body img").count() == 0
+    assert page.locator("#text-body").count() == 0
+    with page.expect_navigation():
+        page.get_by_role("link", name="Als reinen Text anzeigen").click()
+    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    assert page.locator("#html-body").count() == 0
+    with page.expect_navigation():
+        page.get_by_role("link", name="Formatierte Fassung anzeigen").click()
+    assert page.url == link
+    assert page.locator("#html-body").count() == 1
     assert remote == []  # nothing was loaded from the sender's tracker
 
     downloads = {}
@@ -208,6 +219,45 @@ def test_the_notifications_html_attachment_opens_the_same_page(
     assert page.url == read_link(mail.message)
     assert page.locator("#subject").inner_text() == "Lohnabrechnung November"
     assert stack.wait_all(message_id, "opened")
+    context.close()
+
+
+def test_the_notification_fits_a_phone_and_its_attachment_stands_on_its_own_offline(
+    delivering: tuple[Stack, SmtpSink], browser: Any, tmp_path: Path
+) -> None:
+    stack, sink = delivering
+    _, mail = payslip_delivered(stack, sink, "registered", "Lohnabrechnung Dezember")
+    link = read_link(mail.message)
+    body = mail.message.get_body(("html",))
+    assert body is not None
+    # Mail programs show the HTML body in a column about as wide as the phone, or less.
+    for width in (320, 360, 390):
+        context = browser.new_context(viewport={"width": width, "height": 700})
+        page = context.new_page()
+        page.set_content(body.get_content())
+        assert page.get_by_role("link", name=link).is_visible()
+        shoot(page, f"notification-de-{width}")
+        context.close()
+
+    saved = tmp_path / "message.html"
+    saved.write_text(attachment_page(mail.message), encoding="utf-8")
+    context = browser.new_context(viewport={"width": 390, "height": 700})
+    context.set_offline(True)  # no network: the page must still say it all
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(saved.as_uri())
+    page.wait_for_timeout(1500)  # a forwarding page would have gone by now
+    assert page.url == saved.as_uri()
+    assert requests == [saved.as_uri()]
+    text = page.locator("body").inner_text()
+    assert "Sichere Nachricht von ACME Treuhand AG (Gesichert durch soap-service)" in text
+    assert "ACME Treuhand AG hat Ihnen eine eingeschriebene Nachricht gesendet." in text
+    assert "muss sie bis dahin angenommen werden" in text
+    assert "Internetverbindung" in text
+    assert page.get_by_role("link", name="Lesen").get_attribute("href") == link
+    assert page.get_by_role("link", name=link).is_visible()
+    shoot(page, "notification-attachment-offline-de-phone")
     context.close()
 
 
@@ -354,7 +404,7 @@ def test_a_registered_message_is_accepted_or_refused_in_the_browser(
     assert "Lohnabrechnung liegt bei" not in page.content()  # no content before accepting
     with page.expect_navigation():
         page.get_by_role("button", name="Annehmen und öffnen").click()
-    assert page.locator("#text-body").inner_text() == "Guten Tag\nIhre Lohnabrechnung liegt bei."
+    assert "Nettolohn: CHF 6'543.21" in page.locator("#html-body").inner_text()
     with page.expect_download() as waiting:
         page.get_by_text("Lohn-2026-11.pdf", exact=True).click()
     assert Path(waiting.value.path()).read_bytes() == PDF

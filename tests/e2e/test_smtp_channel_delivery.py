@@ -83,12 +83,15 @@ def notification(stack: Stack, sink: SmtpSink, reference: str, recipient: str) -
 
 
 def page_parts(stack: Stack, link: str) -> dict[str, object]:
+    """The message page: the formatted body it shows, and the plain text one on request."""
     response = stack.service.session().get(link, timeout=30)
     assert response.status_code == 200, response.text[:500]
     page = lxml_html.fromstring(response.text)
+    as_text = stack.service.session().get(link + "?view=text", timeout=30)
+    assert as_text.status_code == 200, as_text.text[:500]
     return {
         "subject": page.get_element_by_id("subject").text_content(),
-        "text": page.get_element_by_id("text-body").text_content(),
+        "text": lxml_html.fromstring(as_text.text).get_element_by_id("text-body").text_content(),
         "html": page.get_element_by_id("html-body").text_content(),
         "attachments": page.xpath("//ul[@id='attachments']/li/a/text()"),
     }

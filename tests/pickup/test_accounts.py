@@ -4,6 +4,7 @@ on a real database."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -92,6 +93,22 @@ def test_a_registration_that_is_not_complete_creates_nothing(
     assert SESSION not in browser.cookies
     assert accounts(env) == []
     assert states(env, sent.message_id) == [RecipientState.QUEUED]
+    # The rule is said beside the field, before anyone breaks it; a consent given stays.
+    assert '<p id="password-rule" class="hint">Mindestens 10 Zeichen.</p>' in answer.text
+    consent_box = re.search(r'<input id="consent"[^>]*>', answer.text)
+    assert consent_box is not None
+    assert ("checked" in consent_box.group()) is (fields.get("consent", "yes") == "yes")
+
+
+def test_the_registration_form_says_the_password_rule_before_it_is_sent(
+    env: Env, app: WebApp
+) -> None:
+    sent = env.send("anna@example.ch", type=MessageType.PERSONAL)
+    form = Browser(app).get(f"/m/{token_for(env, sent.message_id)}")
+    assert form.status == 200
+    assert '<p id="password-rule" class="hint">Mindestens 10 Zeichen.</p>' in form.text
+    assert 'aria-describedby="password-rule"' in form.text
+    assert '<input id="consent" name="consent" type="checkbox" value="yes">' in form.text
 
 
 def test_a_second_registration_is_refused_and_the_password_stays(env: Env, app: WebApp) -> None:
@@ -268,6 +285,9 @@ def test_refusing_a_registered_message_never_shows_it(env: Env, app: WebApp) -> 
     page = browser.get(f"/m/{token}")
     assert page.status == 410
     assert '<h1 id="notice" data-reason="refused">Nachricht abgelehnt</h1>' in page.text
+    assert '<dt>Von</dt><dd id="about-from">ACME Treuhand AG</dd>' in page.text
+    assert 'id="about-received"' in page.text
+    assert 'id="about-subject"' not in page.text  # a registered one's needed a login
     assert "Nettolohn" not in page.text
     assert states(env, sent.message_id) == [RecipientState.REFUSED]
     # Final: accepting afterwards changes nothing.

@@ -132,6 +132,9 @@ def test_an_expired_message_shows_that_it_expired_and_is_not_opened(env: Env, ap
     page = get(app, f"/m/{token_for(env, sent.message_id)}")
     assert page.status == 410
     assert '<h1 id="notice" data-reason="expired">Messaggio scaduto</h1>' in page.text
+    # Which message: a confidential one's link showed its subject, and still does.
+    assert '<dt>Da</dt><dd id="about-from">ACME Treuhand AG</dd>' in page.text
+    assert '<dd id="about-subject">Lohnabrechnung März</dd>' in page.text
     assert states(env, sent.message_id) == [RecipientState.QUEUED]
 
 
@@ -161,7 +164,11 @@ def test_a_withdrawn_message_says_so_and_who_opened_it_before_keeps_opened(
     page = get(app, f"/m/{second}")
     assert page.status == 410
     assert '<h1 id="notice" data-reason="withdrawn">Message withdrawn</h1>' in page.text
+    # Which message: whose and when; not its subject, which the sender took back.
+    assert '<dd id="about-from">ACME Treuhand AG</dd>' in page.text
+    assert '<dd id="about-received">2 Mar 2026, 09:00 CET</dd>' in page.text
     assert "Lohnabrechnung" not in page.text
+    assert 'id="about-subject"' not in page.text
     assert get(app, f"/m/{second}/1").status == 410
     # Who read it before may still read it.
     assert get(app, f"/m/{first}").status == 200

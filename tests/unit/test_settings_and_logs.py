@@ -14,7 +14,7 @@ from spyne.protocol.soap.soap11 import _parse_xml_string
 
 from soap_service.errors import ConfigurationError
 from soap_service.logs import configure_logging, describe_exception
-from soap_service.settings import load_settings
+from soap_service.settings import OperatorIdentity, load_settings
 
 
 def test_defaults_are_the_embedded_development_service(tmp_path: Path) -> None:
@@ -66,6 +66,10 @@ def test_listening_beyond_this_host_needs_a_public_url_and_a_certificate() -> No
         ("TLS_CERT_FILE", "/etc/cert.pem", "both"),
         ("LOG_LEVEL", "chatty", "DEBUG, INFO, WARNING, ERROR"),
         ("TRUSTED_PROXIES", "10.0.0.1, proxy.internal", "not an IP address"),
+        ("OPERATOR_NAME", "Post <evil@example.org>", "plain name"),
+        ("OPERATOR_NAME", "x" * 81, "at most 80"),
+        ("OPERATOR_IMPRINT_URL", "http://post.example.ch/impressum", "https://"),
+        ("OPERATOR_PRIVACY_URL", 'https://post.example.ch/"x', "https://"),
     ],
 )
 def test_wrong_settings_are_refused_at_start(name: str, value: str, complaint: str) -> None:
@@ -179,3 +183,23 @@ def test_trusted_proxies_are_read_as_ip_addresses() -> None:
     settings = load_settings({"SOAP_SERVICE_TRUSTED_PROXIES": " 10.0.0.1,::1 , 2001:DB8::1"})
     assert settings.trusted_proxies == frozenset({"10.0.0.1", "::1", "2001:db8::1"})
     assert load_settings({}).trusted_proxies == frozenset()
+
+
+def test_the_operator_is_named_once_for_notifications_pages_and_receipts() -> None:
+    default = load_settings({})
+    assert default.operator == OperatorIdentity(name="soap-service")
+    assert default.delivery.operator is default.operator
+    settings = load_settings(
+        {
+            "SOAP_SERVICE_OPERATOR_NAME": "  Beispiel   Post ",
+            "SOAP_SERVICE_OPERATOR_ADDRESS": "Beispiel Post AG; Wankdorfallee 4 ;; 3030 Bern",
+            "SOAP_SERVICE_OPERATOR_IMPRINT_URL": "https://post.example.ch/impressum",
+            "SOAP_SERVICE_OPERATOR_PRIVACY_URL": "https://post.example.ch/datenschutz",
+        }
+    )
+    assert settings.operator == OperatorIdentity(
+        name="Beispiel Post",
+        address_lines=("Beispiel Post AG", "Wankdorfallee 4", "3030 Bern"),
+        imprint_url="https://post.example.ch/impressum",
+        privacy_url="https://post.example.ch/datenschutz",
+    )

@@ -3,6 +3,7 @@ exactly what the templates and the code ask for, with the same placeholders."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ KEYWORDS = {"_": None, "gettext": None, "lazy_gettext": None, "pgettext": ((1, "
 METHODS = [
     ("web/**.py", "python"),
     ("delivery/**.py", "python"),
+    ("documents/**.py", "python"),
     ("web/templates/**.j2", "jinja2"),
 ]
 
@@ -103,3 +105,28 @@ def test_times_are_written_in_swiss_time_as_each_language_writes_them(
     with app.test_request_context(), written_in(Language(language)):
         assert display_time(datetime(2026, 12, 6, 15, tzinfo=UTC)) == winter
         assert display_time(datetime(2026, 7, 6, 15, tzinfo=UTC)) == summer
+
+
+# Italian addresses the reader formally (Lei) throughout: sentences in the Lei form with
+# its pronouns capitalised (Le, Suo, Sua), buttons and links in the infinitive. These are
+# the informal forms a translation slips into.
+INFORMAL_ITALIAN = re.compile(
+    r"\b(tu|tuo|tua|tuoi|tue|ti|hai|puoi|devi|vuoi)\b"
+    r"|^(Accedi|Esci|Accetta|Rifiuta|Torna|Registrati|Mostra|Inserisci|Scegli|Apri|Invia|"
+    r"Salva|Conferma|Crea|Imposta|Scarica|Ritira|Attiva|Disattiva|Invita|Rimuovi|Lascia)\b"
+)
+LOWER_COURTESY = re.compile(r"\b(suo|sua|suoi|sue)\b")
+
+
+def test_italian_addresses_the_reader_formally_everywhere() -> None:
+    from soap_service.delivery.texts import TEXTS
+
+    with catalogue_path(Language.IT).open("rb") as file:
+        catalog = read_po(file, locale="it")
+    texts = [message.string for message in catalog if message.id]
+    texts += list(TEXTS[Language.IT].values())
+    assert isinstance(texts[0], str)
+    informal = [text for text in texts if INFORMAL_ITALIAN.search(str(text))]
+    assert informal == []
+    assert [text for text in texts if LOWER_COURTESY.search(str(text))] == []
+    assert "Accedere" in texts and "Le ha inviato" in TEXTS[Language.IT]["intro"]

@@ -55,7 +55,10 @@ demo: $(STAMP)
 		--state-file var/payroll-state.json
 	$(BIN)/python client_examples/payroll_client.py status --period 2026-11 \
 		--csv client_examples/sample/employees.csv --report var/payroll-report.csv \
-		--state-file var/payroll-state.json --timeout 15 --poll 3 || [ $$? -eq 5 ]
+		--state-file var/payroll-state.json --until sent --timeout 60 --poll 1
+	@echo
+	@echo "Each employee's notification is in var/mail/: open one and follow its link."
+	@echo "Follow the run until payslips are opened: the same status command without --until sent."
 
 ## After changing a page's words: extract them from the templates and the code, and
 ## merge them into each language's catalogue (translate the new entries there).

@@ -708,7 +708,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--csv", required=True, help="employees: id,name,email,language")
     parser.add_argument("--period", required=True, help="pay period, e.g. 2026-11")
     parser.add_argument("--payslips", help="folder with <id>.pdf for each employee (send)")
-    parser.add_argument("--type", choices=["confidential", "registered"], default="confidential")
+    parser.add_argument(
+        "--type", choices=["confidential", "personal", "registered"], default="confidential",
+        help="confidential: the link opens it; personal: the employee logs in; registered: "
+        "the employee accepts it, you get signed receipts",
+    )  # fmt: skip
     parser.add_argument("--subject", default="Lohnabrechnung {period}")
     parser.add_argument(
         "--text", default="Guten Tag {name}\n\nIhre Lohnabrechnung {period} liegt bei."

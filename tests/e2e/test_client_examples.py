@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -38,6 +39,46 @@ def test_first_call_example_sends_and_reads_status(service: ServiceProcess, send
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("accepted ")
         assert "  eve@example.ch: queued" in result.stdout
+
+
+def test_first_call_shows_each_type_a_receipt_and_a_cancel(
+    service: ServiceProcess, sender: Sender, tmp_path: Path
+) -> None:
+    def first_call(*extra: str) -> str:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "client_examples" / "first_call.py"),
+                *("--url", service.url, "--username", sender.username),
+                *("--password", sender.password, "--ca-file", str(service.tls.ca_cert)),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,  # where a receipt is saved
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    for message_type in ("personal", "registered"):
+        said = first_call("--type", message_type, "--to", "eve@example.ch")
+        message_id = said.split()[1]
+        assert "  eve@example.ch: queued" in said
+        assert f"first_call.py --cancel {message_id}" in said
+    # The last one is registered: the next steps it printed name its receipt.
+    assert f"first_call.py --receipt {message_id} --kind pickup --recipient eve@example.ch" in said
+    saved = first_call("--receipt", message_id)
+    receipt = tmp_path / f"receipt-submission-{message_id}.pdf"
+    assert saved.startswith("submission receipt issued ")
+    assert saved.rstrip().endswith(f"saved as {receipt.name}")
+    assert receipt.read_bytes().startswith(b"%PDF-")
+    assert first_call("--cancel", message_id) == "  eve@example.ch: cancelled\n"
+    status = service.client(sender.username, sender.password).service.GetStatus(
+        MessageId=message_id
+    )
+    assert status.Type == "registered"
 
 
 def test_the_raw_envelopes_work_with_curl(service: ServiceProcess, sender: Sender) -> None:

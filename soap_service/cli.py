@@ -34,6 +34,7 @@ from soap_service.errors import (
 from soap_service.logs import configure_logging
 from soap_service.ports import Listener, check_free
 from soap_service.settings import Settings, load_settings
+from soap_service.settings_help import settings_epilog
 
 DEV_ACCOUNT = "demo"
 
@@ -60,7 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_process_commands(commands)
     _add_account_commands(commands)
     _add_maintenance_commands(commands)
+    _describe(parser, [])
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser, path: list[str]) -> None:
+    """Every command's own --help: what it does (its one-line help), its options, and
+    the settings it uses (settings_help.py)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, command in action.choices.items():
+            command.description = command.description or helps.get(name)
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
+            command.epilog = settings_epilog(" ".join([*path, name]))
+            _describe(command, [*path, name])
 
 
 def _add_process_commands(commands: Any) -> None:

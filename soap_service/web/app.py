@@ -74,6 +74,7 @@ class WebApp:
             default_language=settings.default_language,
             limits=settings.limits,
             open_scope=open_scope,
+            operator=settings.operator,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

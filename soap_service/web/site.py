@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from soap_service import crypto
 from soap_service.domain.model import Language, MessageLimits
+from soap_service.settings import OperatorIdentity
 from soap_service.web import access, account, compose, logbook, pickup, teams
 from soap_service.web.context import CSRF_COOKIE, OPEN_SCOPE, PageScope, set_cookie
 from soap_service.web.i18n import init_languages
@@ -33,6 +34,7 @@ def create_site(
     default_language: Language,
     limits: MessageLimits,
     open_scope: Callable[[], PageScope],
+    operator: OperatorIdentity,
 ) -> Flask:
     """The pages; `pickup_path` is where the links live (e.g. "/m/")."""
     app = Flask(__name__, static_folder=None)
@@ -41,6 +43,8 @@ def create_site(
     app.jinja_options = {**app.jinja_options, "autoescape": True, "undefined": StrictUndefined}
     # Sizes and times are written in the page's language, so while it is rendered.
     app.jinja_env.filters.update(file_size=file_size, display_time=display_time)
+    # Who runs the service, in every page's footer.
+    app.jinja_env.globals["operator"] = operator
     app.config.update(MAX_CONTENT_LENGTH=MAX_FORM_BYTES, MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES)
     app.extensions[OPEN_SCOPE] = open_scope
     app.config[compose.LIMITS] = limits

@@ -5,13 +5,16 @@ headers that keep the page inert."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from soap_service.container import Container
 from soap_service.domain.model import AttachmentDraft, Language, MessageType, RecipientState
+from soap_service.settings import load_settings
 from soap_service.web.app import WebApp
 from tests.delivery.conftest import Env
-from tests.pickup.conftest import get, token_for
+from tests.pickup.conftest import PUBLIC_URL, get, token_for
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -262,3 +265,41 @@ def test_a_database_that_is_away_gets_a_plain_page_to_try_again(
     assert '<h1 id="notice" data-reason="unavailable">Temporarily unavailable</h1>' in page.text
     monkeypatch.undo()
     assert get(app, f"/m/{token}").status == 200
+
+
+def test_every_page_names_the_operator_and_links_its_legal_pages(
+    env: Env, app: WebApp, tmp_path: Path
+) -> None:
+    sent = env.send("anna@example.ch", language=Language.FR)
+    # The default: the software's name, nothing more.
+    page = get(app, f"/m/{token_for(env, sent.message_id)}")
+    assert '<p class="operator" id="operator">soap-service</p>' in page.text
+
+    settings = load_settings(
+        {
+            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
+            "SOAP_SERVICE_DATABASE_URL": env.database.url,
+            "SOAP_SERVICE_PUBLIC_URL": PUBLIC_URL,
+            "SOAP_SERVICE_OPERATOR_NAME": "Beispiel Post",
+            "SOAP_SERVICE_OPERATOR_ADDRESS": "Beispiel Post AG; 3030 Bern",
+            "SOAP_SERVICE_OPERATOR_IMPRINT_URL": "https://post.example.ch/impressum",
+            "SOAP_SERVICE_OPERATOR_PRIVACY_URL": "https://post.example.ch/datenschutz",
+        }
+    )
+    container = Container(settings, database=env.database)
+    container.now = env.clock
+    operated = container.wsgi_app()
+    expected = (
+        '<p class="operator" id="operator">Beispiel Post, Beispiel Post AG, 3030 Bern'
+        ' · <a href="https://post.example.ch/impressum">{imprint}</a>'
+        ' · <a href="https://post.example.ch/datenschutz">{privacy}</a></p>'
+    )
+    message = get(operated, f"/m/{token_for(env, sent.message_id)}")
+    assert message.status == 200
+    assert expected.format(imprint="Mentions légales", privacy="Protection des données") in (
+        message.text
+    )
+    login = get(operated, "/account/login?lang=de")
+    assert expected.format(imprint="Impressum", privacy="Datenschutz") in login.text
+    unknown = get(operated, "/m/" + "A" * 43)
+    assert unknown.status == 404 and "Beispiel Post, Beispiel Post AG" in unknown.text

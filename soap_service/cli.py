@@ -32,6 +32,7 @@ from soap_service.errors import (
     ServiceError,
 )
 from soap_service.logs import configure_logging
+from soap_service.metrics import count_in, glance_text
 from soap_service.ports import Listener, check_free
 from soap_service.settings import Settings, load_settings
 from soap_service.settings_help import settings_epilog
@@ -254,6 +255,12 @@ def _add_gateway_options(parser: Any) -> None:
 
 
 def _add_maintenance_commands(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="how the service is doing: SOAP calls and faults, SMTP mails, delivery attempts "
+        "(this host's counters, as /metrics shows them) and the delivery queue",
+    )
+    status.set_defaults(handler=_status)
     init = commands.add_parser("init", help="create keys, certificate and database schema")
     init.set_defaults(handler=_init)
     database = commands.add_parser("db", help="database migrations").add_subparsers(
@@ -308,6 +315,7 @@ def _add_maintenance_commands(commands: Any) -> None:
 
 def _serve(container: Container, args: argparse.Namespace) -> None:
     check_free([_api_listener(container.settings)])
+    count_in(container.settings.metrics_dir)
     container.prepare()
     server = container.https_server()
     container.close()  # each gunicorn worker opens its own database connections
@@ -318,6 +326,7 @@ def _serve(container: Container, args: argparse.Namespace) -> None:
 
 def _smtp(container: Container, args: argparse.Namespace) -> None:
     check_free([_smtp_listener(container.settings)])
+    count_in(container.settings.metrics_dir)
     container.prepare()
     channel = container.smtp_channel()
     host, port = container.settings.smtp_channel.bind
@@ -326,6 +335,7 @@ def _smtp(container: Container, args: argparse.Namespace) -> None:
 
 
 def _worker(container: Container, args: argparse.Namespace) -> None:
+    count_in(container.settings.metrics_dir)
     container.prepare()
     worker = container.delivery_worker()
     try:
@@ -396,6 +406,10 @@ def _stop_on_signals() -> threading.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def _status(container: Container, args: argparse.Namespace) -> None:
+    print(glance_text(container.status()), end="")
 
 
 def _init(container: Container, args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ from soap_service import backups, crypto
 from soap_service.bootstrap import ensure_files
 from soap_service.domain.accounts import NewCredentials, create_account
 from soap_service.domain.auth import Authenticator, VerifiedPasswords
+from soap_service.domain.delivery import QueueSummary
 from soap_service.domain.inbox import InboxService
 from soap_service.domain.journal import Journal
 from soap_service.domain.logbook import Logbook
@@ -50,6 +51,7 @@ from soap_service.domain.second_factor import SecondFactor
 from soap_service.domain.sender_reports import ReportJob
 from soap_service.domain.teams import Teams
 from soap_service.logs import configure_logging
+from soap_service.metrics import Glance, Metrics, exposition, glance
 from soap_service.persistence.database import Database
 from soap_service.settings import Settings
 
@@ -91,6 +93,23 @@ class Container:
             self.settings.receipt_key_file,
             timestamp_url=self.settings.timestamp_url,
         )
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """This process's counters (metrics.py); in the metrics folder when the command
+        asked for it (`count_in`), else in memory."""
+        return Metrics()
+
+    def delivery_queue(self) -> QueueSummary:
+        with closing(self.database.store()) as store:
+            return store.delivery_queue(self.now())
+
+    def metrics_page(self) -> bytes:
+        """Every counter of this host's processes and the queue, in Prometheus's format."""
+        return exposition(self.settings.metrics_dir, self.delivery_queue, self.now())
+
+    def status(self) -> Glance:
+        return glance(self.settings.metrics_dir, self.delivery_queue, self.now())
 
     @cached_property
     def mail_signer(self) -> crypto.MailSigner:
@@ -142,6 +161,8 @@ class Container:
             endpoint=SoapEndpoint(self.settings.public_url),
             open_scope=self.open_scope,
             check_database=self.database.ping,
+            metrics=self.metrics,
+            metrics_page=self.metrics_page,
         )
 
     def smtp_channel(self) -> SmtpChannel:
@@ -157,6 +178,7 @@ class Container:
             tls=functools.partial(tls_context, settings.tls_cert_file, settings.tls_key_file),
             open_scope=self.open_scope,
             organisations=functools.partial(self.organisations, active_only=True),
+            count=self.metrics.smtp_submission,
         )
 
     def delivery_worker(self, name: str | None = None) -> DeliveryWorker:
@@ -174,6 +196,7 @@ class Container:
             # sender account may send.
             organisations=self.organisations,
             mail_signer=lambda: self.mail_signer,
+            count=self.metrics.delivered,
         )
 
     def run_mail_sink(self, stop: threading.Event) -> None:

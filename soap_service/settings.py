@@ -141,6 +141,8 @@ class Settings:
     retention_days: int
     default_language: Language
     log_level: str
+    # /metrics answers only a request with this bearer token; None: no /metrics page.
+    metrics_token: str | None
     delivery: DeliverySettings
     smtp_channel: SmtpChannelSettings
     limits: MessageLimits = field(default_factory=MessageLimits)
@@ -148,6 +150,11 @@ class Settings:
     @property
     def operator(self) -> OperatorIdentity:
         return self.delivery.operator
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where this host's processes keep their counters (metrics.py)."""
+        return self.data_dir / "metrics"
 
     @property
     def soap_path(self) -> str:
@@ -197,6 +204,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retention_days=_positive_int(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
         default_language=language,
         log_level=log_level,
+        metrics_token=_metrics_token(get("METRICS_TOKEN", "")),
         delivery=_delivery_settings(
             get,
             data_dir,
@@ -365,6 +373,14 @@ def _operator(get: _Get) -> OperatorIdentity:
         imprint_url=_optional_https_url(get("OPERATOR_IMPRINT_URL", ""), "OPERATOR_IMPRINT_URL"),
         privacy_url=_optional_https_url(get("OPERATOR_PRIVACY_URL", ""), "OPERATOR_PRIVACY_URL"),
     )
+
+
+def _metrics_token(value: str) -> str | None:
+    if value and (len(value) < 16 or not value.isascii() or not value.isprintable()):
+        raise ConfigurationError(
+            f"{PREFIX}METRICS_TOKEN must be at least 16 printable ASCII characters"
+        )
+    return value or None
 
 
 def _timestamp_url(value: str) -> str | None:

@@ -57,6 +57,7 @@ DESCRIBED: dict[str, str] = {
     "WORKER_BATCH": "recipients a worker claims at once (default 250)",
     "WORKER_POLL_MS": "how long an idle worker waits (default 500)",
     "DEV_MAIL_PORT": "port of the development mail sink (default 8025)",
+    "METRICS_TOKEN": "bearer token of /metrics (Prometheus format); unset: no /metrics",
 }
 
 STORE = ("DATA_DIR", "DATABASE_URL", "MASTER_KEY_FILE", "LOG_LEVEL")
@@ -79,6 +80,7 @@ API = (
     *RECEIPTS,
     "PICKUP_BASE_URL",
     *OPERATOR,
+    "METRICS_TOKEN",
 )
 SMTP_CHANNEL = (
     *STORE,
@@ -138,6 +140,7 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "retention": (*STORE, "RETENTION_DAYS"),
     "account add": (*STORE, "DEFAULT_LANGUAGE"),
     "dev-account": (*STORE, "SMTP_BIND"),
+    "status": STORE,
 }
 
 

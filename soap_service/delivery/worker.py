@@ -95,7 +95,9 @@ class DeliveryWorker:
         receipt_file: ReceiptFile | None = None,
         organisations: Callable[[], list[Organisation]] | None = None,
         mail_signer: Callable[[], crypto.MailSigner] | None = None,
+        count: Callable[[dict[str, int]], None] = lambda states: None,
     ) -> None:
+        self._count = count  # each batch's outcomes (metrics.py)
         self.name = name or worker_name()
         # Retention (domain/retention.py), run by the workers now and then: a batch a call.
         self._delete_due_content = delete_due_content
@@ -239,6 +241,7 @@ class DeliveryWorker:
         if not record_in_background:
             self._outcomes.flush()
         counts = Counter(result.decision.state.value for result in results)
+        self._count(dict(counts))
         log.info("delivered %d: %s", len(results), ", ".join(f"{k} {v}" for k, v in counts.items()))
         return len(results)
 

@@ -140,3 +140,13 @@ class DeliveryResult:
     job: DeliveryJob
     decision: Decision
     attempted_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSummary:
+    """The delivery queue as an operator watches it: recipients still waiting (queued or
+    deferred), those due now, and since when the oldest due one has been due."""
+
+    waiting: int
+    due: int
+    oldest_due_since: datetime | None

@@ -156,7 +156,7 @@ def _job(row: Any) -> DeliveryJob:
 
 
 # Due: waiting, its time has come, nobody holds it, not expired.
-_DUE = f"""
+DUE_CONDITION = f"""
     r.state IN {WAITING_STATES}
     AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :now)
     AND (r.leased_until IS NULL OR r.leased_until < :now)
@@ -182,7 +182,7 @@ _CLAIM_POSTGRESQL = (
         f"""
         WITH due AS (
             SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE {_DUE}
+            WHERE {DUE_CONDITION}
             ORDER BY r.id
             LIMIT :limit
             FOR UPDATE OF r SKIP LOCKED
@@ -201,7 +201,7 @@ _CLAIM_SQLITE = text(
     UPDATE recipients SET lease_owner = :worker, leased_until = :until
     WHERE id IN (
         SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE {_DUE}
+        WHERE {DUE_CONDITION}
         ORDER BY r.id
         LIMIT :limit
     )

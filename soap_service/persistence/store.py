@@ -21,6 +21,7 @@ from soap_service.persistence.journal import JournalQueries
 from soap_service.persistence.logbook import LogbookQueries
 from soap_service.persistence.login_failures import LoginFailureQueries
 from soap_service.persistence.messages import MessageQueries
+from soap_service.persistence.monitoring import MonitoringQueries
 from soap_service.persistence.organisations import OrganisationQueries
 from soap_service.persistence.pickup import PickupQueries
 from soap_service.persistence.receipts import ReceiptQueries
@@ -35,6 +36,7 @@ class SqlStore(
     AccountMailQueries,
     LoginFailureQueries,
     MessageQueries,
+    MonitoringQueries,
     JournalQueries,
     LogbookQueries,
     OrganisationQueries,

@@ -61,7 +61,9 @@ class SmtpChannel:
         tls: Callable[[Sequence[str]], ssl.SSLContext],
         open_scope: Callable[[], SmtpServices],
         organisations: Callable[[], list[Organisation]],
+        count: Callable[[str], None] = lambda reply: None,
     ) -> None:
+        self._count = count
         self._settings = settings
         self._limits = limits
         self._tls_for = tls
@@ -85,6 +87,7 @@ class SmtpChannel:
             limits=self._limits,
             executor=executor,
             login_executor=logins,
+            count=self._count,
         )
 
         def new_session() -> SubmissionSmtp:

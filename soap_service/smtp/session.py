@@ -70,8 +70,10 @@ class SubmissionHandler:
         limits: MessageLimits,
         executor: Executor,
         login_executor: Executor,
+        count: Callable[[str], None] = lambda reply: None,
     ) -> None:
         self._open_scope = open_scope
+        self._count = count  # each submission's reply (metrics.py)
         self._settings = settings
         self._limits = limits
         # Logins have their own threads: password checks (a scrypt each, which anyone
@@ -167,7 +169,7 @@ class SubmissionHandler:
         # Storing may wait for a thread and the database: not the client's silence (RFC
         # 5321 gives the answer to the end of DATA 10 minutes).
         server._reset_timeout(max(self._settings.timeout_seconds, DATA_ANSWER_SECONDS))
-        return await self._in_thread(
+        reply = await self._in_thread(
             self._executor,
             self._submit,
             submitter,
@@ -176,6 +178,8 @@ class SubmissionHandler:
             str(envelope.mail_from),
             bool(envelope.smtp_utf8),
         )
+        self._count(reply)
+        return reply
 
     async def handle_exception(self, error: Exception) -> str:
         return replies.reply_for(error)

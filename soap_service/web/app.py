@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from soap_service import crypto
 from soap_service.domain.model import Account
 from soap_service.errors import MalformedRequest, MessageTooLarge, ServiceError
+from soap_service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from soap_service.metrics import Metrics
 from soap_service.settings import Settings
 from soap_service.soap.application import SoapEndpoint
 from soap_service.soap.call import DomainServices, SoapCall
@@ -55,7 +58,11 @@ class WebApp:
         endpoint: SoapEndpoint,
         open_scope: Callable[[], RequestScope],
         check_database: Callable[[], None],
+        metrics: Metrics | None = None,
+        metrics_page: Callable[[], bytes] | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._metrics_page = metrics_page
         self._endpoint = endpoint
         self._open_scope = open_scope
         self._check_database = check_database
@@ -96,6 +103,8 @@ class WebApp:
             )
         if path == "/health" and method in ("GET", "HEAD"):
             return self._health(start_response)
+        if path == "/metrics" and self._settings.metrics_token and method in ("GET", "HEAD"):
+            return self._metrics_answer(environ, start_response)
         environ[CLIENT_ADDRESS] = client_address(environ, self._settings.trusted_proxies)
         answer: Iterable[bytes] = self._site(environ, start_response)
         return answer
@@ -107,6 +116,28 @@ class WebApp:
             body = json.dumps({"status": "unavailable", "database": "unreachable"}).encode()
             return respond(start_response, "503 Service Unavailable", "application/json", body)
         return respond(start_response, "200 OK", "application/json", b'{"status": "ok"}')
+
+    def _metrics_answer(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The metrics, for the holder of the operator's token only (Prometheus sends it
+        as `authorization: {credentials: ...}`)."""
+        token = self._settings.metrics_token or ""
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if not (self._metrics_page and crypto.constant_time_equal(given, f"Bearer {token}")):
+            return respond(
+                start_response,
+                "401 Unauthorized",
+                "text/plain; charset=utf-8",
+                b"the metrics need the operator's bearer token\n",
+                [("WWW-Authenticate", 'Bearer realm="metrics"')],
+            )
+        try:
+            body = self._metrics_page()
+        except ServiceError:
+            body = b"the database is unreachable\n"
+            return respond(start_response, "503 Service Unavailable", "text/plain", body)
+        return respond(start_response, "200 OK", METRICS_CONTENT_TYPE, body)
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -131,13 +162,16 @@ class WebApp:
             return respond(start_response, FAULT_STATUS, FAULT_CONTENT_TYPE, fault.body, extra)
         finally:
             scope.close()
+            seconds = time.monotonic() - started
+            if self._metrics is not None:
+                self._metrics.api_call(line.operation, line.outcome, seconds)
             log.info(
                 "soap op=%s account=%s outcome=%s body=%s ms=%.1f",
                 line.operation or "-",
                 line.account.username if line.account else "-",
                 line.outcome,
                 line.body_format,
-                (time.monotonic() - started) * 1000,
+                seconds * 1000,
             )
 
     def _answer(self, environ: dict[str, Any], scope: RequestScope, line: _SoapLogLine) -> bytes:

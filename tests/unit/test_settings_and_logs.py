@@ -66,6 +66,8 @@ def test_listening_beyond_this_host_needs_a_public_url_and_a_certificate() -> No
         ("TLS_CERT_FILE", "/etc/cert.pem", "both"),
         ("LOG_LEVEL", "chatty", "DEBUG, INFO, WARNING, ERROR"),
         ("TRUSTED_PROXIES", "10.0.0.1, proxy.internal", "not an IP address"),
+        ("METRICS_TOKEN", "short", "at least 16"),
+        ("TSA_URL", "ftp://tsa.example.ch/", "http:// or https://"),
         ("OPERATOR_NAME", "Post <evil@example.org>", "plain name"),
         ("OPERATOR_NAME", "x" * 81, "at most 80"),
         ("OPERATOR_IMPRINT_URL", "http://post.example.ch/impressum", "https://"),

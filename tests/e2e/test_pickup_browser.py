@@ -251,8 +251,9 @@ def test_the_notification_fits_a_phone_and_its_attachment_stands_on_its_own_offl
     assert page.url == saved.as_uri()
     assert requests == [saved.as_uri()]
     text = page.locator("body").inner_text()
-    assert "Sichere Nachricht von ACME Treuhand AG (Gesichert durch soap-service)" in text
-    assert "ACME Treuhand AG hat Ihnen eine eingeschriebene Nachricht gesendet." in text
+    sender = stack.username  # the account's organisation: its name here
+    assert f"Sichere Nachricht von {sender} (Gesichert durch soap-service)" in text
+    assert f"{sender} hat Ihnen eine eingeschriebene Nachricht gesendet." in text
     assert "muss sie bis dahin angenommen werden" in text
     assert "Internetverbindung" in text
     assert page.get_by_role("link", name="Lesen").get_attribute("href") == link
@@ -321,7 +322,11 @@ def test_an_expired_link_shows_that_the_message_expired(
     assert response is not None and response.status == 410
     # A genuine link speaks the message's language, whatever the browser prefers.
     assert page.locator("#notice").inner_text() == "Nachricht abgelaufen"
-    assert "Lohnabrechnung" not in page.content()
+    # Which message it was (its sender, its subject, when it came), never its content.
+    assert page.locator("#about-from").inner_text() == stack.username
+    assert page.locator("#about-subject").inner_text() == "Lohnabrechnung November"
+    assert "Ihre Lohnabrechnung liegt bei" not in page.content()
+    assert "Lohn-2026-11.pdf" not in page.content()
     context.close()
     stack.start_worker(sink, "sweeper")  # a worker sweeps for expired messages as it starts
     assert stack.wait_all(message_id, "expired")

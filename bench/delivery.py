@@ -50,6 +50,7 @@ from bench.send_message import (
     postgres_database,
 )
 from soap_service import crypto
+from soap_service.bootstrap import ensure_files
 from soap_service.delivery.notification import NotificationWriter
 from soap_service.delivery.smtp import TlsContexts
 from soap_service.domain.accounts import create_account
@@ -222,10 +223,14 @@ def written_notifications(env: dict[str, str], count: int) -> list[tuple[str, by
     jobs = store.claim_due("bench-writer", now=now, lease_until=now, limit=count)
     store.close()
     database.dispose()
+    ensure_files(settings)  # the mail signing key, as the worker's start makes it
+    signer = crypto.MailSigner(settings.signing_cert_file, settings.signing_key_file)
     writer = NotificationWriter(
         mail_from=settings.delivery.smtp.mail_from,
         hostname=settings.delivery.smtp.hostname,
         pickup_base_url=settings.delivery.pickup_base_url,
+        operator=settings.operator,
+        signer=lambda: signer,  # the same signed bytes the engine sends
     )
     notifications = []
     for job in jobs:

@@ -44,6 +44,7 @@ from soap_service.delivery.gateway_mail import GatewayMailWriter, MessageContent
 from soap_service.delivery.notification import NotificationWriter
 from soap_service.domain.delivery import DeliveryJob
 from soap_service.domain.model import AttachmentDraft, Language, MessageType
+from soap_service.settings import OperatorIdentity
 
 RESULTS_FILE = REPO / "var" / "bench" / "gateway.json"
 DOMAIN = "firm.example"
@@ -73,10 +74,25 @@ class Samples:
         crypto.generate_mail_signing_certificate(cert, key, address="no-reply@localhost")
         self.signer = crypto.MailSigner(cert, key)
         self.writer = GatewayMailWriter(
-            signer=lambda: self.signer, mail_from="no-reply@localhost", hostname="h"
+            signer=lambda: self.signer,
+            mail_from="no-reply@localhost",
+            hostname="h",
+            operator_name="soap-service",
         )
+        # Notifications are signed too; the unsigned writer shows what signing costs.
         self.notifications = NotificationWriter(
-            mail_from="no-reply@localhost", hostname="h", pickup_base_url="https://h/m/"
+            mail_from="no-reply@localhost",
+            hostname="h",
+            pickup_base_url="https://h/m/",
+            operator=OperatorIdentity(),
+            signer=lambda: self.signer,
+        )
+        self.unsigned_notifications = NotificationWriter(
+            mail_from="no-reply@localhost",
+            hostname="h",
+            pickup_base_url="https://h/m/",
+            operator=OperatorIdentity(),
+            signer=None,
         )
         self.now = datetime.now(UTC)
         self.job = DeliveryJob(
@@ -138,6 +154,11 @@ class Samples:
             ),
             "notification_us": microseconds(
                 lambda: self.notifications.write(
+                    self.job, token="t" * 43, subject=None, now=self.now
+                )
+            ),
+            "notification_unsigned_us": microseconds(
+                lambda: self.unsigned_notifications.write(
                     self.job, token="t" * 43, subject=None, now=self.now
                 )
             ),

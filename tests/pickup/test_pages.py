@@ -303,3 +303,9 @@ def test_every_page_names_the_operator_and_links_its_legal_pages(
     assert expected.format(imprint="Impressum", privacy="Datenschutz") in login.text
     unknown = get(operated, "/m/" + "A" * 43)
     assert unknown.status == 404 and "Beispiel Post, Beispiel Post AG" in unknown.text
+
+
+def test_without_a_metrics_token_there_is_no_metrics_page(env: Env, app: WebApp) -> None:
+    page = get(app, "/metrics")
+    assert page.status == 404
+    assert "soap_service_" not in page.text

@@ -387,7 +387,7 @@ def _api_listener(settings: Settings) -> Listener:
 
 def _smtp_listener(settings: Settings) -> Listener:
     host, port = settings.smtp_channel.bind
-    return Listener(what="the SMTP channel", host=host, port=port, setting="SMTP_BIND")
+    return Listener(what="the SMTP channel", host=host, port=port, setting="SMTP_BIND", shared=True)
 
 
 def _sink_listener(settings: Settings) -> Listener:

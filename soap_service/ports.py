@@ -19,6 +19,9 @@ class Listener:
     port: int
     setting: str  # the variable that moves it, without the prefix
     with_host: bool = True  # its value is host:port, else a port alone
+    # Several processes may listen on it together (SO_REUSEPORT, as the SMTP channel
+    # does): a port another of them holds is free for this one.
+    shared: bool = False
 
     def another(self) -> str:
         """The setting with the next port: what to try instead."""
@@ -32,7 +35,7 @@ class Listener:
 
 def check_free(listeners: list[Listener]) -> None:
     """Raise ConfigurationError naming every port in `listeners` that is taken."""
-    taken = [listener for listener in listeners if not _free(listener.host, listener.port)]
+    taken = [listener for listener in listeners if not _free(listener)]
     if not taken:
         return
     lines = [
@@ -43,12 +46,14 @@ def check_free(listeners: list[Listener]) -> None:
     raise ConfigurationError("\n  ".join(lines))
 
 
-def _free(host: str, port: int) -> bool:
-    host = host.strip("[]")
+def _free(listener: Listener) -> bool:
+    host, port = listener.host.strip("[]"), listener.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As the servers bind: a port in TIME_WAIT after a restart counts as free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if listener.shared:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

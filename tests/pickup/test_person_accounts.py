@@ -229,7 +229,7 @@ def test_reset_the_password_with_the_mailed_link(
     assert worker.send_account_mails() == 1  # none for an address without an account
     (mail,) = mails_to(sink, "anna@example.ch")
     assert (
-        mail.message["Subject"] == "Imposti una nuova password per il suo conto di messaggi sicuri"
+        mail.message["Subject"] == "Imposti una nuova password per il Suo conto di messaggi sicuri"
     )
     found = RESET_LINK.search(text_of(mail))
     assert found, text_of(mail)

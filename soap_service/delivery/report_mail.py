@@ -36,7 +36,7 @@ _FAILURE_TEXT = {
         "remis à {recipient}.\r\n\r\nMotif : {reason}\r\n"
     ),
     Language.IT: (
-        "Il suo messaggio sicuro «{subject}» (riferimento {reference}) non ha potuto "
+        "Il Suo messaggio sicuro «{subject}» (riferimento {reference}) non ha potuto "
         "essere recapitato a {recipient}.\r\n\r\nMotivo: {reason}\r\n"
     ),
     Language.EN: (
@@ -80,7 +80,7 @@ _RECEIPT_TEXT = {
         "\r\n\r\nLa quittance signée est jointe en PDF.\r\n"
     ),
     Language.IT: (
-        "{name} per il suo messaggio raccomandato «{subject}» (riferimento {reference})"
+        "{name} per il Suo messaggio raccomandato «{subject}» (riferimento {reference})"
         "{about}.\r\n\r\nLa ricevuta firmata è allegata in PDF.\r\n"
     ),
     Language.EN: (

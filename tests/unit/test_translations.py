@@ -119,12 +119,15 @@ LOWER_COURTESY = re.compile(r"\b(suo|sua|suoi|sue)\b")
 
 
 def test_italian_addresses_the_reader_formally_everywhere() -> None:
+    from soap_service.delivery import report_mail
     from soap_service.delivery.texts import TEXTS
 
     with catalogue_path(Language.IT).open("rb") as file:
         catalog = read_po(file, locale="it")
     texts = [message.string for message in catalog if message.id]
     texts += list(TEXTS[Language.IT].values())
+    # The mails a sender gets about its messages (failures, receipts).
+    texts += [report_mail._FAILURE_TEXT[Language.IT], report_mail._RECEIPT_TEXT[Language.IT]]
     assert isinstance(texts[0], str)
     informal = [text for text in texts if INFORMAL_ITALIAN.search(str(text))]
     assert informal == []

@@ -188,9 +188,11 @@ def test_two_channel_processes_share_one_port(
 ) -> None:
     """On one host several channel processes share the port (SO_REUSEPORT); the kernel
     spreads the connections, and each process stores what it takes."""
-    first = SmtpChannelProcess(service=service, name="smtp-a").start()
-    second = SmtpChannelProcess(service=service, name="smtp-b", port=first.port).start()
-    try:
+    first = SmtpChannelProcess(service=service, name="smtp-a")
+    second = SmtpChannelProcess(service=service, name="smtp-b", port=first.port)
+    try:  # started inside: a second that fails to start leaves no first behind
+        first.start()
+        second.start()
         before = count_messages(service.database_url)
         for _ in range(24):
             with first.connect(login=smtp_sender.login) as client:

@@ -13,8 +13,10 @@ from email.utils import format_datetime
 
 from soap_service.delivery.addresses import smtp_address
 from soap_service.delivery.notification import encoded_words
+from soap_service.documents.receipt_pdf import receipt_title
 from soap_service.domain.model import Language
-from soap_service.domain.sender_reports import ReportJob, ReportKind
+from soap_service.domain.receipts import ReceiptKind
+from soap_service.domain.sender_reports import ReportJob
 
 CRLF = "\r\n"
 # A server's reply: its code, and the enhanced code right after it, if any.
@@ -43,32 +45,6 @@ _FAILURE_TEXT = {
         'Your secure message "{subject}" (reference {reference}) could not be delivered '
         "to {recipient}.\r\n\r\nReason: {reason}\r\n"
     ),
-}
-_RECEIPT_NAMES = {
-    Language.DE: {
-        ReportKind.SUBMISSION: "Aufgabequittung",
-        ReportKind.PICKUP: "Abholquittung",
-        ReportKind.REFUSAL: "Annahmeverweigerung",
-        ReportKind.EXPIRY: "Ablaufquittung",
-    },
-    Language.FR: {
-        ReportKind.SUBMISSION: "Quittance de dépôt",
-        ReportKind.PICKUP: "Quittance de retrait",
-        ReportKind.REFUSAL: "Refus d'acceptation",
-        ReportKind.EXPIRY: "Quittance d'expiration",
-    },
-    Language.IT: {
-        ReportKind.SUBMISSION: "Ricevuta di consegna",
-        ReportKind.PICKUP: "Ricevuta di ritiro",
-        ReportKind.REFUSAL: "Rifiuto di accettazione",
-        ReportKind.EXPIRY: "Ricevuta di scadenza",
-    },
-    Language.EN: {
-        ReportKind.SUBMISSION: "Submission receipt",
-        ReportKind.PICKUP: "Pickup receipt",
-        ReportKind.REFUSAL: "Refusal receipt",
-        ReportKind.EXPIRY: "Expiry receipt",
-    },
 }
 _RECEIPT_TEXT = {
     Language.DE: (
@@ -158,7 +134,8 @@ class ReportMailWriter:
     def receipt(
         self, job: ReportJob, subject: str, filename: str, pdf: bytes, now: datetime
     ) -> bytes:
-        name = _RECEIPT_NAMES[job.language][job.kind]
+        # The receipt's own title (documents/receipt_pdf.py): the PDF and its mail agree.
+        name = receipt_title(ReceiptKind(job.kind.value), job.language)
         about = f", {_RECIPIENT[job.language]} {job.recipient}" if job.recipient else ""
         text = _RECEIPT_TEXT[job.language].format(
             name=name, subject=subject, reference=job.reference, about=about

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
+from soap_service.mail_controller import StoppingController
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def run_mail_sink(
 ) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    controller = Controller(
+    controller = StoppingController(
         Mailbox(folder), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
     )
     controller.start()

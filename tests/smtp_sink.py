@@ -14,8 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
+from soap_service.mail_controller import StoppingController
 from tests.support import free_port
 
 
@@ -132,7 +131,7 @@ class SmtpSink:
                 context.verify_mode = ssl.CERT_REQUIRED
                 context.load_verify_locations(client_ca)
             kwargs = {"tls_context": context, "require_starttls": True}
-        self._controller = Controller(
+        self._controller = StoppingController(
             _Handler(self), hostname="127.0.0.1", port=self.port, **kwargs, **server_options
         )
 

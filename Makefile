@@ -1,16 +1,37 @@
 # soap-service: `make run` to try it, `make test` to prove it.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+# The Pythons soap-service runs on, newest first.
+SUPPORTED_PYTHONS := 3.13 3.12 3.11
+# Where to find one of version $(1): pythonX.Y on the PATH if it runs (pyenv's shims are on
+# the PATH but answer only for the version pyenv has selected), then the interpreters pyenv
+# and uv installed, newest patch release first.
+python_candidates = $$(command -v python$(1)) \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(1).*/bin/python$(1) \
+		$$HOME/.local/share/uv/python/cpython-$(1).*/bin/python$(1) 2>/dev/null | sort -rV)
+# The first candidate of version $(1) that runs, or nothing.
+find_python = $(shell for p in $(call python_candidates,$(1)); do \
+	"$$p" -c '' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+# The newest supported Python found: `make PYTHON=/path/to/python3.12 ...` chooses another.
+ifndef PYTHON
+PYTHON := $(firstword $(foreach v,$(SUPPORTED_PYTHONS),$(call find_python,$(v))))
+endif
+PYTHON_VERSION := $(if $(PYTHON),$(shell $(PYTHON) -c \
+	'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+NO_PYTHON := soap-service needs Python 3.11, 3.12 or 3.13: \
+	$(if $(PYTHON),$(PYTHON) is $(or $(PYTHON_VERSION),not a Python that runs),none was found). \
+	Install one (README.md, "Which Python") or name it: make PYTHON=/path/to/python3.13
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# The address written into the committed WSDL: the development default.
-CANONICAL_URL := https://localhost:8443/soap/v1
-WSDL_FILE := wsdl/messaging-v1.wsdl
+# Named after the Python: when the one chosen changes, the environment is made anew.
+STAMP := $(VENV)/.installed-python$(PYTHON_VERSION)
 
-.PHONY: install run test lint format wsdl wsdl-check bench postgres test-tools demo clean translations
+.PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (spyne 2.14)"'
+	@$(if $(filter $(SUPPORTED_PYTHONS),$(PYTHON_VERSION)),,echo '$(NO_PYTHON)' >&2; exit 1)
+	@echo "Python $(PYTHON_VERSION): $(PYTHON)"
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; \
+		sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_VERSION)")'; then rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -30,6 +51,25 @@ run: $(STAMP)
 ## migrations).
 test: $(STAMP) postgres test-tools lint
 	$(BIN)/pytest
+
+## The end-to-end SOAP, delivery and pickup tests (and the unit tests) on each other
+## supported Python found, each in its own .venv-3.X; one not found is skipped with a
+## line saying so, or fails the run with REQUIRE_ALL_PYTHONS=1 (as CI runs it).
+OTHER_PYTHONS := $(filter-out $(PYTHON_VERSION),$(SUPPORTED_PYTHONS))
+CORE_TESTS := tests/unit tests/delivery tests/pickup tests/e2e/test_soap_api.py \
+	tests/e2e/test_batch_api.py tests/e2e/test_journal_api.py tests/e2e/test_mtom.py \
+	tests/e2e/test_bad_input.py tests/e2e/test_pickup_browser.py \
+	tests/e2e/test_smtp_channel_delivery.py
+test-other-pythons: $(addprefix test-python,$(OTHER_PYTHONS))
+
+test-python%: postgres test-tools
+	$(eval FOUND := $(call find_python,$*))
+	$(if $(FOUND),+$(MAKE) --no-print-directory test-core PYTHON=$(FOUND) VENV=.venv-$*,\
+		@echo "Python $* not found: its tests were not run" $(if $(REQUIRE_ALL_PYTHONS),>&2; exit 1))
+
+## The tests above on this Python.
+test-core: $(STAMP) postgres test-tools
+	$(BIN)/pytest $(CORE_TESTS)
 
 postgres:
 	@bash tests/postgres-up.sh

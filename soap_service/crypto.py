@@ -462,10 +462,25 @@ def generate_mail_signing_certificate(
         ],
         extra_extensions=[
             (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
-            (x509.SubjectAlternativeName([x509.RFC822Name(address)]), False),
+            (x509.SubjectAlternativeName([_rfc822_name(address)]), False),
         ],
         key=ec.generate_private_key(ec.SECP256R1()),
     )
+
+
+def _rfc822_name(address: str) -> x509.RFC822Name:
+    """The address as a certificate's rfc822Name, a domain literal too (RFC 5280 takes
+    RFC 5321's Mailbox: `no-reply@[127.0.0.1]`, the default on a bare IP host).
+
+    cryptography checks the value with `email.utils.parseaddr`, which from Python 3.13
+    refuses domain literals; the settings have already checked the address, so such a name
+    is made without that check, and the certificate is the same on every Python."""
+    try:
+        return x509.RFC822Name(address)
+    except ValueError:
+        if not address.rpartition("@")[2].startswith("["):
+            raise
+        return x509.RFC822Name._init_without_validation(address)
 
 
 def _write_signing_certificate(

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 import pytest
 
 from soap_service.domain.model import AttachmentDraft, Language, MessageType
+from soap_service.domain.organisations import sends_from
 from soap_service.smtp.mime import BrokenMime, EncryptedMail, UnannouncedEightBit, read_mail
 from soap_service.smtp.recipients import secure_recipient
 from soap_service.smtp.replies import with_enhanced_code
@@ -337,3 +338,21 @@ def test_every_from_and_sender_counts_and_the_message_id_loses_its_comment() -> 
     mail = read_mail(raw, smtputf8=False)
     assert mail.from_addresses == ("hr@firm.example", "ceo@other.example", "bot@firm.example")
     assert mail.message_id == "a@b.example"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "hr@firm.example <ceo@other.example>",
+        "HR <hr@firm.example> <ceo@other.example>",
+        "hr@firm.example@other.example",
+        "",
+    ],
+)
+def test_a_from_that_is_not_readable_never_passes_for_the_organisations_own(header: str) -> None:
+    """Python 3.11 reads some of these as several addresses and 3.13 reads none: on both,
+    an organisation sending only from firm.example may not send them."""
+    raw = crlf(f"From: {header}\nSubject: x\n\nbody")
+    mail = read_mail(raw, smtputf8=False)
+    assert mail.from_addresses  # an empty tuple would pass any check
+    assert not all(sends_from(("firm.example",), address) for address in mail.from_addresses)

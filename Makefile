@@ -24,8 +24,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Named after the Python: when the one chosen changes, the environment is made anew.
 STAMP := $(VENV)/.installed-python$(PYTHON_VERSION)
+# The address written into the committed WSDL: the development default.
+CANONICAL_URL := https://localhost:8443/soap/v1
+WSDL_FILE := wsdl/messaging-v1.wsdl
 
-.PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench postgres test-tools demo clean translations
+.PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench \
+	postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
 	@$(if $(filter $(SUPPORTED_PYTHONS),$(PYTHON_VERSION)),,echo '$(NO_PYTHON)' >&2; exit 1)
@@ -131,7 +135,7 @@ bench: $(STAMP) postgres
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.batch
 
-## Remove the virtual environment and caches. The data folder var/ stays: it holds the
+## Remove the virtual environments and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .mypy_cache

@@ -16,7 +16,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-from soap_service.mail_controller import StoppingController
+from soap_service.devmail import StoppingController
 from tests.support import free_port
 
 

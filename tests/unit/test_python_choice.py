@@ -24,6 +24,7 @@ class World:
     def __init__(self, folder: Path) -> None:
         self.home = folder / "home"
         self.bin = folder / "bin"
+        self.venv = folder / "venv"  # never made: the cases stop before, or are dry runs
         self.bin.mkdir(parents=True)
         self.home.mkdir()
         for tool in ("ls", "sort"):
@@ -67,7 +68,7 @@ class World:
 
     def chosen(self) -> str:
         """The interpreter `make install` would use, from its dry run."""
-        result = self.make("-n", "install", "VENV=/nonexistent/venv")
+        result = self.make("-n", "install", f"VENV={self.venv}")
         assert result.returncode == 0, result.stderr
         lines = [line for line in result.stdout.splitlines() if line.startswith('echo "Python')]
         assert len(lines) == 1, result.stdout
@@ -104,25 +105,25 @@ def test_uv_installed_pythons_are_found(world: World) -> None:
 def test_python_named_on_the_command_line_is_used(world: World) -> None:
     world.pyenv("3.13.0")
     named = world.on_path("3.11")
-    result = world.make("-n", "install", f"PYTHON={named}", "VENV=/nonexistent/venv")
+    result = world.make("-n", "install", f"PYTHON={named}", f"VENV={world.venv}")
     assert f'echo "Python 3.11: {named}"' in result.stdout.splitlines()
 
 
 def test_no_supported_python_is_refused_plainly(world: World) -> None:
     world.on_path("3.10")
     world.pyenv("3.14.0")
-    result = world.make("install", "VENV=/nonexistent/venv")
+    result = world.make("install", f"VENV={world.venv}")
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == (
         "soap-service needs Python 3.11, 3.12 or 3.13: none was found. Install one "
         '(README.md, "Which Python") or name it: make PYTHON=/path/to/python3.13'
     )
-    assert not Path("/nonexistent/venv").exists()
+    assert not world.venv.exists()
 
 
 def test_an_unsupported_python_named_is_refused_with_its_version(world: World) -> None:
     old = world.on_path("3.10")
-    result = world.make("install", f"PYTHON={old}", "VENV=/nonexistent/venv")
+    result = world.make("install", f"PYTHON={old}", f"VENV={world.venv}")
     assert result.returncode == 2
     assert result.stderr.splitlines()[0].startswith(
         f"soap-service needs Python 3.11, 3.12 or 3.13: {old} is 3.10. Install one"

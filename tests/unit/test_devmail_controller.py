@@ -1,7 +1,7 @@
-"""The mail sinks' controller stops while a client keeps its connection open, and drops
-that connection: on Python 3.12.1 and newer, aiosmtpd's own Controller waited for the
-client to leave (asyncio's Server.wait_closed), which held every test sink's teardown for
-the delivery worker's idle timeout."""
+"""The mail sinks' controller (devmail.StoppingController) stops while a client keeps its
+connection open, and drops that connection: on Python 3.12.1 and newer, aiosmtpd's own
+Controller waited for the client to leave (asyncio's Server.wait_closed), which held every
+test sink's teardown for the delivery worker's idle timeout."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import threading
 import pytest
 import trustme
 
-from soap_service.mail_controller import StoppingController
+from soap_service.devmail import StoppingController
 from tests.support import free_port
 
 

@@ -402,9 +402,22 @@ def _sink_listener(settings: Settings) -> Listener:
 
 
 def _stop_on_signals() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT. Ctrl-C under `soap-service dev` brings
+    both at once (SIGINT from the terminal, SIGTERM from the parent). A Python signal handler
+    runs between two bytecodes of the main thread, and Event.set() holds a lock that is not
+    reentrant: a second handler running inside the first one's set() deadlocked the process.
+    So only the first signal sets the event; the flag is set before set() takes its lock."""
     stop = threading.Event()
+    signalled = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signalled
+        if not signalled:
+            signalled = True
+            stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     return stop
 
 

@@ -29,6 +29,7 @@ CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
 .PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench \
+	bench-pythons \
 	postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
@@ -125,15 +126,32 @@ wsdl-check: $(STAMP)
 ## plain smtplib loop, and 10,000 payslips end to end (PostgreSQL); a worker's peak memory
 ## accepting 30 MiB inline and as MTOM, beside the baseline's; 10,000 payslips through the
 ## reference payroll client; what hostile requests cost a worker in CPU and memory.
+BENCH_MODULES := send_message delivery memory payroll hostile smtp_submission gateway batch
 bench: $(STAMP) postgres
-	$(BIN)/python -m bench.send_message
-	$(BIN)/python -m bench.delivery
-	$(BIN)/python -m bench.memory
-	$(BIN)/python -m bench.payroll
-	$(BIN)/python -m bench.hostile
-	$(BIN)/python -m bench.smtp_submission
-	$(BIN)/python -m bench.gateway
-	$(BIN)/python -m bench.batch
+	set -e; for module in $(BENCH_MODULES); do $(BIN)/python -m bench.$$module; done
+
+## `make bench` on this Python and on the oldest supported one (in .venv-3.11), module by
+## module in turns so that both meet the machine in the same state; each run's output and
+## figures are kept in var/bench/python3.X/, then printed side by side.
+OLDEST_PYTHON := $(lastword $(SUPPORTED_PYTHONS))
+bench-pythons: $(STAMP) postgres
+	$(eval OLDEST := $(call find_python,$(OLDEST_PYTHON)))
+	@$(if $(OLDEST),,echo "Python $(OLDEST_PYTHON) not found" >&2; exit 1)
+	@$(if $(filter $(OLDEST_PYTHON),$(PYTHON_VERSION)),echo "this is Python \
+		$(OLDEST_PYTHON) already: choose a newer one, make PYTHON=... bench-pythons" >&2; exit 1)
+	+$(MAKE) --no-print-directory install PYTHON=$(OLDEST) VENV=.venv-$(OLDEST_PYTHON)
+	set -e; for module in $(BENCH_MODULES); do \
+		for venv in .venv-$(OLDEST_PYTHON) $(VENV); do \
+			out=var/bench/python$$($$venv/bin/python -c \
+				'import sys; print("%d.%d" % sys.version_info[:2])'); \
+			mkdir -p $$out; echo "== bench.$$module on $$out"; \
+			$$venv/bin/python -m bench.$$module > $$out/$$module.log 2>&1 \
+				|| { tail -20 $$out/$$module.log; exit 1; }; \
+			cp var/bench/$$module.json $$out/; \
+		done; \
+	done
+	$(BIN)/python -m bench.compare_pythons var/bench/python$(OLDEST_PYTHON) \
+		var/bench/python$(PYTHON_VERSION) | tee var/bench/pythons.txt
 
 ## Remove the virtual environments and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -141,9 +141,8 @@ bench-pythons: $(STAMP) postgres
 		$(OLDEST_PYTHON) already: choose a newer one, make PYTHON=... bench-pythons" >&2; exit 1)
 	+$(MAKE) --no-print-directory install PYTHON=$(OLDEST) VENV=.venv-$(OLDEST_PYTHON)
 	set -e; for module in $(BENCH_MODULES); do \
-		for venv in .venv-$(OLDEST_PYTHON) $(VENV); do \
-			out=var/bench/python$$($$venv/bin/python -c \
-				'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		for run in $(OLDEST_PYTHON):.venv-$(OLDEST_PYTHON) $(PYTHON_VERSION):$(VENV); do \
+			out=var/bench/python$${run%%:*}; venv=$${run#*:}; \
 			mkdir -p $$out; echo "== bench.$$module on $$out"; \
 			$$venv/bin/python -m bench.$$module > $$out/$$module.log 2>&1 \
 				|| { tail -20 $$out/$$module.log; exit 1; }; \

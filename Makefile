@@ -138,7 +138,7 @@ bench-pythons: $(STAMP) postgres
 	$(eval OLDEST := $(call find_python,$(OLDEST_PYTHON)))
 	@$(if $(OLDEST),,echo "Python $(OLDEST_PYTHON) not found" >&2; exit 1)
 	@$(if $(filter $(OLDEST_PYTHON),$(PYTHON_VERSION)),echo "this is Python \
-		$(OLDEST_PYTHON) already: choose a newer one, make PYTHON=... bench-pythons" >&2; exit 1)
+		$(OLDEST_PYTHON) already: choose a newer one (make PYTHON=...)" >&2; exit 1)
 	+$(MAKE) --no-print-directory install PYTHON=$(OLDEST) VENV=.venv-$(OLDEST_PYTHON)
 	set -e; for module in $(BENCH_MODULES); do \
 		for run in $(OLDEST_PYTHON):.venv-$(OLDEST_PYTHON) $(PYTHON_VERSION):$(VENV); do \

@@ -29,8 +29,7 @@ CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
 .PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench \
-	bench-pythons \
-	postgres test-tools demo clean translations
+	bench-pythons postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
 	@$(if $(filter $(SUPPORTED_PYTHONS),$(PYTHON_VERSION)),,echo '$(NO_PYTHON)' >&2; exit 1)

@@ -29,7 +29,7 @@ CANONICAL_URL := https://localhost:8443/soap/v1
 WSDL_FILE := wsdl/messaging-v1.wsdl
 
 .PHONY: install run test test-other-pythons test-core lint format wsdl wsdl-check bench \
-	bench-pythons postgres test-tools demo clean translations
+	bench-pythons bench-pythons-possible postgres test-tools demo clean translations
 
 $(STAMP): pyproject.toml
 	@$(if $(filter $(SUPPORTED_PYTHONS),$(PYTHON_VERSION)),,echo '$(NO_PYTHON)' >&2; exit 1)
@@ -133,14 +133,12 @@ bench: $(STAMP) postgres
 ## module in turns so that both meet the machine in the same state; each run's output and
 ## figures are kept in var/bench/python3.X/, then printed side by side.
 OLDEST_PYTHON := $(lastword $(SUPPORTED_PYTHONS))
-bench-pythons: $(STAMP) postgres
-	$(eval OLDEST := $(call find_python,$(OLDEST_PYTHON)))
-	@$(if $(OLDEST),,echo "Python $(OLDEST_PYTHON) not found" >&2; exit 1)
-	@$(if $(filter $(OLDEST_PYTHON),$(PYTHON_VERSION)),echo "this is Python \
-		$(OLDEST_PYTHON) already: choose a newer one (make PYTHON=...)" >&2; exit 1)
-	+$(MAKE) --no-print-directory install PYTHON=$(OLDEST) VENV=.venv-$(OLDEST_PYTHON)
+OLDEST_VENV := .venv-$(OLDEST_PYTHON)
+bench-pythons: bench-pythons-possible $(STAMP) postgres
+	+$(MAKE) --no-print-directory install PYTHON=$(call find_python,$(OLDEST_PYTHON)) \
+		VENV=$(OLDEST_VENV)
 	set -e; for module in $(BENCH_MODULES); do \
-		for run in $(OLDEST_PYTHON):.venv-$(OLDEST_PYTHON) $(PYTHON_VERSION):$(VENV); do \
+		for run in $(OLDEST_PYTHON):$(OLDEST_VENV) $(PYTHON_VERSION):$(VENV); do \
 			out=var/bench/python$${run%%:*}; venv=$${run#*:}; \
 			mkdir -p $$out; echo "== bench.$$module on $$out"; \
 			$$venv/bin/python -m bench.$$module > $$out/$$module.log 2>&1 \
@@ -150,6 +148,13 @@ bench-pythons: $(STAMP) postgres
 	done
 	$(BIN)/python -m bench.compare_pythons var/bench/python$(OLDEST_PYTHON) \
 		var/bench/python$(PYTHON_VERSION) | tee var/bench/pythons.txt
+
+# Refused before anything is installed or replaced.
+bench-pythons-possible:
+	@$(if $(filter $(OLDEST_PYTHON),$(PYTHON_VERSION)),echo "make bench-pythons compares \
+		with Python $(OLDEST_PYTHON): choose a newer one (make PYTHON=...)" >&2; exit 1)
+	@$(if $(call find_python,$(OLDEST_PYTHON)),,echo "make bench-pythons compares with \
+		Python $(OLDEST_PYTHON): none was found" >&2; exit 1)
 
 ## Remove the virtual environments and caches. The data folder var/ stays: it holds the
 ## master keys, without which stored messages cannot be read.

@@ -151,3 +151,25 @@ def test_other_pythons_not_found_are_skipped_unless_all_are_required(world: Worl
         "Python 3.12 not found: its tests were not run",
         "Python 3.11 not found: its tests were not run",
     ]
+
+
+def test_bench_pythons_on_the_oldest_is_refused_before_the_environment_is_touched(
+    world: World,
+) -> None:
+    world.on_path("3.11")
+    result = world.make("bench-pythons", f"VENV={world.venv}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "make bench-pythons compares with Python 3.11: choose a newer one (make PYTHON=...)"
+    )
+    assert not world.venv.exists()
+
+
+def test_bench_pythons_without_the_oldest_is_refused_plainly(world: World) -> None:
+    world.pyenv("3.13.0")
+    result = world.make("bench-pythons", f"VENV={world.venv}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "make bench-pythons compares with Python 3.11: none was found"
+    )
+    assert not world.venv.exists()

@@ -31,22 +31,25 @@ def headline_figures(document: Any, path: str = "") -> Iterator[tuple[str, float
         yield path, float(document)
 
 
+WIDTH = 58  # of the figure's key path
+
+
 def side_by_side(first: Path, second: Path) -> list[str]:
-    width = 58
-    lines = [f"{'figure':<{width}} {first.name:>12} {second.name:>12} {'ratio':>7}"]
-    for results in sorted(first.glob("*.json")):
-        other = second / results.name
-        if not other.exists():
-            lines.append(f"{results.stem}: only in {first}")
+    """Figures both runs have, benchmark by benchmark; a benchmark only one run has is named."""
+    lines = [f"{'figure':<{WIDTH}} {first.name:>12} {second.name:>12} {'ratio':>7}"]
+    names = sorted({path.name for path in [*first.glob("*.json"), *second.glob("*.json")]})
+    for name in names:
+        missing = [folder for folder in (first, second) if not (folder / name).exists()]
+        if missing:
+            lines.append(f"{Path(name).stem}: not in {missing[0]}")
             continue
-        lines.append(f"\n== {results.stem}")
-        theirs = dict(headline_figures(json.loads(other.read_text())))
-        for key, value in headline_figures(json.loads(results.read_text())):
-            if key not in theirs:
-                continue
-            ratio = theirs[key] / value if value else math.nan
-            figures = f"{value:>12.4g} {theirs[key]:>12.4g} {ratio:>7.2f}"
-            lines.append(f"{key[:width]:<{width}} {figures}")
+        lines.append(f"\n== {Path(name).stem}")
+        theirs = dict(headline_figures(json.loads((second / name).read_text())))
+        for key, value in headline_figures(json.loads((first / name).read_text())):
+            if key in theirs:
+                ratio = theirs[key] / value if value else math.nan
+                figures = f"{value:>12.4g} {theirs[key]:>12.4g} {ratio:>7.2f}"
+                lines.append(f"{key[:WIDTH]:<{WIDTH}} {figures}")
     return lines
 
 

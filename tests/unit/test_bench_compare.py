@@ -21,6 +21,7 @@ def test_two_runs_side_by_side(tmp_path: Path) -> None:
     write(old, "delivery", {"engine": {"per_second": 100, "ok": True}, "runs": [4, 0]})
     write(new, "delivery", {"engine": {"per_second": 90, "ok": True}, "runs": [5, 1]})
     write(old, "memory", {"peak_mib": 80})
+    write(new, "payroll", {"seconds": 30})
 
     lines = side_by_side(old, new)
 
@@ -32,5 +33,6 @@ def test_two_runs_side_by_side(tmp_path: Path) -> None:
         ["engine.per_second", "100", "90", "0.90"],
         ["runs[0]", "4", "5", "1.25"],
         ["runs[1]", "0", "1", "nan"],
-        ["memory:", "only", "in", str(old)],
+        ["memory:", "not", "in", str(new)],
+        ["payroll:", "not", "in", str(old)],
     ]

@@ -6,19 +6,19 @@ account for each lookup as the run grows it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from soap_service.domain.model import Account
 from soap_service.domain.ports import NewAccount
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
 from tests.conftest import PostgresDatabases
+from tests.postgres_plans import generic_plans, nodes
 
 UNIQUE_INDEX = "uq_messages_account_id_reference"
 INSERT_ROWS = text(
@@ -43,40 +43,9 @@ def database(postgres: PostgresDatabases) -> Iterator[Database]:
 
 @pytest.fixture
 def plans(database: Database) -> Iterator[list[dict[str, Any]]]:
-    """The plan of every statement on messages that the store's connections run, as
-    auto_explain reports it (sent back to the client as a notice)."""
-    found: list[dict[str, Any]] = []
-
-    def explain_everything(dbapi_connection: Any, _: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("LOAD 'auto_explain'")
-            for setting in ("log_min_duration = 0", "log_analyze = on", "log_format = json"):
-                cursor.execute(f"SET auto_explain.{setting}")
-            cursor.execute("SET auto_explain.log_level = notice")
-            # What PostgreSQL may choose on its own for a prepared query once its generic
-            # plan looks as cheap as the custom ones (it did in bench/batch.py's runs).
-            cursor.execute("SET plan_cache_mode = force_generic_plan")
-        dbapi_connection.commit()
-
-        def keep(notice: Any) -> None:
-            message = notice.message_primary or ""
-            if message.startswith("duration:") and "messages" in message:
-                found.append(json.loads(message.split("plan:", 1)[1])["Plan"])
-
-        dbapi_connection.add_notice_handler(keep)
-
-    database.engine.dispose()
-    event.listen(database.engine, "connect", explain_everything)
-    yield found
-    event.remove(database.engine, "connect", explain_everything)
-
-
-def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of a plan, as EXPLAIN (FORMAT JSON) writes them."""
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found += nodes(child)
-    return found
+    """The generic plan of every statement on messages that the store's connections run."""
+    with generic_plans(database.engine, lambda query: "messages" in query) as found:
+        yield found
 
 
 def payroll_account(database: Database, store: SqlStore) -> Account:

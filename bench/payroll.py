@@ -10,6 +10,10 @@ batches at once). Reported:
 - payslips accepted per second (the client's whole run, its start-up included), the
   client's CPU time, and the time from the client's start until the last recipient is
   `sent` in the database: the goal is under 20 s on 2 cores;
+- where the 2 cores went until then, in CPU seconds: the service (gunicorn and the
+  delivery workers, started and running before the client), its PostgreSQL backends, and
+  the stand-ins for other machines, the client and the mail sink; and the service's and
+  database's CPU per payslip, which a faster or busier machine changes less than seconds;
 - how long `payroll_client.py status --until sent` took to see every recipient sent
   through GetStatusChanges, started as `send` ends, as a payroll clerk would follow the
   run (`--status follow`: it shares the machine with the delivery), or once the database
@@ -46,7 +50,8 @@ from sqlalchemy import create_engine, text
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from bench.delivery import start_sink, start_worker, stop, wait_all_sent, worker_env
+from bench.cpu import postgres_cpu_seconds, tree_cpu_seconds
+from bench.delivery import start_sink, start_workers, stop, wait_all_sent, worker_env
 from bench.send_message import (
     PG_ADMIN_URL,
     REPO,
@@ -234,10 +239,23 @@ def main(argv: list[str] | None = None) -> int:
                 workers = []
                 try:
                     server.start()
-                    workers = [
-                        start_worker(env, folder / f"worker-{n}.log") for n in range(args.workers)
-                    ]
+                    workers = start_workers(
+                        env, [folder / f"worker-{n}.log" for n in range(args.workers)]
+                    )
                     print(f"{args.payslips} payslips through the payroll client ...", flush=True)
+
+                    def cpu_now() -> dict[str, float]:
+                        assert server.process is not None
+                        return {
+                            "server": tree_cpu_seconds(server.process.pid),
+                            "delivery_workers": tree_cpu_seconds(
+                                *(worker.pid for worker in workers)
+                            ),
+                            "postgresql": postgres_cpu_seconds(database_url),
+                            "mail_sink": tree_cpu_seconds(sink.pid),
+                        }
+
+                    cpu_at_start = cpu_now()
                     cpu_before = client_cpu_seconds()
                     started = time.monotonic()
                     sending = run_client(send, folder)
@@ -249,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                             following = pool.submit(run_client, status, folder)
                             status_started = time.monotonic()
                             finished = wait_all_sent(database_url, args.payslips, timeout=1800)
+                            cpu_at_end = cpu_now()
                         else:
                             finished = wait_all_sent(database_url, args.payslips, timeout=1800)
+                            cpu_at_end = cpu_now()
                             following = pool.submit(run_client, status, folder)
                             status_started = time.monotonic()
                         status_seconds = following.result(timeout=1800)
@@ -271,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
         finally:
             stop(sink)
+    cpu_until_sent = {name: cpu_at_end[name] - cpu_at_start[name] for name in cpu_at_start} | {
+        "client": client_cpu
+    }
     results = {
         "payslips": args.payslips,
         "payslip_bytes": len(pdf_attachment()),
@@ -282,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         "accepted_per_second": args.payslips / sending,
         "seconds_until_all_sent": finished - started,
         "goal_seconds_until_all_sent": 20.0,
+        # Where the cores went until then: the service (gunicorn, the delivery workers),
+        # its database's backends, and the stand-ins for other machines (the client until
+        # it ended, the recipients' mail server); with `--status follow` the following
+        # client's CPU is in none of them.
+        "cpu_seconds_until_all_sent": cpu_until_sent,
+        "service_and_database_cpu_ms_per_payslip": 1000
+        * sum(cpu_until_sent[name] for name in ("server", "delivery_workers", "postgresql"))
+        / args.payslips,
         "status_until_sent": {
             "started": "as send ended" if args.status == "follow" else "once all were sent",
             "poll_seconds": STATUS_POLL_SECONDS,
@@ -299,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({results['status_until_sent']['started']}) took {status_seconds:.1f} s, seeing "
         f"them all sent {results['status_until_sent']['saw_all_sent_after_client_start']:.1f} "
         f"s after the client's start; a re-run of the month (nothing new) took {rerun:.1f} s"
+    )
+    print(
+        "CPU seconds until all were sent: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu_until_sent.items())
+        + f"; the service and its database: "
+        f"{results['service_and_database_cpu_ms_per_payslip']:.2f} ms a payslip"
     )
     for name, read in journal.items():
         print(

@@ -202,7 +202,6 @@ def encoded_words(text: str) -> str:
     return (CRLF + " ").join(words)
 
 
-@functools.lru_cache(maxsize=4096)
 def _display_time(moment: datetime, language: Language) -> str:
-    """As the pages write it (a payroll run's expiries are few: cached)."""
+    """As the pages write it (display_time keeps what it wrote, by minute)."""
     return display_time(moment, language.value)

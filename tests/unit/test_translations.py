@@ -107,6 +107,23 @@ def test_times_are_written_in_swiss_time_as_each_language_writes_them(
         assert display_time(datetime(2026, 7, 6, 15, tzinfo=UTC)) == summer
 
 
+def test_the_two_half_past_twos_of_the_autumn_night_read_apart_and_seconds_not_at_all() -> None:
+    """Moments are shown to the minute (display_time keeps what it wrote, by minute): the
+    hour that comes twice when summer time ends must keep its two names."""
+    from datetime import UTC, datetime
+
+    from soap_service.display import display_time
+
+    summer = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    winter = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert display_time(summer, "de") == "25.10.2026, 02:30 MESZ"
+    assert display_time(winter, "de") == "25.10.2026, 02:30 MEZ"
+    assert display_time(summer.replace(second=59, microsecond=999), "de") == (
+        "25.10.2026, 02:30 MESZ"
+    )
+    assert display_time(summer, "fr") == "25 oct. 2026, 02:30 UTC+2"
+
+
 # Italian addresses the reader formally (Lei) throughout: sentences in the Lei form with
 # its pronouns capitalised (Le, Suo, Sua), buttons and links in the infinitive. These are
 # the informal forms a translation slips into.

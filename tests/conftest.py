@@ -13,6 +13,7 @@ import pytest
 import trustme
 from sqlalchemy import create_engine, text
 
+from soap_service.persistence.database import Database
 from tests.smtp_sink import SmtpSink
 from tests.support import ServiceProcess, TlsFiles
 
@@ -93,6 +94,15 @@ def postgres() -> Iterator[PostgresDatabases]:
     databases = PostgresDatabases()
     yield databases
     databases.drop_all()
+
+
+@pytest.fixture
+def postgres_database(postgres: PostgresDatabases) -> Iterator[Database]:
+    """A new database on the machine's PostgreSQL, with the service's tables."""
+    database = Database(postgres.create())
+    database.upgrade()
+    yield database
+    database.dispose()
 
 
 def database_url_for(backend: str, folder: Path, postgres: PostgresDatabases) -> str:

@@ -21,7 +21,6 @@ from soap_service.domain.model import RecipientState
 from soap_service.domain.ports import NewAccount
 from soap_service.persistence.database import Database
 from soap_service.persistence.tables import EventRow, RecipientRow
-from tests.conftest import PostgresDatabases
 from tests.postgres_plans import generic_plans, nodes
 
 WORKER = "worker-1"
@@ -48,17 +47,9 @@ INSERT_RECIPIENTS = text(
 
 
 @pytest.fixture
-def database(postgres: PostgresDatabases) -> Iterator[Database]:
-    database = Database(postgres.create())
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def plans(database: Database) -> Iterator[list[dict[str, Any]]]:
+def plans(postgres_database: Database) -> Iterator[list[dict[str, Any]]]:
     """The generic plan of each outcome record the store's connections run."""
-    with generic_plans(database.engine, lambda query: "WITH outcome" in query) as found:
+    with generic_plans(postgres_database.engine, lambda query: "WITH outcome" in query) as found:
         yield found
 
 
@@ -78,9 +69,9 @@ def sent(job: DeliveryJob) -> DeliveryResult:
 
 
 def test_an_outcome_is_recorded_by_the_recipients_id_as_the_queue_grows(
-    database: Database, plans: list[dict[str, Any]]
+    postgres_database: Database, plans: list[dict[str, Any]]
 ) -> None:
-    store = database.store()
+    store = postgres_database.store()
     try:
         account = store.add_account(
             NewAccount(
@@ -91,11 +82,11 @@ def test_an_outcome_is_recorded_by_the_recipients_id_as_the_queue_grows(
                 created_at=NOW,
             )
         )
-        queue(database, account.id, 1, 10)
+        queue(postgres_database, account.id, 1, 10)
         jobs = store.claim_due(WORKER, now=NOW, lease_until=NOW + timedelta(minutes=5), limit=10)
         for job in jobs[:8]:  # the run's first outcomes: the statement is prepared
             assert store.record_results(WORKER, [sent(job)]) == 1
-        queue(database, account.id, 11, 5000)  # the run goes on
+        queue(postgres_database, account.id, 11, 5000)  # the run goes on
         plans.clear()
         assert store.record_results(WORKER, [sent(jobs[8])]) == 1
     finally:
@@ -106,7 +97,7 @@ def test_an_outcome_is_recorded_by_the_recipients_id_as_the_queue_grows(
     assert {node.get("Index Name") for node in scans} == {"pk_recipients"}, scans
     # Each reads the one recipient: the held row to lock, the row to update.
     assert [(node["Actual Loops"], node["Actual Rows"]) for node in scans] == [(1, 1), (1, 1)]
-    with database.engine.connect() as connection:
+    with postgres_database.engine.connect() as connection:
         states = connection.execute(
             select(RecipientRow.state, RecipientRow.lease_owner).order_by(RecipientRow.id)
         ).all()

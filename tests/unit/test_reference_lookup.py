@@ -17,7 +17,6 @@ from soap_service.domain.model import Account
 from soap_service.domain.ports import NewAccount
 from soap_service.persistence.database import Database
 from soap_service.persistence.store import SqlStore
-from tests.conftest import PostgresDatabases
 from tests.postgres_plans import generic_plans, nodes
 
 UNIQUE_INDEX = "uq_messages_account_id_reference"
@@ -34,17 +33,9 @@ INSERT_ROWS = text(
 
 
 @pytest.fixture
-def database(postgres: PostgresDatabases) -> Iterator[Database]:
-    database = Database(postgres.create())
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def plans(database: Database) -> Iterator[list[dict[str, Any]]]:
+def plans(postgres_database: Database) -> Iterator[list[dict[str, Any]]]:
     """The generic plan of every statement on messages that the store's connections run."""
-    with generic_plans(database.engine, lambda query: "messages" in query) as found:
+    with generic_plans(postgres_database.engine, lambda query: "messages" in query) as found:
         yield found
 
 
@@ -79,15 +70,15 @@ def assert_probes_only(plan: dict[str, Any], probes: int) -> None:
 
 
 def test_a_batchs_known_references_are_probed_by_the_unique_index_as_the_table_grows(
-    database: Database, plans: list[dict[str, Any]]
+    postgres_database: Database, plans: list[dict[str, Any]]
 ) -> None:
-    store = database.store()
+    store = postgres_database.store()
     try:
-        account = payroll_account(database, store)
+        account = payroll_account(postgres_database, store)
         wanted = [f"payslip-{n:05}" for n in range(0, 10_000, 200)]
         for _ in range(8):  # the run's first batches: the query is prepared
             assert list(store.find_references(account.id, wanted)) == ["payslip-00000"]
-        grow(database, account)
+        grow(postgres_database, account)
         plans.clear()
         found = store.find_references(account.id, wanted)
     finally:
@@ -101,16 +92,16 @@ def test_a_batchs_known_references_are_probed_by_the_unique_index_as_the_table_g
 
 
 def test_a_status_by_reference_is_probed_by_the_unique_index_as_the_table_grows(
-    database: Database, plans: list[dict[str, Any]]
+    postgres_database: Database, plans: list[dict[str, Any]]
 ) -> None:
     """GetStatus by Reference, as a payroll program polls it for each payslip of a run."""
-    store = database.store()
+    store = postgres_database.store()
     try:
-        account = payroll_account(database, store)
+        account = payroll_account(postgres_database, store)
         for n in range(8):  # the run's first polls: the query is prepared
             status = store.message_status(account.id, reference=f"payslip-{n:05}")
             assert status is not None and status.message_id == f"m-{n}"
-        grow(database, account)
+        grow(postgres_database, account)
         plans.clear()
         status = store.message_status(account.id, reference="payslip-04321")
     finally:

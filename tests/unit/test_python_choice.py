@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -153,23 +154,19 @@ def test_other_pythons_not_found_are_skipped_unless_all_are_required(world: Worl
     ]
 
 
-def test_bench_pythons_on_the_oldest_is_refused_before_the_environment_is_touched(
-    world: World,
+@pytest.mark.parametrize(
+    ("found", "why"),
+    [
+        (lambda world: world.on_path("3.11"), "choose a newer one (make PYTHON=...)"),
+        (lambda world: world.pyenv("3.13.0"), "none was found"),
+    ],
+    ids=["chosen-is-the-oldest", "no-oldest"],
+)
+def test_bench_pythons_is_refused_before_the_environment_is_touched(
+    world: World, found: Callable[[World], Path], why: str
 ) -> None:
-    world.on_path("3.11")
+    found(world)
     result = world.make("bench-pythons", f"VENV={world.venv}")
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == (
-        "make bench-pythons compares with Python 3.11: choose a newer one (make PYTHON=...)"
-    )
-    assert not world.venv.exists()
-
-
-def test_bench_pythons_without_the_oldest_is_refused_plainly(world: World) -> None:
-    world.pyenv("3.13.0")
-    result = world.make("bench-pythons", f"VENV={world.venv}")
-    assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == (
-        "make bench-pythons compares with Python 3.11: none was found"
-    )
+    assert result.stderr.splitlines()[0] == f"make bench-pythons compares with Python 3.11: {why}"
     assert not world.venv.exists()

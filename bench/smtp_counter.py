@@ -1,35 +1,72 @@
-"""The benchmark's mail sink: an aiosmtpd server requiring STARTTLS that answers 250 and
-keeps only a count, in its own process so it does not share a GIL with what it measures.
+"""The benchmark's mail sink: an aiosmtpd server requiring STARTTLS that answers 250 to
+every mail and keeps nothing, in its own process so it does not share a GIL with what it measures.
 
     python -m bench.smtp_counter PORT CERT_CHAIN KEY
+
+It stands in for the relay or the recipients' servers, which are other machines: what it
+costs is the benchmark's, not the service's. So it reads a mail's DATA up to the closing
+dot in a few pieces instead of aiosmtpd's loop over every line, which keeps each line
+for a handler that only counts; that loop (130 lines a notification) cost more CPU than
+the rest of the sink together. Everything else is aiosmtpd's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import ssl
 import sys
 import threading
-from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+END_OF_DATA = b"\r\n.\r\n"
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.mails = 0
+async def skip_data(reader: asyncio.StreamReader) -> None:
+    """Read up to and including the line "." that ends DATA (RFC 5321 4.1.1.4).
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails += 1
-        return "250 OK"
+    DATA's own line ended just before, so the end may also be a "." at the very start.
+    """
+    tail = b"\r\n"  # the last two bytes read
+    while True:
+        try:
+            piece = await reader.readuntil(b".\r\n")
+            if (tail + piece).endswith(END_OF_DATA):
+                return
+        except asyncio.LimitOverrunError as exc:  # a long run without ".\r\n"
+            piece = await reader.readexactly(exc.consumed)
+        tail = (tail + piece)[-2:]
+
+
+class SinkSmtp(SMTP):
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await skip_data(self._reader)
+        self.envelope = self._create_envelope()
+        await self.push("250 OK")
+
+
+class SinkController(Controller):
+    def factory(self) -> SMTP:
+        return SinkSmtp(self.handler, **self.SMTP_kwargs)
 
 
 def main() -> None:
     port, cert_chain, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_chain, key)
-    controller = Controller(
-        Counter(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    controller = SinkController(
+        object(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
     )
     controller.start()
     print("ready", flush=True)

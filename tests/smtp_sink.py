@@ -47,6 +47,8 @@ class Script:
     mail_replies: deque[str] = field(default_factory=deque)
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply, always
     data_replies: deque[str] = field(default_factory=deque)
+    # A server that takes DATA although it refused the recipient (RFC 2920 3.1 warns of it).
+    data_after_refused_rcpt: bool = False
     drop_after_data: int = 0  # drop the connection instead of answering this many DATAs
     data_delay: float = 0.0  # seconds to wait before answering DATA
     mail_delay: float = 0.0  # seconds to wait before answering MAIL (a busy server)
@@ -55,6 +57,14 @@ class Script:
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd leaves to this hook
+        if self._sink.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -78,6 +88,8 @@ class _Handler:
     ) -> str:
         reply = self._sink.script.rcpt_replies.get(address)
         if reply:
+            if self._sink.script.data_after_refused_rcpt:
+                envelope.rcpt_tos.append(address)
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -112,11 +124,14 @@ class SmtpSink:
         key: Path | None,
         starttls: bool = True,
         client_ca: Path | None = None,
+        pipelining: bool = False,
         **server_options: Any,
     ) -> None:
-        """`client_ca`: require a client certificate from this CA. `server_options` go to
-        aiosmtpd's SMTP (e.g. authenticator=..., auth_required=True)."""
+        """`client_ca`: require a client certificate from this CA. `pipelining`: offer
+        PIPELINING (RFC 2920; aiosmtpd reads commands in order, so it is true). The other
+        `server_options` go to aiosmtpd's SMTP (e.g. authenticator=..., auth_required=True)."""
         self.port = free_port()
+        self.pipelining = pipelining
         self.script = Script()
         self.received: list[ReceivedMail] = []
         self.events: list[tuple[str, bool]] = []  # (command, TLS on) as the server saw them

@@ -1,5 +1,7 @@
 """SMTP out: STARTTLS required and the certificate verified, one connection reused for
-several mails, each recipient's answer kept apart.
+several mails, each recipient's answer kept apart; MAIL, RCPT and DATA in one write to a
+server that offers PIPELINING (RFC 2920), as Postfix and most relays do: a mail then
+waits for two round trips instead of four.
 
 A server that offers no STARTTLS, or shows a certificate that does not verify, gets
 nothing: not even the envelope. Only hosts an operator names in the insecure-hosts
@@ -17,6 +19,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from soap_service.delivery.addresses import smtp_address
 from soap_service.domain.delivery import Outcome, OutcomeKind
@@ -214,18 +217,20 @@ class SmtpSession:
         client.command_encoding = "utf-8" if options else "ascii"
         if client.has_extn("size"):
             options += f" SIZE={len(data)}"
+        mail, rcpt = f"MAIL FROM:<{mail_from}>{options}", f"RCPT TO:<{address}>"
+        if any(char in command for command in (mail, rcpt) for char in "\r\n"):
+            # As smtplib's putcmd, but before anything is sent: no command smuggled in.
+            raise ValueError("command and arguments contain prohibited newline characters")
         try:
-            code, reply = client.docmd("MAIL", f"FROM:<{mail_from}>{options}")
+            if client.has_extn("pipelining"):
+                return self._pipelined(client, mail, rcpt, data)
+            code, reply = client.docmd(mail)
             if code in MAIL_REPLIES_ABOUT_THIS_MAIL:
                 self._reset()  # too large, or a parameter refused: this mail only
                 return self._answered(code, reply)
             if code != 250:
-                # About us, not this recipient: permanent for nobody, temporary for all.
-                self.close()
-                raise DestinationBusy(
-                    f"{self.route.host} refused the sender: {_reply(code, reply)}"
-                )
-            code, reply = client.docmd("RCPT", f"TO:<{address}>")
+                self._refused_sender(code, reply)
+            code, reply = client.docmd(rcpt)
             if code in (250, 251):
                 code, reply = client.docmd("DATA")
                 if code == 354:
@@ -242,6 +247,48 @@ class SmtpSession:
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise TransportError(f"{self.route.host}: {_describe(exc)}") from exc
+
+    def _pipelined(self, client: smtplib.SMTP, mail: str, rcpt: str, data: bytes) -> Outcome:
+        """The same answers as one command at a time, from the three replies read in
+        order. Each is read even after a refusal, to keep the connection in step; a 421
+        ends it at once (the server says nothing more)."""
+        client.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n")
+        replies = []
+        for _ in range(3):
+            code, reply = client.getreply()
+            if code == 421:
+                return self._answered(code, reply)
+            replies.append((code, reply))
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+        envelope_accepted = mail_code == 250 and rcpt_code in (250, 251)
+        if data_code == 354:
+            if not envelope_accepted:
+                # DATA taken although the envelope was not: an empty mail ends it (RFC 2920 3.1).
+                client.send(b".\r\n")
+                data_code, data_reply = client.getreply()
+            else:
+                client.send(dot_stuffed(data))
+                data_code, data_reply = client.getreply()
+                if data_code == 250:
+                    return Outcome(kind=OutcomeKind.ACCEPTED, detail=self._accepted())
+        if data_code == 421:
+            return self._answered(data_code, data_reply)
+        if mail_code in MAIL_REPLIES_ABOUT_THIS_MAIL:
+            code, reply = mail_code, mail_reply
+        elif mail_code != 250:
+            self._refused_sender(mail_code, mail_reply)
+        elif not envelope_accepted:
+            code, reply = rcpt_code, rcpt_reply
+        else:
+            code, reply = data_code, data_reply
+        self._reset()
+        return self._answered(code, reply)
+
+    def _refused_sender(self, code: int, reply: bytes) -> NoReturn:
+        """A refusal of MAIL FROM that is about us, not this mail: permanent for nobody,
+        temporary for all."""
+        self.close()
+        raise DestinationBusy(f"{self.route.host} refused the sender: {_reply(code, reply)}")
 
     def _accepted(self) -> str:
         """The journal's words for a 250: a gateway received the message itself."""

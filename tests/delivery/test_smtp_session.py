@@ -36,9 +36,11 @@ def test_dot_stuffing(data: bytes, section: bytes) -> None:
     assert dot_stuffed(data) == section
 
 
-@pytest.fixture
-def sink(start_sink: Callable[..., SmtpSink]) -> SmtpSink:
-    return start_sink()
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def sink(start_sink: Callable[..., SmtpSink], request: pytest.FixtureRequest) -> SmtpSink:
+    """Every test against a server without PIPELINING and one with it: the answers must
+    mean the same either way."""
+    return start_sink(pipelining=request.param)
 
 
 @pytest.fixture
@@ -151,3 +153,86 @@ def test_a_421_to_rset_closes_the_session(
     outcome = session.send(SENDER, "gone@example.ch", mail(1))
     assert (outcome.kind, outcome.detail) == (OutcomeKind.PERMANENT, "550 5.1.1 No such user")
     assert not session.is_open  # the next mail opens a new connection
+
+
+def test_a_server_offering_pipelining_gets_the_envelope_in_one_write(
+    sink: SmtpSink, session: SmtpSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = session._client
+    assert client is not None
+    writes: list[str | bytes] = []
+    send = client.send
+    monkeypatch.setattr(client, "send", lambda data: (writes.append(data), send(data))[1])
+
+    outcome = session.send(SENDER, "anna@example.ch", mail(1))
+
+    assert outcome.kind is OutcomeKind.ACCEPTED
+    envelope = [
+        f"MAIL FROM:<{SENDER}> SIZE={len(mail(1))}\r\n",
+        "RCPT TO:<anna@example.ch>\r\n",
+        "DATA\r\n",
+    ]
+    assert writes == (
+        ["".join(envelope), dot_stuffed(mail(1))]
+        if sink.pipelining
+        else [*envelope, dot_stuffed(mail(1))]
+    )
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_line_break_in_an_address_sends_nothing(
+    start_sink: Callable[..., SmtpSink], tls: TlsFiles, tmp_path: Path, pipelining: bool
+) -> None:
+    sink = start_sink(pipelining=pipelining)
+    settings = load_settings(
+        {
+            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
+            "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+            "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
+            "SOAP_SERVICE_MAIL_FROM": SENDER,
+        }
+    ).delivery.smtp
+    session = SmtpSession(
+        Route("127.0.0.1", sink.port, relay=True), settings, TlsContexts.from_settings(settings)
+    )
+    session.open()
+    try:
+        with pytest.raises(ValueError, match="prohibited newline"):
+            session.send(SENDER, "anna@example.ch>\r\nRCPT TO:<eve@example.ch", mail(1))
+        assert sink.events == []
+    finally:
+        session.close()
+
+
+def test_data_taken_after_a_refused_recipient_is_ended_with_an_empty_mail(
+    start_sink: Callable[..., SmtpSink], tls: TlsFiles, tmp_path: Path
+) -> None:
+    """RFC 2920 3.1: a pipelining client must read DATA's reply even when every RCPT was
+    refused; if the server took DATA anyway, a lone dot ends it, and the mail is not sent."""
+    sink = start_sink(pipelining=True)
+    sink.script.rcpt_replies["gone@example.ch"] = "550 5.1.1 No such user"
+    sink.script.data_after_refused_rcpt = True
+    settings = load_settings(
+        {
+            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
+            "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+            "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
+            "SOAP_SERVICE_MAIL_FROM": SENDER,
+        }
+    ).delivery.smtp
+    session = SmtpSession(
+        Route("127.0.0.1", sink.port, relay=True), settings, TlsContexts.from_settings(settings)
+    )
+    session.open()
+    try:
+        first = session.send(SENDER, "gone@example.ch", mail(1))
+        second = session.send(SENDER, "bert@example.ch", mail(2))
+    finally:
+        session.close()
+    assert (first.kind, first.detail) == (OutcomeKind.PERMANENT, "550 5.1.1 No such user")
+    assert second.kind is OutcomeKind.ACCEPTED
+    assert [(m.recipients, m.data[:20]) for m in sink.received] == [
+        (("gone@example.ch",), b""),
+        (("bert@example.ch",), b"Message-ID: <2@test>"),
+    ]
+    assert sink.mail_connections() == 1

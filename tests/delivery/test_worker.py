@@ -31,9 +31,12 @@ def env(database_url: str, env_factory: Callable[..., Env]) -> Env:
     return env_factory(database_url)
 
 
-@pytest.fixture
-def sink(start_sink: Callable[..., SmtpSink], tls: TlsFiles) -> SmtpSink:
-    return start_sink(cert_chain=tls.server_cert, key=tls.server_key)
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def sink(
+    start_sink: Callable[..., SmtpSink], tls: TlsFiles, request: pytest.FixtureRequest
+) -> SmtpSink:
+    """A server without PIPELINING and one with it: the same outcomes either way."""
+    return start_sink(cert_chain=tls.server_cert, key=tls.server_key, pipelining=request.param)
 
 
 def recipient(env: Env, message_id: str, position: int = 1) -> RecipientStatus:

@@ -64,3 +64,19 @@ def test_the_sink_answers_each_mail_and_the_command_after_it(tmp_path: Path) -> 
             assert client.docmd("DATA")[0] == 503
     finally:
         stop(sink)
+
+
+def test_the_sink_offers_pipelining_after_starttls(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    sink, port = start_sink(tls)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.starttls(context=ssl.create_default_context(cafile=str(tls.ca_cert)))
+            client.ehlo()
+            assert client.has_extn("pipelining") and client.has_extn("smtputf8")
+            client.send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+            assert [client.getreply()[0] for _ in range(3)] == [250, 250, 354]
+            client.send(MAILS["one line"])
+            assert client.getreply() == (250, b"OK")
+    finally:
+        stop(sink)

@@ -3,7 +3,7 @@ answer makes of the mail and of the connection."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,11 +43,10 @@ def sink(start_sink: Callable[..., SmtpSink], request: pytest.FixtureRequest) ->
     return start_sink(pipelining=request.param)
 
 
-@pytest.fixture
-def session(sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> SmtpSession:
+def open_session(sink: SmtpSink, tls: TlsFiles, folder: Path) -> SmtpSession:
     settings = load_settings(
         {
-            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
+            "SOAP_SERVICE_DATA_DIR": str(folder),
             "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
             "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
             "SOAP_SERVICE_MAIL_FROM": SENDER,
@@ -57,6 +56,12 @@ def session(sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> SmtpSession:
         Route("127.0.0.1", sink.port, relay=True), settings, TlsContexts.from_settings(settings)
     )
     opened.open()
+    return opened
+
+
+@pytest.fixture
+def session(sink: SmtpSink, tls: TlsFiles, tmp_path: Path) -> Iterator[SmtpSession]:
+    opened = open_session(sink, tls, tmp_path)
     yield opened
     opened.close()
 
@@ -179,29 +184,10 @@ def test_a_server_offering_pipelining_gets_the_envelope_in_one_write(
     )
 
 
-@pytest.mark.parametrize("pipelining", [False, True])
-def test_a_line_break_in_an_address_sends_nothing(
-    start_sink: Callable[..., SmtpSink], tls: TlsFiles, tmp_path: Path, pipelining: bool
-) -> None:
-    sink = start_sink(pipelining=pipelining)
-    settings = load_settings(
-        {
-            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
-            "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
-            "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
-            "SOAP_SERVICE_MAIL_FROM": SENDER,
-        }
-    ).delivery.smtp
-    session = SmtpSession(
-        Route("127.0.0.1", sink.port, relay=True), settings, TlsContexts.from_settings(settings)
-    )
-    session.open()
-    try:
-        with pytest.raises(ValueError, match="prohibited newline"):
-            session.send(SENDER, "anna@example.ch>\r\nRCPT TO:<eve@example.ch", mail(1))
-        assert sink.events == []
-    finally:
-        session.close()
+def test_a_line_break_in_an_address_sends_nothing(sink: SmtpSink, session: SmtpSession) -> None:
+    with pytest.raises(ValueError, match="prohibited newline"):
+        session.send(SENDER, "anna@example.ch>\r\nRCPT TO:<eve@example.ch", mail(1))
+    assert sink.events == []
 
 
 def test_data_taken_after_a_refused_recipient_is_ended_with_an_empty_mail(
@@ -212,18 +198,7 @@ def test_data_taken_after_a_refused_recipient_is_ended_with_an_empty_mail(
     sink = start_sink(pipelining=True)
     sink.script.rcpt_replies["gone@example.ch"] = "550 5.1.1 No such user"
     sink.script.data_after_refused_rcpt = True
-    settings = load_settings(
-        {
-            "SOAP_SERVICE_DATA_DIR": str(tmp_path),
-            "SOAP_SERVICE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
-            "SOAP_SERVICE_SMTP_CA_FILE": str(tls.ca_cert),
-            "SOAP_SERVICE_MAIL_FROM": SENDER,
-        }
-    ).delivery.smtp
-    session = SmtpSession(
-        Route("127.0.0.1", sink.port, relay=True), settings, TlsContexts.from_settings(settings)
-    )
-    session.open()
+    session = open_session(sink, tls, tmp_path)
     try:
         first = session.send(SENDER, "gone@example.ch", mail(1))
         second = session.send(SENDER, "bert@example.ch", mail(2))

@@ -19,7 +19,6 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from soap_service.delivery.addresses import smtp_address
 from soap_service.domain.delivery import Outcome, OutcomeKind
@@ -223,24 +222,11 @@ class SmtpSession:
             raise ValueError("command and arguments contain prohibited newline characters")
         try:
             if client.has_extn("pipelining"):
-                return self._pipelined(client, mail, rcpt, data)
-            code, reply = client.docmd(mail)
-            if code in MAIL_REPLIES_ABOUT_THIS_MAIL:
-                self._reset()  # too large, or a parameter refused: this mail only
-                return self._answered(code, reply)
-            if code != 250:
-                self._refused_sender(code, reply)
-            code, reply = client.docmd(rcpt)
-            if code in (250, 251):
-                code, reply = client.docmd("DATA")
-                if code == 354:
-                    client.send(dot_stuffed(data))
-                    code, reply = client.getreply()
-                    if code == 250:
-                        return Outcome(kind=OutcomeKind.ACCEPTED, detail=self._accepted())
-            if code != 421:
-                self._reset()
-            return self._answered(code, reply)
+                client.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n")
+                replies = _replies(client, 3)
+            else:
+                replies = _one_at_a_time(client, mail, rcpt)
+            return self._complete(client, replies, data)
         except smtplib.SMTPServerDisconnected as exc:
             self.close()
             raise TransportError(f"{self.route.host} dropped the connection: {exc}") from exc
@@ -248,47 +234,33 @@ class SmtpSession:
             self.close()
             raise TransportError(f"{self.route.host}: {_describe(exc)}") from exc
 
-    def _pipelined(self, client: smtplib.SMTP, mail: str, rcpt: str, data: bytes) -> Outcome:
-        """The same answers as one command at a time, from the three replies read in
-        order. Each is read even after a refusal, to keep the connection in step; a 421
-        ends it at once (the server says nothing more)."""
-        client.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n")
-        replies = []
-        for _ in range(3):
-            code, reply = client.getreply()
-            if code == 421:
-                return self._answered(code, reply)
-            replies.append((code, reply))
-        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
-        envelope_accepted = mail_code == 250 and rcpt_code in (250, 251)
-        if data_code == 354:
-            if not envelope_accepted:
-                # DATA taken although the envelope was not: an empty mail ends it (RFC 2920 3.1).
-                client.send(b".\r\n")
-                data_code, data_reply = client.getreply()
-            else:
-                client.send(dot_stuffed(data))
-                data_code, data_reply = client.getreply()
-                if data_code == 250:
-                    return Outcome(kind=OutcomeKind.ACCEPTED, detail=self._accepted())
-        if data_code == 421:
-            return self._answered(data_code, data_reply)
-        if mail_code in MAIL_REPLIES_ABOUT_THIS_MAIL:
-            code, reply = mail_code, mail_reply
-        elif mail_code != 250:
-            self._refused_sender(mail_code, mail_reply)
-        elif not envelope_accepted:
-            code, reply = rcpt_code, rcpt_reply
+    def _complete(self, client: smtplib.SMTP, replies: list[Reply], data: bytes) -> Outcome:
+        """The mail's outcome from the replies to its MAIL, RCPT and DATA: all three when
+        pipelined, up to the first refusal when not, and never past a 421 (the server
+        says nothing more). The content goes once DATA is taken."""
+        (mail_code, mail_reply), *rest = replies
+        envelope_accepted = mail_code == 250 and bool(rest) and rest[0][0] in (250, 251)
+        if len(rest) == 2 and rest[1][0] == 354:
+            # DATA taken although the envelope was not (only pipelined): a lone dot ends
+            # it, an empty mail that goes nowhere (RFC 2920 3.1).
+            client.send(dot_stuffed(data) if envelope_accepted else b".\r\n")
+            rest[1] = client.getreply()
+            if envelope_accepted and rest[1][0] == 250:
+                return Outcome(kind=OutcomeKind.ACCEPTED, detail=self._accepted())
+        if mail_code != 250:
+            if mail_code not in MAIL_REPLIES_ABOUT_THIS_MAIL:
+                # About us, not this mail: permanent for nobody, temporary for all.
+                self.close()
+                raise DestinationBusy(
+                    f"{self.route.host} refused the sender: {_reply(mail_code, mail_reply)}"
+                )
+            code, reply = mail_code, mail_reply  # too large, or a parameter refused
         else:
-            code, reply = data_code, data_reply
-        self._reset()
+            # The recipient's refusal, or DATA's, or the answer to the content.
+            code, reply = rest[1] if envelope_accepted else rest[0]
+        if code != 421:
+            self._reset()  # this mail only: the connection serves the next
         return self._answered(code, reply)
-
-    def _refused_sender(self, code: int, reply: bytes) -> NoReturn:
-        """A refusal of MAIL FROM that is about us, not this mail: permanent for nobody,
-        temporary for all."""
-        self.close()
-        raise DestinationBusy(f"{self.route.host} refused the sender: {_reply(code, reply)}")
 
     def _accepted(self) -> str:
         """The journal's words for a 250: a gateway received the message itself."""
@@ -335,6 +307,28 @@ class SmtpSession:
                 client.quit()
             except (OSError, smtplib.SMTPException):
                 client.close()
+
+
+Reply = tuple[int, bytes]
+
+
+def _one_at_a_time(client: smtplib.SMTP, mail: str, rcpt: str) -> list[Reply]:
+    """The replies to MAIL, RCPT and DATA, each command sent once the one before it was
+    accepted."""
+    replies = [client.docmd(mail)]
+    if replies[-1][0] == 250:
+        replies.append(client.docmd(rcpt))
+        if replies[-1][0] in (250, 251):
+            replies.append(client.docmd("DATA"))
+    return replies
+
+
+def _replies(client: smtplib.SMTP, count: int) -> list[Reply]:
+    """The replies to `count` pipelined commands, in order; fewer after a 421."""
+    replies: list[Reply] = []
+    while len(replies) < count and (not replies or replies[-1][0] != 421):
+        replies.append(client.getreply())
+    return replies
 
 
 def dot_stuffed(data: bytes) -> bytes:

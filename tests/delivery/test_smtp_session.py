@@ -125,13 +125,14 @@ def test_a_421_closes_the_session_and_says_the_destination_is_busy(
     assert sink.received == []
 
 
+@pytest.mark.parametrize("reply", ["553 5.7.1 Sender not allowed", "421 4.3.2 Shutting down"])
 def test_a_refused_sender_says_the_destination_is_busy(
-    sink: SmtpSink, session: SmtpSession
+    sink: SmtpSink, session: SmtpSession, reply: str
 ) -> None:
-    sink.script.mail_replies.append("553 5.7.1 Sender not allowed")
+    sink.script.mail_replies.append(reply)
     with pytest.raises(DestinationBusy) as raised:
         session.send(SENDER, "anna@example.ch", mail(1))
-    assert str(raised.value) == "127.0.0.1 refused the sender: 553 5.7.1 Sender not allowed"
+    assert str(raised.value) == f"127.0.0.1 refused the sender: {reply}"
     assert not session.is_open
     assert sink.events == [("MAIL", True)]
 

@@ -3,7 +3,7 @@
     python -m bench.delivery [--messages 5000] [--payslips 10000] [--workers 2]
 
 1. `--messages` queued messages (50 KB attachment each) on a fresh PostgreSQL database are
-   delivered by one `soap-service worker` to a local STARTTLS sink (bench/smtp_counter.py).
+   delivered by one `soap-service worker` to a local STARTTLS sink (bench/relay_sink.py).
    The same notifications, written beforehand, are sent by a plain smtplib loop over one
    persistent STARTTLS connection to the same sink (with TCP_NODELAY, the loop at its
    best). Goal: the engine reaches at least 80% of the loop's messages per second.
@@ -81,7 +81,7 @@ def start_sink(tls: TlsFiles) -> tuple[subprocess.Popen[bytes], int]:
         [
             sys.executable,
             "-m",
-            "bench.smtp_counter",
+            "bench.relay_sink",
             str(port),
             str(tls.server_cert),
             str(tls.server_key),

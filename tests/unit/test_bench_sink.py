@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.delivery import start_sink, stop
+from bench.relay_sink import skip_data
 from bench.send_message import make_tls
-from bench.smtp_counter import skip_data
 
 NEXT = b"MAIL FROM:<next@example.com>\r\n"
 

@@ -1,14 +1,14 @@
-"""The benchmark's mail sink: an aiosmtpd server requiring STARTTLS that answers 250 to
-every mail and keeps nothing, in its own process so it does not share a GIL with what it measures.
+"""The benchmark's relay: an aiosmtpd server requiring STARTTLS that answers 250 to every
+mail and keeps nothing, in its own process so that it shares no GIL with what it measures.
 
-    python -m bench.smtp_counter PORT CERT_CHAIN KEY
+    python -m bench.relay_sink PORT CERT_CHAIN KEY
 
 It stands in for the relay or the recipients' servers, which are other machines: what it
 costs is the benchmark's, not the service's. So it reads a mail's DATA up to the closing
-dot in a few pieces instead of aiosmtpd's loop over every line, which keeps each line
-for a handler that only counts; that loop (130 lines a notification) cost more CPU than
-the rest of the sink together. Everything else is aiosmtpd's own, and it offers
-PIPELINING, as the relays the service meets do (Postfix among them).
+dot in a few pieces instead of aiosmtpd's loop over every line, which keeps each line for
+a handler (130 lines a notification) and cost more CPU than the rest of the sink
+together. Everything else is aiosmtpd's own, and it offers PIPELINING, as the relays the
+service meets do (Postfix among them).
 """
 
 from __future__ import annotations
